@@ -1,0 +1,71 @@
+"""The model catalogue (``data/models.yaml``): which models exist and what each takes and gives.
+
+Seeds: 003 "Multimodal input" (support for a media type depends on the model), 002 "Native
+image generation" (models with image output capability).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "data" / "models.yaml"
+
+#: Content part ``type`` -> the input modality it needs.
+PART_MODALITY: Mapping[str, str] = {
+    "text": "text",
+    "image_url": "image",
+    "input_audio": "audio",
+    "video_url": "video",
+    "video": "video",
+    "file": "file",
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    """One catalogue entry; ``input``/``output`` are modality names (text, image, audio, video, file)."""
+
+    id: str
+    provider: str
+    input: frozenset[str]
+    output: frozenset[str]
+    tools: bool
+    structured_output: bool
+    streaming: bool
+
+    def as_openai(self, created: int) -> dict[str, Any]:
+        """The ``model`` object of GET /v1/models (OpenAI shape, plus the modalities)."""
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": created,
+            "owned_by": self.provider,
+            "input_modalities": sorted(self.input),
+            "output_modalities": sorted(self.output),
+        }
+
+
+def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> dict[str, Model]:
+    """Read a catalogue file into ``{model id: Model}``. Raises ValueError on a malformed entry."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    models: dict[str, Model] = {}
+    for entry in data.get("models", []):
+        try:
+            model = Model(
+                id=str(entry["id"]),
+                provider=str(entry["provider"]),
+                input=frozenset(entry["input"]),
+                output=frozenset(entry["output"]),
+                tools=bool(entry.get("tools", False)),
+                structured_output=bool(entry.get("structured_output", False)),
+                streaming=bool(entry.get("streaming", True)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: bad model entry {entry!r}: {exc}") from exc
+        models[model.id] = model
+    return models

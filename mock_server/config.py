@@ -1,0 +1,20 @@
+"""The mock's configuration: frozen, built once by the CLI or a test, and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mock_server.catalogue import DEFAULT_CATALOGUE
+
+#: The development key the mock accepts when no keys are configured (README "Development key").
+DEV_API_KEY = "sk-test"
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """``seed`` makes every answer repeatable; ``api_keys`` are the accepted Bearer keys."""
+
+    seed: int = 0
+    api_keys: frozenset[str] = field(default_factory=lambda: frozenset({DEV_API_KEY}))
+    catalogue: Path = DEFAULT_CATALOGUE

@@ -1,0 +1,47 @@
+"""What a handler gets: the validated request (:class:`Call`) and the app's shared services."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_server.catalogue import Model, load_catalogue
+from mock_server.config import MockConfig
+from spec import Operation
+
+
+@dataclass
+class Services:
+    """Built once per app from :class:`MockConfig`: the catalogue and the id sequence."""
+
+    config: MockConfig
+    models: dict[str, Model] = field(init=False)
+    _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.models = load_catalogue(self.config.catalogue)
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh id such as ``chatcmpl-<24 hex>``; the sequence is fixed by the seed."""
+        digest = hashlib.sha256(f"{self.config.seed}:{next(self._ids)}".encode()).hexdigest()
+        return f"{prefix}-{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One authenticated, validated request: ``body`` is the parsed JSON (None without a body)."""
+
+    request: Request
+    operation: Operation
+    body: Any
+    api_key: str | None
+    services: Services
+
+
+Handler = Callable[[Call], Awaitable[Response]]

@@ -1,0 +1,64 @@
+"""The mock's one exception type and its rendering in the OpenAI structured error shape.
+
+Every rejection the mock makes is an :class:`ApiError`; the app turns it into
+``{"error": {"type", "message", "param", "code"}}`` with its status (001 "Errors"), so no handler
+ever builds an error body by hand and no bad input ends as a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+#: error.type per HTTP status, as the table of 001 "Errors" gives it.
+ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "internal_server_error",
+    501: "internal_server_error",
+    502: "upstream_error",
+    503: "upstream_error",
+}
+
+
+class ApiError(Exception):
+    """A request the mock answers with an error envelope.
+
+    ``status`` is the HTTP status; ``type`` defaults to the documented error.type for it;
+    ``param`` names the offending request field (``messages[0].content``) where there is one;
+    ``headers`` are extra response headers (e.g. ``Retry-After`` in s).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or ERROR_TYPES.get(status, "internal_server_error")
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The error envelope: ``{"error": {"type", "message", "param", "code"}}``."""
+        return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        """The JSON response carrying :meth:`body`, ``status`` and ``headers``."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)

@@ -1,0 +1,241 @@
+"""POST /v1/chat/completions (001 "Chat Completions"; content parts of 000 and 003; 002 "Native
+image generation").
+
+The gateway's normalisation is modelled (001 "Provider routing"): a developer message counts as
+system, and max_tokens and max_completion_tokens are both accepted. Answers are deterministic
+for the mock's seed and the request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from mock_server.catalogue import PART_MODALITY, Model
+from mock_server.context import Call, Services
+from mock_server.errors import ApiError
+from mock_server.handlers import handles
+from mock_server.media import data_url, image_bytes
+from mock_server.sse import sse_response
+from mock_server.textgen import count_tokens, instance_of, pieces, rng_for, sentence
+
+#: Prompt tokens a non-text content part counts for (the documents leave the rates open).
+PART_TOKENS: Mapping[str, int] = {"image_url": 85, "input_audio": 50, "video_url": 300, "video": 100, "file": 200}
+#: Image output tokens per generated image, as in 002's example response (1290).
+IMAGE_TOKENS = 1290
+#: Side of the square PNG a native image-output model returns, in px.
+IMAGE_SIDE = 1024
+#: Tokens of a plain text answer when max_tokens does not cut it shorter.
+ANSWER_TOKENS = 24
+
+
+@dataclass
+class Answer:
+    """One choice's output before it is rendered as a message or as stream deltas."""
+
+    content: str | None
+    finish_reason: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def text_tokens(self) -> int:
+        calls = sum(count_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in self.tool_calls)
+        return count_tokens(self.content or "") + calls
+
+    @property
+    def image_tokens(self) -> int:
+        return IMAGE_TOKENS * len(self.images)
+
+
+@handles("createChatCompletion")
+async def create_chat_completion(call: Call) -> Response:
+    """Answer a chat completion, as one ``chat.completion`` or an SSE stream of chunks.
+
+    Raises ApiError 400 for an unknown model, a content part the model does not take, tools or
+    json_schema on a model without them, or a tool_choice naming no declared tool.
+    """
+    body = call.body
+    model = _model(call.services, body["model"])
+    messages = [_normalise(message) for message in body["messages"]]
+    _check_parts(model, messages)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    answers = [_answer(call.services, model, body, messages, index, limit) for index in range(body.get("n") or 1)]
+    usage = _usage(messages, answers)
+    completion_id = call.services.new_id("chatcmpl")
+    created = int(time.time())
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return sse_response(_chunks(completion_id, created, model.id, answers, usage if include_usage else None))
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model.id,
+            "system_fingerprint": "fp_mock",
+            "choices": [
+                {"index": i, "message": _message(answer), "finish_reason": answer.finish_reason, "logprobs": None}
+                for i, answer in enumerate(answers)
+            ],
+            "usage": usage,
+        }
+    )
+
+
+def _model(services: Services, model_id: str) -> Model:
+    model = services.models.get(model_id)
+    if model is None:
+        known = ", ".join(sorted(services.models))
+        raise ApiError(400, f"The model '{model_id}' does not exist. Known models: {known}.", param="model",
+                       code="model_not_found")
+    return model
+
+
+def _normalise(message: Mapping[str, Any]) -> dict[str, Any]:
+    """001 "Provider routing": developer roles are rewritten to system."""
+    out = dict(message)
+    if out["role"] == "developer":
+        out["role"] = "system"
+    return out
+
+
+def _parts(message: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return content if isinstance(content, list) else []
+
+
+def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
+    """003 "Multimodal input": whether a model supports a media type depends on the model."""
+    for m_index, message in enumerate(messages):
+        for p_index, part in enumerate(_parts(message)):
+            modality = PART_MODALITY.get(part["type"], part["type"])
+            if modality not in model.input:
+                param = f"messages[{m_index}].content[{p_index}]"
+                raise ApiError(400, f"Model '{model.id}' does not accept '{part['type']}' content parts "
+                               f"(it takes: {', '.join(sorted(model.input))}).", param=param,
+                               code="unsupported_content_part")
+
+
+def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: list[dict[str, Any]],
+            index: int, limit: int | None) -> Answer:
+    rng = rng_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
+    tools = body.get("tools") or []
+    if tools and not model.tools:
+        raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
+    tool = _chosen_tool(tools, body.get("tool_choice"), messages)
+    if tool is not None:
+        function = tool["function"]
+        arguments = json.dumps(instance_of(function.get("parameters") or {"type": "object"}, rng))
+        call = {"id": services.new_id("call"), "type": "function",
+                "function": {"name": function["name"], "arguments": arguments}}
+        return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
+    text = _text(model, body.get("response_format"), rng)
+    images = []
+    if "image" in model.output:
+        png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, rng.randrange(64))
+        images.append({"type": "image_url", "image_url": {"url": data_url(png, "image/png")}})
+    tokens = pieces(text)
+    if limit is not None and len(tokens) > limit:
+        return Answer(content="".join(tokens[:limit]), finish_reason="length", images=images)
+    return Answer(content=text, finish_reason="stop", images=images)
+
+
+def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, messages: Sequence[Mapping[str, Any]]
+                 ) -> Mapping[str, Any] | None:
+    """The tool to call, or None for a text answer. ``auto`` calls one unless the last turn was a tool result."""
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, Mapping):
+        name = choice["function"]["name"]
+        for tool in tools:
+            if tool["function"]["name"] == name:
+                return tool
+        raise ApiError(400, f"tool_choice names '{name}', which is not among the tools.", param="tool_choice")
+    if choice == "required" or messages[-1]["role"] != "tool":
+        return tools[0]
+    return None
+
+
+def _text(model: Model, response_format: Mapping[str, Any] | None, rng: Any) -> str:
+    kind = (response_format or {}).get("type", "text")
+    if kind != "text" and not model.structured_output:
+        raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
+    if kind == "json_schema":
+        schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
+        return json.dumps(instance_of(schema, rng))
+    if kind == "json_object":
+        return json.dumps({"answer": sentence(rng, 8)})
+    if "image" in model.output:
+        return "Here is the image you asked for."
+    return sentence(rng, ANSWER_TOKENS)
+
+
+def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    total = 0
+    for message in messages:
+        total += 3  # role and separators
+        for part in _parts(message):
+            total += count_tokens(part["text"]) if part["type"] == "text" else PART_TOKENS.get(part["type"], 0)
+        total += IMAGE_TOKENS * len(message.get("images") or [])
+        for tool_call in message.get("tool_calls") or []:
+            total += count_tokens(tool_call["function"]["arguments"])
+    return total
+
+
+def _usage(messages: Sequence[Mapping[str, Any]], answers: Sequence[Answer]) -> dict[str, Any]:
+    prompt = _prompt_tokens(messages)
+    images = sum(a.image_tokens for a in answers)
+    completion = sum(a.text_tokens for a in answers) + images
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": images, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    }
+
+
+def _message(answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
+    if answer.tool_calls:
+        message["tool_calls"] = answer.tool_calls
+    if answer.images:
+        message["images"] = answer.images
+    return message
+
+
+def _chunks(completion_id: str, created: int, model: str, answers: Sequence[Answer],
+            usage: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    """The ``chat.completion.chunk`` payloads of a stream; with include_usage, a last chunk with usage."""
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": "fp_mock"}
+    if usage is not None:
+        base["usage"] = None
+
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return {**base, "choices": [choice]}
+
+    for index, answer in enumerate(answers):
+        yield chunk(index, {"role": "assistant", "content": "" if answer.content is not None else None})
+        for piece in pieces(answer.content or ""):
+            yield chunk(index, {"content": piece})
+        for t_index, tool_call in enumerate(answer.tool_calls):
+            head = {"index": t_index, "id": tool_call["id"], "type": "function",
+                    "function": {"name": tool_call["function"]["name"], "arguments": ""}}
+            yield chunk(index, {"tool_calls": [head]})
+            for piece in pieces(tool_call["function"]["arguments"]):
+                yield chunk(index, {"tool_calls": [{"index": t_index, "function": {"arguments": piece}}]})
+        if answer.images:
+            yield chunk(index, {"images": answer.images})
+        yield chunk(index, {}, answer.finish_reason)
+    if usage is not None:
+        yield {**base, "choices": [], "usage": usage}

@@ -1,0 +1,30 @@
+"""Server-sent events: ``data: <json>`` events and the ``data: [DONE]`` terminator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+DONE = "[DONE]"
+
+
+def encode_event(data: Any) -> bytes:
+    """One SSE event: a JSON value (or a raw string such as ``[DONE]``) as ``data: ...\\n\\n``."""
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+async def _events(payloads: Iterable[Any], terminator: str | None) -> AsyncIterator[bytes]:
+    for payload in payloads:
+        yield encode_event(payload)
+    if terminator is not None:
+        yield encode_event(terminator)
+
+
+def sse_response(payloads: Iterable[Any], terminator: str | None = DONE) -> StreamingResponse:
+    """A ``text/event-stream`` response sending each payload, then ``terminator`` if not None."""
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(_events(payloads, terminator), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,122 @@
+"""Deterministic stand-ins for model output: tokens, text, and JSON that satisfies a schema.
+
+Everything here is a pure function of its inputs and a seed, so the mock's answers are
+repeatable: the same seed and request give the same content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_PIECE = re.compile(r"\s*(?:\w+|[^\w\s])")
+
+_WORDS = (
+    "the model considers your request and answers with a concise deterministic reply drawn from a "
+    "seeded vocabulary so that tests can rely on stable output while still exercising streaming "
+    "tokens usage accounting images audio video documents tools and structured results"
+).split()
+
+
+def rng_for(seed: int, *parts: Any) -> random.Random:
+    """A ``random.Random`` seeded by ``seed`` and a stable hash of ``parts`` (JSON-serialisable)."""
+    digest = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True, default=str).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def pieces(text: str) -> list[str]:
+    """Split text into the mock's tokens, each with its leading white space: ``"".join`` restores it.
+
+    Tokens are words and single punctuation marks; they are the unit of usage counts, of
+    ``max_tokens`` truncation and of streamed deltas.
+    """
+    return _PIECE.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    """Number of mock tokens in ``text`` (see :func:`pieces`)."""
+    return len(_PIECE.findall(text))
+
+
+def sentence(rng: random.Random, count: int) -> str:
+    """Plain prose of exactly ``count`` tokens (``count`` >= 1) ending in a full stop."""
+    words = [rng.choice(_WORDS) for _ in range(max(count - 1, 1))]
+    words[0] = words[0].capitalize()
+    return " ".join(words) + "." if count > 1 else words[0]
+
+
+def instance_of(schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] | None = None) -> Any:
+    """A JSON value valid against ``schema`` (a practical subset of JSON Schema 2020-12).
+
+    Handles type, const, enum, properties/required, items, min/max bounds, oneOf/anyOf/allOf and
+    local ``#/$defs`` refs. Used for tool_calls arguments and json_schema structured output
+    (001 "What you can do").
+    """
+    root = schema if root is None else root
+    if "$ref" in schema:
+        return instance_of(_local_ref(root, schema["$ref"]), rng, root)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            return instance_of(schema[key][0], rng, root)
+    if "allOf" in schema:
+        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in schema["allOf"]:
+            resolved = _local_ref(root, part["$ref"]) if "$ref" in part else part
+            merged.setdefault("properties", {}).update(resolved.get("properties", {}))
+            merged["required"] = [*merged.get("required", []), *resolved.get("required", [])]
+            merged.setdefault("type", resolved.get("type"))
+        return instance_of(merged, rng, root)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: instance_of(sub, rng, root) for name, sub in props.items()}
+    if kind == "array":
+        count = max(int(schema.get("minItems", 1)), 1)
+        count = min(count, int(schema.get("maxItems", count)))
+        item = schema.get("items", {})
+        return [instance_of(item, rng, root) for _ in range(count)]
+    if kind in ("integer", "number"):
+        return _number_for(schema, rng, integer=(kind == "integer"))
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    return _string_for(schema, rng)
+
+
+def _number_for(schema: Mapping[str, Any], rng: random.Random, *, integer: bool) -> int | float:
+    step = 1 if integer else 0.01
+    low = schema.get("minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else 0)
+    high = schema.get("maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else low + 100)
+    if integer:
+        return rng.randint(math.ceil(low), max(math.floor(high), math.ceil(low)))
+    return min(max(round(rng.uniform(low, high), 2), low), high)
+
+
+def _string_for(schema: Mapping[str, Any], rng: random.Random) -> str:
+    formats = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "email": "user@example.com",
+               "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000"}
+    if schema.get("format") in formats:
+        return formats[schema["format"]]
+    text = sentence(rng, 4).rstrip(".")
+    low, high = int(schema.get("minLength", 0)), int(schema.get("maxLength", 10_000))
+    text = (text + " " + "x" * low)[: max(low, len(text))] if len(text) < low else text
+    return text[:high]
+
+
+def _local_ref(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
+    node: Any = root
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return dict(node)

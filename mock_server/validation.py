@@ -1,0 +1,114 @@
+"""Request-body validation against the spec, compiled once per operation at start-up.
+
+A violation becomes ``400 invalid_request_error`` whose ``message`` and ``param`` name the
+offending field as a path such as ``messages[0].content[1].image_url.url`` (001 "Errors":
+"Schema violation. The message names the offending field.").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import best_match
+
+from mock_server.errors import ApiError
+from spec import Operation, request_body_schema, schema_validator
+
+#: Keys whose ``const`` picks the branch of a ``oneOf`` (content part ``type``, message ``role``).
+DISCRIMINATORS = frozenset({"type", "role"})
+
+
+def field_path(path: Iterable[Any]) -> str:
+    """Render a JSON path as the OpenAI ``param`` style: ``messages[0].content``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class BodyValidator:
+    """Validates one operation's JSON request body; build at start-up, call per request."""
+
+    def __init__(self, operation: Operation) -> None:
+        schema = request_body_schema(operation)
+        self.operation = operation
+        self._validator: Draft202012Validator | None = (
+            None if schema is None else schema_validator(operation.api, schema)
+        )
+
+    def validate(self, body: Any) -> None:
+        """Return None for a valid body; raise :class:`ApiError` (400) naming the bad field."""
+        if self._validator is None:
+            return
+        error = best_match(self._validator.iter_errors(body), key=_relevance)
+        if error is not None:
+            raise _to_api_error(_narrow(error))
+
+
+def _relevance(error: ValidationError) -> tuple[int, int]:
+    # Prefer the deepest error (most specific field); then errors that are not about a branch choice.
+    return (-len(error.path), 0 if error.validator in ("oneOf", "anyOf") else 1)
+
+
+def _narrow(error: ValidationError) -> ValidationError:
+    """For a failed ``oneOf``, descend into the branch whose discriminator matched, if any."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(int(sub.schema_path[0]), []).append(sub)
+        chosen = _matching_branch(branches.values())
+        if chosen is None:
+            return error
+        error = min(chosen, key=lambda sub: (-len(sub.path), sub.validator == "required"))
+    return error
+
+
+def _matching_branch(branches: Iterable[Sequence[ValidationError]]) -> Sequence[ValidationError] | None:
+    """The one branch with no discriminator mismatch, or None when that is not unique.
+
+    Errors in a ``oneOf`` context carry paths relative to the ``oneOf``'s instance.
+    """
+    candidates = []
+    for errors in branches:
+        mismatched = any(
+            e.validator in ("const", "enum") and len(e.path) == 1 and e.path[0] in DISCRIMINATORS for e in errors
+        )
+        type_mismatch = any(e.validator == "type" and len(e.path) == 0 for e in errors)
+        if not mismatched and not type_mismatch:
+            candidates.append(errors)
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _to_api_error(error: ValidationError) -> ApiError:
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+        param = field_path([*path, missing[0]]) if missing else field_path(path)
+        return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
+    param = field_path(path) or None
+    where = f"'{param}'" if param else "the request body"
+    if error.validator == "oneOf":
+        allowed = _discriminator_values(error)
+        if allowed:
+            key, values = allowed
+            param = field_path([*path, key])
+            got = error.instance.get(key) if isinstance(error.instance, dict) else None
+            return ApiError(400, f"Invalid value for '{param}': {got!r} is not one of {values}.", param=param)
+        return ApiError(400, f"Invalid value for {where}: it matches none of the allowed shapes.", param=param)
+    return ApiError(400, f"Invalid value for {where}: {error.message}", param=param)
+
+
+def _discriminator_values(error: ValidationError) -> tuple[str, list[Any]] | None:
+    """When every branch of a ``oneOf`` rejected the same discriminator key, that key and its allowed values."""
+    values: dict[str, list[Any]] = {}
+    for sub in error.context or []:
+        if sub.validator in ("const", "enum") and len(sub.path) == 1 and sub.path[0] in DISCRIMINATORS:
+            options = [sub.validator_value] if sub.validator == "const" else list(sub.validator_value)
+            values.setdefault(str(sub.path[0]), []).extend(options)
+    branches = {sub.schema_path[0] for sub in error.context or []}
+    for key, options in values.items():
+        if len(options) >= len(branches):
+            return key, options
+    return None
