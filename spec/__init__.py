@@ -10,9 +10,12 @@ from spec.loader import (
     SPEC_DIR,
     Operation,
     api_names,
+    find_operation,
     load_api,
     operations,
     request_body_schema,
+    response_media,
+    response_schema,
     schema_validator,
 )
 
@@ -20,8 +23,11 @@ __all__ = [
     "SPEC_DIR",
     "Operation",
     "api_names",
+    "find_operation",
     "load_api",
     "operations",
     "request_body_schema",
+    "response_media",
+    "response_schema",
     "schema_validator",
 ]

@@ -130,6 +130,33 @@ def operations(name: str) -> Iterator[Operation]:
                 yield Operation(name, path, method, op["operationId"], op, security)
 
 
+def find_operation(name: str, operation_id: str) -> Operation:
+    """The operation of vendor spec ``name`` with ``operation_id``; raises KeyError if none."""
+    for operation in operations(name):
+        if operation.operation_id == operation_id:
+            return operation
+    raise KeyError(f"{name} has no operation {operation_id}")
+
+
+def response_media(operation: Operation, status: int) -> dict[str, Any]:
+    """``{media type: media type object}`` of ``operation``'s ``status`` response: the exact status,
+    else its ``4XX``-style range, else ``default``, with a ``$ref`` response resolved; ``{}`` if undocumented.
+    """
+    responses = operation.spec.get("responses", {})
+    response = responses.get(str(status)) or responses.get(f"{status // 100}XX") or responses.get("default")
+    if response is None:
+        return {}
+    if "$ref" in response:
+        response = _resolve_pointer(_bundle(operation.api), response["$ref"].lstrip("#"), operation.api)
+    return dict(response.get("content", {}))
+
+
+def response_schema(operation: Operation, status: int, media_type: str = "application/json") -> dict[str, Any] | None:
+    """The JSON Schema of ``operation``'s ``status`` response for ``media_type``; None if undocumented."""
+    content = response_media(operation, status).get(media_type)
+    return None if content is None else dict(content.get("schema", {}))
+
+
 def request_body_schema(operation: Operation, media_type: str = "application/json") -> dict[str, Any] | None:
     """The JSON Schema of ``operation``'s request body for ``media_type``, or None if it has none."""
     body = operation.spec.get("requestBody")

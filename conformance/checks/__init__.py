@@ -1,0 +1,55 @@
+"""Checks: plain functions registered by name. The name is the report's row and the baseline's key.
+
+A check takes the :class:`~conformance.http.Exchange` to judge and the spec
+:class:`~spec.Operation` it exercised, returns None when the property holds and raises
+:class:`~conformance.failures.CheckFailure` (naming itself) when it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from conformance.http import Exchange
+from spec import Operation
+
+CheckFunction = Callable[[Exchange, Operation], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered check: ``capability`` is the matrix row it counts for, ``source`` its seed section."""
+
+    name: str
+    capability: str
+    source: str
+    function: CheckFunction
+
+    def __call__(self, exchange: Exchange, operation: Operation) -> None:
+        self.function(exchange, operation)
+
+
+REGISTRY: dict[str, Check] = {}
+
+
+def check(capability: str, source: str) -> Callable[[CheckFunction], Check]:
+    """Register the decorated function under its own name."""
+
+    def register(function: CheckFunction) -> Check:
+        name = function.__name__
+        if name in REGISTRY:
+            raise ValueError(f"check {name} registered twice")
+        REGISTRY[name] = registered = Check(name, capability, source, function)
+        return registered
+
+    return register
+
+
+def get(name: str) -> Check:
+    """The registered check called ``name``; KeyError if there is none."""
+    return REGISTRY[name]
+
+
+from conformance.checks import contract, errors, streaming  # noqa: E402  (registers by import)
+
+__all__ = ["REGISTRY", "Check", "check", "contract", "errors", "get", "streaming"]

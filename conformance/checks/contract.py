@@ -1,0 +1,102 @@
+"""Checks of any single answer against its operation's spec: status, content type, schema, errors.
+
+Source: 001 "Errors" (documented statuses and the structured error shape); every operation's
+``responses`` in ``spec/``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from conformance.checks import check
+from conformance.failures import CheckFailure
+from conformance.http import Exchange
+from spec import Operation, find_operation, response_media, schema_validator
+
+
+@functools.cache
+def _validator(api: str, operation_id: str, status: int, media_type: str, sse_item: bool) -> Draft202012Validator | None:
+    media = response_media(find_operation(api, operation_id), status).get(media_type, {})
+    schema = media.get("x-sse", {}).get("item") if sse_item else media.get("schema")
+    return None if schema is None else schema_validator(api, schema)
+
+
+def validate_against(operation: Operation, status: int, media_type: str, instance: Any, *,
+                     sse_item: bool = False) -> str | None:
+    """None if ``instance`` satisfies the documented schema (or none is documented), else the reason.
+
+    ``sse_item=True`` validates one ``data:`` payload against the media type's ``x-sse.item``.
+    Validators are compiled once per (operation, status, media type).
+    """
+    validator = _validator(operation.api, operation.operation_id, status, media_type, sse_item)
+    if validator is None:
+        return None
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:300]}"
+
+
+@check(capability="contract.status", source="spec responses; 001 Errors")
+def status_code_documented(exchange: Exchange, operation: Operation) -> None:
+    """The status is one the operation documents."""
+    responses = operation.spec["responses"]
+    status = exchange.status
+    if not {str(status), f"{status // 100}XX", "default"} & set(responses):
+        documented = ", ".join(responses)
+        raise CheckFailure("status_code_documented", f"one of {documented}", str(exchange.status),
+                           exchange.evidence())
+
+
+@check(capability="contract.content_type", source="spec responses")
+def content_type_documented(exchange: Exchange, operation: Operation) -> None:
+    """The Content-Type is one the operation documents for this status."""
+    media = response_media(operation, exchange.status)
+    if media and exchange.media_type not in media:
+        raise CheckFailure("content_type_documented", f"one of {', '.join(media)}",
+                           exchange.media_type or "no Content-Type", exchange.evidence())
+
+
+@check(capability="contract.schema", source="spec responses")
+def response_schema_conformance(exchange: Exchange, operation: Operation) -> None:
+    """A JSON body validates against the documented schema for its status and media type."""
+    if exchange.media_type != "application/json":
+        return
+    body = exchange.json()
+    if body is None:
+        raise CheckFailure("response_schema_conformance", "a JSON body", "a body that does not parse as JSON",
+                           exchange.evidence())
+    reason = validate_against(operation, exchange.status, "application/json", body)
+    if reason is not None:
+        raise CheckFailure("response_schema_conformance", "a body valid against the spec", reason,
+                           exchange.evidence())
+
+
+@check(capability="errors.envelope", source="001 Errors")
+def error_envelope_conformance(exchange: Exchange, operation: Operation) -> None:
+    """A 4xx/5xx answer is ``{"error": {"type", "message"}}`` JSON with the type documented for its status."""
+    if exchange.status < 400:
+        return
+    body = exchange.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("type"), str) or not isinstance(
+            error.get("message"), str):
+        raise CheckFailure("error_envelope_conformance", '{"error": {"type": str, "message": str}}',
+                           _shape(body, exchange), exchange.evidence())
+    reason = validate_against(operation, exchange.status, "application/json", body)
+    if reason is not None:
+        raise CheckFailure("error_envelope_conformance", f"the error.type documented for {exchange.status}",
+                           f"error.type {error.get('type')!r} ({reason})", exchange.evidence())
+
+
+def _shape(body: Any, exchange: Exchange) -> str:
+    if body is None:
+        return f"a non-JSON body ({exchange.media_type or 'no Content-Type'})"
+    if isinstance(body, dict):
+        return "a JSON object with keys " + ", ".join(sorted(body)) if body else "an empty JSON object"
+    return f"JSON of type {type(body).__name__}"

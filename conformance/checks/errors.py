@@ -1,0 +1,49 @@
+"""Checks of rejections: authentication and schema violations (001 "Errors", "Endpoints").
+
+Each check judges the answer to a request built to be rejected; the suite's scenario says which.
+"""
+
+from __future__ import annotations
+
+from conformance.checks import check
+from conformance.failures import CheckFailure
+from conformance.http import Exchange
+from spec import Operation
+
+SOURCE_AUTH = "001 Errors (401 authentication_error); 001 Endpoints (bearer token)"
+
+
+def _error(exchange: Exchange) -> dict[str, object]:
+    body = exchange.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _expect_status(name: str, exchange: Exchange, status: int, error_type: str) -> None:
+    got_type = _error(exchange).get("type")
+    if exchange.status != status or got_type != error_type:
+        raise CheckFailure(name, f"{status} with error.type {error_type}",
+                           f"{exchange.status} with error.type {got_type!r}", exchange.evidence())
+
+
+@check(capability="auth", source=SOURCE_AUTH)
+def missing_key_rejected(exchange: Exchange, operation: Operation) -> None:
+    """A request without Authorization is answered 401 authentication_error."""
+    _expect_status("missing_key_rejected", exchange, 401, "authentication_error")
+
+
+@check(capability="auth", source=SOURCE_AUTH)
+def invalid_key_rejected(exchange: Exchange, operation: Operation) -> None:
+    """A request with an unknown Bearer key is answered 401 authentication_error."""
+    _expect_status("invalid_key_rejected", exchange, 401, "authentication_error")
+
+
+@check(capability="errors.invalid_request", source="001 Errors (400: the message names the offending field)")
+def invalid_request_names_field(exchange: Exchange, operation: Operation) -> None:
+    """A body missing ``messages`` is answered 400 invalid_request_error whose message or param names it."""
+    _expect_status("invalid_request_names_field", exchange, 400, "invalid_request_error")
+    error = _error(exchange)
+    named = "messages" in str(error.get("message", "")) or "messages" in str(error.get("param") or "")
+    if not named:
+        raise CheckFailure("invalid_request_names_field", "error.message or error.param naming 'messages'",
+                           f"message {error.get('message')!r}, param {error.get('param')!r}", exchange.evidence())

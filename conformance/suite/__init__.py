@@ -1,0 +1,1 @@
+"""The suite's test modules, run by ``conformance run`` against one target (see conformance.plugin)."""

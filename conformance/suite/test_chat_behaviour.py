@@ -1,0 +1,77 @@
+"""Behavioural checks of POST /v1/chat/completions: streaming, authentication and rejections.
+
+Each scenario sends one request, once per run; every check registered for it judges the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from conformance.checks import REGISTRY, Check
+from conformance.http import Exchange, TargetClient
+from conformance.target import Target
+from spec import Operation, find_operation
+
+CHAT = find_operation("openai_gateway", "createChatCompletion")
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def _chat(target: Target, **extra: Any) -> dict[str, Any]:
+    return {"model": target.model("chat"), "messages": [{"role": "user", "content": "Say hello."}], **extra}
+
+
+#: scenario id -> (request body factory, headers, send the key?)
+SCENARIOS: Mapping[str, tuple[Callable[[Target], Any], Mapping[str, str], bool]] = {
+    "stream_with_usage": (lambda t: _chat(t, stream=True, stream_options={"include_usage": True}), {}, True),
+    "stream_plain": (lambda t: _chat(t, stream=True), {}, True),
+    "stream_tool_call": (lambda t: _chat(t, stream=True, tools=[WEATHER_TOOL], tool_choice="required"), {}, True),
+    "no_key": (lambda t: _chat(t), {}, False),
+    "invalid_key": (lambda t: _chat(t), {"Authorization": "Bearer sk-conformance-invalid-key"}, True),
+    "missing_messages": (lambda t: {"model": t.model("chat")}, {}, True),
+}
+
+#: scenario id -> names of the checks that judge its answer
+JUDGED_BY: Mapping[str, tuple[str, ...]] = {
+    "stream_with_usage": ("stream_content_type", "stream_chunks_conform", "stream_ids_consistent",
+                          "stream_ends_with_done", "stream_finish_reason", "stream_include_usage"),
+    "stream_plain": ("stream_content_type", "stream_chunks_conform", "stream_ends_with_done",
+                     "stream_finish_reason"),
+    "stream_tool_call": ("stream_content_type", "stream_chunks_conform", "stream_ids_consistent",
+                         "stream_ends_with_done", "stream_finish_reason"),
+    "no_key": ("missing_key_rejected", "error_envelope_conformance"),
+    "invalid_key": ("invalid_key_rejected", "error_envelope_conformance"),
+    "missing_messages": ("invalid_request_names_field", "error_envelope_conformance"),
+}
+
+PAIRS = [(scenario, REGISTRY[name]) for scenario, names in JUDGED_BY.items() for name in names]
+
+
+@pytest.fixture(scope="session")
+def answers() -> dict[str, Exchange]:
+    """Answers already received, by scenario id: each scenario's request is sent once per run."""
+    return {}
+
+
+def _answer(scenario: str, client: TargetClient, target: Target, answers: dict[str, Exchange]) -> Exchange:
+    if scenario not in answers:
+        body, headers, auth = SCENARIOS[scenario]
+        answers[scenario] = client.request("POST", CHAT.path, json_body=body(target), headers=headers, auth=auth)
+    return answers[scenario]
+
+
+@pytest.mark.parametrize(("scenario", "check"), PAIRS, ids=[f"{s}-{c.name}" for s, c in PAIRS])
+def test_chat_behaviour(scenario: str, check: Check, client: TargetClient, target: Target,
+                        answers: dict[str, Exchange]) -> None:
+    operation: Operation = CHAT
+    check(_answer(scenario, client, target, answers), operation)

@@ -1,0 +1,19 @@
+"""Golden fixtures (``fixtures/<api>/<operationId>/*.yaml``) replayed against the target."""
+
+from __future__ import annotations
+
+from conformance.golden import GoldenCase, render, verify
+from conformance.http import TargetClient
+from conformance.target import Target
+
+#: Authorization values a fixture's ``request.auth`` may ask for.
+_AUTH = {"valid": None, "none": None, "invalid": "Bearer sk-conformance-invalid-key"}
+
+
+def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
+    auth = case.request.get("auth", "valid")
+    headers = {"Authorization": _AUTH[auth]} if _AUTH.get(auth) else {}
+    exchange = client.request(case.operation.method.upper(), case.operation.path,
+                              json_body=render(case.request.get("json"), target), headers=headers,
+                              auth=auth != "none")
+    verify(case, exchange)
