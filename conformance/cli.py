@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conformance.plugin import ConformancePlugin, RunConfig
+from conformance.profiles import PROFILES
 from conformance.target import Target, name_for, root_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="target name used for the report folder (default: from the URL)")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default ./reports)")
     run.add_argument("--fixtures", type=Path, default=REPO_ROOT / "fixtures", help="golden fixtures folder")
+    run.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                     help="how many generated cases per operation: quick (CI) or thorough (default quick)")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
     return parser
@@ -60,14 +63,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report_dir = args.reports / name
     with _resolve(args.target) as base_url:
-        plugin = ConformancePlugin(RunConfig(Target(name, base_url, api_key), args.fixtures, report_dir))
-        pytest_args = [str(SUITE_DIR), "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+        plugin = ConformancePlugin(RunConfig(Target(name, base_url, api_key), args.fixtures, report_dir,
+                                           args.profile))
+        pytest_args = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+                       # anyio's plugin is imported already (httpx): keep pytest from warning about it
+                       "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                        "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
                        "-q" if args.quiet else "-v"]
         if args.keyword:
             pytest_args += ["-k", args.keyword]
         code = pytest.main(pytest_args, plugins=[plugin])
-    return {pytest.ExitCode.OK: 0, pytest.ExitCode.TESTS_FAILED: 1}.get(code, 2)
+    if code == pytest.ExitCode.OK:
+        return 0
+    return 1 if code == pytest.ExitCode.TESTS_FAILED else 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``--target mock``: the project's own mock, served on a free loopback port for one run."""
+"""Serving an ASGI app on a free loopback port for one run: ``--target mock`` and the tests' targets."""
 
 from __future__ import annotations
 
@@ -6,30 +6,29 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
-#: Seconds to wait for the embedded mock to accept connections.
+#: Seconds to wait for a served app to accept connections.
 START_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def embedded_mock(seed: int = 0) -> Iterator[str]:
-    """Serve the mock on 127.0.0.1 (a free port) in a background thread; yield its root URL.
+def serve(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a background thread; yield its root URL.
 
-    Raises RuntimeError if it is not up within :data:`START_TIMEOUT_S`.
+    The server stops when the context exits. Raises RuntimeError if it is not up within
+    :data:`START_TIMEOUT_S`.
     """
-    from mock_server import MockConfig, create_app  # the one place the suite touches the mock
-
-    config = uvicorn.Config(create_app(MockConfig(seed=seed)), host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="embedded-mock", daemon=True)
+    thread = threading.Thread(target=server.run, name="served-app", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the embedded mock did not start")
+            raise RuntimeError("the served app did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -37,3 +36,12 @@ def embedded_mock(seed: int = 0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def embedded_mock(seed: int = 0) -> Iterator[str]:
+    """The project's mock (default configuration, ``seed``) served by :func:`serve`."""
+    from mock_server import MockConfig, create_app  # the one place the suite touches the mock
+
+    with serve(create_app(MockConfig(seed=seed))) as url:
+        yield url

@@ -9,6 +9,7 @@ Exception tree::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,12 @@ class Evidence:
 
 
 def _excerpt_value(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+    """The value itself when it is small JSON, else a cut repr (request bodies may be anything)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return excerpt(repr(value))
+    return value if len(text) <= EXCERPT_CHARS else excerpt(text)
 
 
 def excerpt(text: str | bytes) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from jsonpath_ng.ext import parse as jsonpath
+from jsonpath_ng.ext.parser import parse as jsonpath
 from PIL import Image, UnidentifiedImageError
 
 from conformance.checks.contract import validate_against
@@ -130,13 +130,13 @@ def verify(case: GoldenCase, exchange: Exchange) -> None:
         if reason is not None:
             raise fail("a body valid against the spec", reason)
     for assertion in expect.get("jsonpath", []):
-        for problem in _jsonpath_problems(assertion, body):
-            raise fail(problem[0], problem[1])
+        for wanted, got in _jsonpath_problems(assertion, body):
+            raise fail(wanted, got)
     for assertion in expect.get("media", []):
         for value in _matches(assertion["path"], body) or [None]:
-            problem = _media_problem(assertion, value)
-            if problem is not None:
-                raise fail(f"{assertion['path']} decodes as {assertion['format']}", problem)
+            reason = _media_problem(assertion, value)
+            if reason is not None:
+                raise fail(f"{assertion['path']} decodes as {assertion['format']}", reason)
 
 
 def _matches(path: str, body: Any) -> list[Any]:

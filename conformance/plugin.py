@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conformance import report
+from conformance import profiles, report
 from conformance.checks import Check
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
@@ -32,6 +32,7 @@ class RunConfig:
     target: Target
     fixtures_dir: Path
     report_dir: Path
+    profile: str = "quick"
 
 
 class ConformancePlugin:
@@ -58,6 +59,7 @@ class ConformancePlugin:
     # ---- collection ------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
+        profiles.activate(self.run.profile, self.run.report_dir / ".hypothesis")
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
@@ -73,13 +75,13 @@ class ConformancePlugin:
         return rep
 
     def _row(self, item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo[None]) -> report.Row:
-        name, capability, source = _meta(item)
+        name, capability, source, single = _meta(item)
         failure = None
         if rep.failed:
             error = call.excinfo.value if call.excinfo else None
             if isinstance(error, CheckFailure):
                 failure = error.as_dict()
-                name = error.check if name == "golden_fixture" else name
+                name = name if single else error.check  # a test of many checks reports the one that failed
             else:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
@@ -96,21 +98,21 @@ class ConformancePlugin:
         terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
 
 
-def _meta(item: pytest.Item) -> tuple[str, str, str]:
-    """(check name, capability, source) of a test item."""
+def _meta(item: pytest.Item) -> tuple[str, str, str, bool]:
+    """(check name, capability, source, whether the test runs that one check only) of a test item."""
     params = getattr(item, "callspec", None)
     values = params.params if params is not None else {}
     check = values.get("check")
     if isinstance(check, Check):
-        return check.name, check.capability, check.source
+        return check.name, check.capability, check.source, True
     case = values.get("case")
     if isinstance(case, GoldenCase):
-        return "golden_fixture", case.capability, case.source
+        return "golden_fixture", case.capability, case.source, False
     marker = item.get_closest_marker("capability")
     name = getattr(item, "originalname", item.name)
     if marker is not None:
-        return name, str(marker.args[0]), str(marker.kwargs.get("source", ""))
-    return name, "uncategorised", ""
+        return name, str(marker.args[0]), str(marker.kwargs.get("source", "")), False
+    return name, "uncategorised", "", False
 
 
 def _longrepr(rep: pytest.TestReport) -> str:

@@ -64,7 +64,7 @@ def build(target: Target, rows: Sequence[Row], started: str, finished: str, dura
 def write(report: dict[str, Any], directory: Path) -> None:
     """Write ``report.json`` and ``report.md`` into ``directory`` (created if missing)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (directory / "report.json").write_text(json.dumps(report, indent=2, default=repr) + "\n", encoding="utf-8")
     (directory / "report.md").write_text(markdown(report), encoding="utf-8")
 
 

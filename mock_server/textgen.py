@@ -17,10 +17,11 @@ from typing import Any
 _PIECE = re.compile(r"\s*(?:\w+|[^\w\s])")
 
 _WORDS = (
-    "the model considers your request and answers with a concise deterministic reply drawn from a "
-    "seeded vocabulary so that tests can rely on stable output while still exercising streaming "
-    "tokens usage accounting images audio video documents tools and structured results"
-).split()
+    "the", "model", "considers", "your", "request", "and", "answers", "with", "a", "concise",
+    "deterministic", "reply", "drawn", "from", "a", "seeded", "vocabulary", "so", "that", "tests", "can",
+    "rely", "on", "stable", "output", "while", "still", "exercising", "streaming", "tokens", "usage",
+    "accounting", "images", "audio", "video", "documents", "tools", "and", "structured", "results",
+)
 
 
 def rng_for(seed: int, *parts: Any) -> random.Random:
@@ -95,13 +96,25 @@ def instance_of(schema: Mapping[str, Any], rng: random.Random, root: Mapping[str
     return _string_for(schema, rng)
 
 
+def safe_instance_of(schema: Any, rng: random.Random) -> Any:
+    """:func:`instance_of`, or ``{}`` when the schema is malformed or beyond the supported subset.
+
+    Raises nothing: a client's odd schema must never turn into a server error.
+    """
+    try:
+        return instance_of(schema, rng) if isinstance(schema, Mapping) else {}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError):
+        return {}
+
+
 def _number_for(schema: Mapping[str, Any], rng: random.Random, *, integer: bool) -> int | float:
     step = 1 if integer else 0.01
     low = schema.get("minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else 0)
     high = schema.get("maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else low + 100)
     if integer:
         return rng.randint(math.ceil(low), max(math.floor(high), math.ceil(low)))
-    return min(max(round(rng.uniform(low, high), 2), low), high)
+    value: float = min(max(round(rng.uniform(low, high), 2), low), high)
+    return value
 
 
 def _string_for(schema: Mapping[str, Any], rng: random.Random) -> str:

@@ -83,19 +83,21 @@ def _matching_branch(branches: Iterable[Sequence[ValidationError]]) -> Sequence[
 
 def _to_api_error(error: ValidationError) -> ApiError:
     path = list(error.absolute_path)
+    rule: Any = error.validator_value
     if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
-        param = field_path([*path, missing[0]]) if missing else field_path(path)
-        return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [name for name in rule if name not in present]
+        required = field_path([*path, missing[0]]) if missing else field_path(path)
+        return ApiError(400, f"Missing required parameter: '{required}'.", param=required)
     param = field_path(path) or None
     where = f"'{param}'" if param else "the request body"
     if error.validator == "oneOf":
         allowed = _discriminator_values(error)
         if allowed:
             key, values = allowed
-            param = field_path([*path, key])
+            name = field_path([*path, key])
             got = error.instance.get(key) if isinstance(error.instance, dict) else None
-            return ApiError(400, f"Invalid value for '{param}': {got!r} is not one of {values}.", param=param)
+            return ApiError(400, f"Invalid value for '{name}': {got!r} is not one of {values}.", param=name)
         return ApiError(400, f"Invalid value for {where}: it matches none of the allowed shapes.", param=param)
     return ApiError(400, f"Invalid value for {where}: {error.message}", param=param)
 
@@ -105,7 +107,8 @@ def _discriminator_values(error: ValidationError) -> tuple[str, list[Any]] | Non
     values: dict[str, list[Any]] = {}
     for sub in error.context or []:
         if sub.validator in ("const", "enum") and len(sub.path) == 1 and sub.path[0] in DISCRIMINATORS:
-            options = [sub.validator_value] if sub.validator == "const" else list(sub.validator_value)
+            rule: Any = sub.validator_value
+            options = [rule] if sub.validator == "const" else list(rule)
             values.setdefault(str(sub.path[0]), []).extend(options)
     branches = {sub.schema_path[0] for sub in error.context or []}
     for key, options in values.items():

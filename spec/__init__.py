@@ -1,7 +1,9 @@
 """Machine-readable OpenAPI 3.1 documents of the gateways in ``shared/seeds/``, and their loader.
 
 This package is the lowest layer of the project: it knows YAML and ``$ref`` and nothing of HTTP,
-the mock or the suite. See ``ARCHITECTURE.md``.
+the mock or the suite. See ``ARCHITECTURE.md``. Modules: ``loader`` (bundling, operations),
+``vocabulary`` (the ``x-`` vocabulary as JSON Schemas), ``extensions`` (typed readers of the
+figures), ``fields`` (field lookup by path), ``coverage`` (regenerates ``COVERAGE.md``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from spec.loader import (
     load_api,
     operations,
     request_body_schema,
+    resolve,
     response_media,
+    response_object,
     response_schema,
     schema_validator,
 )
@@ -27,7 +31,9 @@ __all__ = [
     "load_api",
     "operations",
     "request_body_schema",
+    "resolve",
     "response_media",
+    "response_object",
     "response_schema",
     "schema_validator",
 ]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 SPEC_DIR = Path(__file__).resolve().parent
@@ -138,17 +138,35 @@ def find_operation(name: str, operation_id: str) -> Operation:
     raise KeyError(f"{name} has no operation {operation_id}")
 
 
+def resolve(api: str, node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``node`` itself, or, if it is a ``{"$ref": "#/..."}``, the object it points to in ``api``'s bundle
+    (followed until it is no reference). Raises :class:`SpecError` if a reference does not resolve.
+    """
+    seen: set[str] = set()
+    while isinstance(node.get("$ref"), str):
+        ref = node["$ref"]
+        if ref in seen or not ref.startswith("#"):
+            raise SpecError(f"$ref {ref} in {api} is cyclic or not local")
+        seen.add(ref)
+        node = _resolve_pointer(_bundle(api), ref[1:], api)
+    return node
+
+
+def response_object(operation: Operation, status: int) -> Mapping[str, Any] | None:
+    """The OpenAPI response object of ``operation``'s ``status``: the exact status, else its ``4XX``-style
+    range, else ``default``, with a ``$ref`` resolved; None if undocumented.
+    """
+    responses = operation.spec.get("responses", {})
+    response = responses.get(str(status)) or responses.get(f"{status // 100}XX") or responses.get("default")
+    return None if response is None else resolve(operation.api, response)
+
+
 def response_media(operation: Operation, status: int) -> dict[str, Any]:
     """``{media type: media type object}`` of ``operation``'s ``status`` response: the exact status,
     else its ``4XX``-style range, else ``default``, with a ``$ref`` response resolved; ``{}`` if undocumented.
     """
-    responses = operation.spec.get("responses", {})
-    response = responses.get(str(status)) or responses.get(f"{status // 100}XX") or responses.get("default")
-    if response is None:
-        return {}
-    if "$ref" in response:
-        response = _resolve_pointer(_bundle(operation.api), response["$ref"].lstrip("#"), operation.api)
-    return dict(response.get("content", {}))
+    response = response_object(operation, status)
+    return {} if response is None else dict(response.get("content", {}))
 
 
 def response_schema(operation: Operation, status: int, media_type: str = "application/json") -> dict[str, Any] | None:
@@ -173,7 +191,7 @@ def schema_validator(api: str, schema: Mapping[str, Any]) -> Draft202012Validato
     """
     document = _bundle(api)
     uri = f"urn:spec:{api}"
-    registry: Registry[Any] = Registry().with_resource(uri, Resource(contents=document, specification=DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(document))
     wrapped = {"$id": f"{uri}:subschema", "$defs": {}, "allOf": [_absolutise(schema, uri)]}
     return Draft202012Validator(wrapped, registry=registry)
 

@@ -6,13 +6,13 @@ from conformance.golden import GoldenCase, render, verify
 from conformance.http import TargetClient
 from conformance.target import Target
 
-#: Authorization values a fixture's ``request.auth`` may ask for.
-_AUTH = {"valid": None, "none": None, "invalid": "Bearer sk-conformance-invalid-key"}
+#: Headers for each value a fixture's ``request.auth`` may take (valid: the target's key; none: no header).
+_AUTH = {"valid": {}, "none": {}, "invalid": {"Authorization": "Bearer sk-conformance-invalid-key"}}
 
 
 def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
     auth = case.request.get("auth", "valid")
-    headers = {"Authorization": _AUTH[auth]} if _AUTH.get(auth) else {}
+    headers = _AUTH[auth]
     exchange = client.request(case.operation.method.upper(), case.operation.path,
                               json_body=render(case.request.get("json"), target), headers=headers,
                               auth=auth != "none")

@@ -22,7 +22,7 @@ from mock_server.errors import ApiError
 from mock_server.handlers import handles
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
-from mock_server.textgen import count_tokens, instance_of, pieces, rng_for, sentence
+from mock_server.textgen import count_tokens, pieces, rng_for, safe_instance_of, sentence
 
 #: Prompt tokens a non-text content part counts for (the documents leave the rates open).
 PART_TOKENS: Mapping[str, int] = {"image_url": 85, "input_audio": 50, "video_url": 300, "video": 100, "file": 200}
@@ -65,7 +65,9 @@ async def create_chat_completion(call: Call) -> Response:
     messages = [_normalise(message) for message in body["messages"]]
     _check_parts(model, messages)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    answers = [_answer(call.services, model, body, messages, index, limit) for index in range(body.get("n") or 1)]
+    limit = None if limit is None else int(limit)  # JSON Schema integers may arrive as 2.0
+    choices = int(body.get("n") or 1)
+    answers = [_answer(call.services, model, body, messages, index, limit) for index in range(choices)]
     usage = _usage(messages, answers)
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
@@ -133,7 +135,7 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
     tool = _chosen_tool(tools, body.get("tool_choice"), messages)
     if tool is not None:
         function = tool["function"]
-        arguments = json.dumps(instance_of(function.get("parameters") or {"type": "object"}, rng))
+        arguments = json.dumps(safe_instance_of(function.get("parameters") or {"type": "object"}, rng))
         call = {"id": services.new_id("call"), "type": "function",
                 "function": {"name": function["name"], "arguments": arguments}}
         return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
@@ -170,7 +172,7 @@ def _text(model: Model, response_format: Mapping[str, Any] | None, rng: Any) -> 
         raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
     if kind == "json_schema":
         schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
-        return json.dumps(instance_of(schema, rng))
+        return json.dumps(safe_instance_of(schema, rng))
     if kind == "json_object":
         return json.dumps({"answer": sentence(rng, 8)})
     if "image" in model.output:

@@ -1,0 +1,38 @@
+"""Hypothesis profiles of the suite: how much property-based generation a run does.
+
+``quick`` is for CI gates (seconds against a local target); ``thorough`` for a nightly or a
+vendor's full report. Both are derandomised, so the same target gets the same cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from hypothesis import HealthCheck, Phase, configuration, settings
+
+#: profile name -> generated cases per operation and generation mode (fuzzing phase)
+PROFILES: Mapping[str, int] = MappingProxyType({"quick": 15, "thorough": 200})
+
+
+def activate(name: str, storage: Path) -> None:
+    """Register the suite's profiles, load ``name``, and keep Hypothesis's files under ``storage``.
+
+    Raises KeyError for an unknown profile name.
+    """
+    configuration.set_hypothesis_home_dir(str(storage))
+    for profile, examples in PROFILES.items():
+        settings.register_profile(
+            profile,
+            max_examples=examples,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],  # no shrinking: a report needs the failure, not the minimum
+            suppress_health_check=list(HealthCheck),
+        )
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    settings.load_profile(name)
+

@@ -1,0 +1,56 @@
+"""The suite can fail: it reports each deliberately broken target, and passes the mock clean.
+
+Each case runs the real ``conformance run`` CLI in a subprocess against a target served on
+127.0.0.1 and reads the report it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.embedded import serve
+from tests.broken_targets import BROKEN, broken_app
+
+
+def run_suite(target: str, reports: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """Run ``conformance run`` and return (exit code, report.json, output)."""
+    command = [sys.executable, "-m", "conformance", "run", "--target", target, "--api-key", "sk-test",
+               "--name", "under-test", "--reports", str(reports), "-q", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    report = json.loads((reports / "under-test" / "report.json").read_text())
+    return done.returncode, report, done.stdout + done.stderr
+
+
+def test_mock_passes_clean(tmp_path: Path) -> None:
+    code, report, output = run_suite("mock", tmp_path)
+    assert code == 0, output
+    assert report["summary"]["failed"] == 0
+    assert report["summary"]["passed"] == report["summary"]["total"] > 20
+    assert (tmp_path / "under-test" / "junit.xml").is_file()
+    assert "| stream_ends_with_done |" in (tmp_path / "under-test" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_target_is_reported(name: str, tmp_path: Path) -> None:
+    with serve(broken_app(name)) as url:
+        code, report, output = run_suite(url, tmp_path)
+    assert code == 1, output
+    failed = {row["check"] for row in report["checks"] if row["outcome"] == "failed"}
+    assert BROKEN[name][1] in failed, f"{name}: failed checks were {sorted(failed)}"
+    failure = next(row["failure"] for row in report["checks"] if row["check"] == BROKEN[name][1] and row["failure"])
+    assert failure["expected"] and failure["received"]
+    assert failure["evidence"]["request"]["url"].startswith(url)
+
+
+def test_unreachable_target_is_a_reported_failure_not_a_crash(tmp_path: Path) -> None:
+    code, report, output = run_suite("http://127.0.0.1:9", tmp_path)
+    assert code == 1, output
+    rows = report["checks"]
+    assert rows and all(row["outcome"] == "failed" for row in rows)
+    assert any(row["failure"]["check"] == "target_reachable" for row in rows)
