@@ -1,13 +1,13 @@
 """The Starlette app: one route per spec operation, each running the request pipeline.
 
 Pipeline per request (all parts prepared at start-up, none loads a file or a schema):
-authenticate (``auth.py``) -> parse JSON -> validate against the spec (``validation.py``) ->
-the operation's handler (``handlers/``). Any :class:`ApiError` becomes the error envelope.
+authenticate (``auth.py``) -> parameters (``params.py``) -> read the body within its size limit
+(``body.py``) -> validate it against the spec (``validation.py``) -> the operation's handler
+(``handlers/``). Any :class:`ApiError` becomes the error envelope of the operation's protocol.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -17,13 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mock_server.auth import authenticate
+from mock_server.auth import authenticate, key_sources
+from mock_server.body import Body, BodyReader
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import ApiError
+from mock_server.errors import STYLES, ApiError
 from mock_server.handlers import HANDLERS
+from mock_server.params import ParameterReader
 from mock_server.validation import BodyValidator
-from spec import Operation, api_names, operations
+from spec import Operation, api_names, load_api, operations
 
 log = logging.getLogger("mock_server")
 
@@ -55,32 +57,32 @@ def create_app(config: MockConfig | None = None) -> Starlette:
 
 
 def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any:
-    validator = BodyValidator(operation)
-    needs_auth = bool(operation.security)
-    has_json_body = "application/json" in operation.spec.get("requestBody", {}).get("content", {})
+    schemes = load_api(operation.api).get("components", {}).get("securitySchemes", {})
+    sources = key_sources(operation.security, schemes)
+    parameters = ParameterReader(operation)
+    reader = BodyReader(operation)
+    validator = BodyValidator(operation, media_type="application/json" if reader.json else "multipart/form-data")
+    style = error_style(operation)
     keys = services.config.api_keys
 
     async def endpoint(request: Request) -> Response:
         try:
-            api_key = authenticate(request, keys) if needs_auth else None
-            body = await _json_body(request) if has_json_body else None
-            validator.validate(body)
-            return await handler(Call(request, operation, body, api_key, services))
+            api_key = authenticate(request, sources, keys) if sources else None
+            params = parameters.read(request)
+            body = await reader.read(request) if reader.expects_body else Body(None)
+            validator.validate(body.data)
+            return await handler(Call(request, operation, body.data, api_key, services, params, body.files))
         except ApiError as error:
-            return error.response()
+            return error.response(style)
 
     endpoint.__name__ = operation.operation_id
     return endpoint
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        raise ApiError(400, "The request body is empty; this endpoint expects a JSON object.")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
+def error_style(operation: Operation) -> str:
+    """The error envelope an operation answers in: its ``x-mirrors`` protocol if the mock knows it."""
+    mirrors = operation.spec.get("x-mirrors")
+    return mirrors if mirrors in STYLES else "openai"
 
 
 async def _not_implemented(call: Call) -> Response:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,13 +36,19 @@ class Services:
 
 @dataclass(frozen=True)
 class Call:
-    """One authenticated, validated request: ``body`` is the parsed JSON (None without a body)."""
+    """One authenticated, validated request.
+
+    ``body`` is the parsed JSON or form (None without a body); ``params`` the query, header and path
+    parameters by name; ``files`` a multipart form's uploads by field name.
+    """
 
     request: Request
     operation: Operation
     body: Any
     api_key: str | None
     services: Services
+    params: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
 
 
 Handler = Callable[[Call], Awaitable[Response]]

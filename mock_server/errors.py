@@ -1,8 +1,10 @@
-"""The mock's one exception type and its rendering in the OpenAI structured error shape.
+"""The mock's one exception type and its rendering in each protocol's error envelope.
 
-Every rejection the mock makes is an :class:`ApiError`; the app turns it into
-``{"error": {"type", "message", "param", "code"}}`` with its status (001 "Errors"), so no handler
-ever builds an error body by hand and no bad input ends as a 500.
+Every rejection the mock makes is an :class:`ApiError`; the app renders it in the envelope of the
+operation's protocol, so no handler builds an error body by hand and no bad input ends as a 500:
+
+- ``openai`` (001 "Errors"): ``{"error": {"type", "message", "param", "code"}}``;
+- ``anthropic`` (the Messages protocol of 003): ``{"type": "error", "error": {"type", "message"}}``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ ERROR_TYPES: Mapping[int, str] = {
     503: "upstream_error",
 }
 
+#: error.type per HTTP status in the Messages protocol (mirrors Anthropic's error types).
+ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    501: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+#: Envelope styles the mock renders; an operation's ``x-mirrors`` picks one (default openai).
+STYLES = ("openai", "anthropic")
+
 
 class ApiError(Exception):
     """A request the mock answers with an error envelope.
@@ -50,15 +72,19 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.explicit_type = type
         self.type = type or ERROR_TYPES.get(status, "internal_server_error")
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
 
-    def body(self) -> dict[str, Any]:
-        """The error envelope: ``{"error": {"type", "message", "param", "code"}}``."""
+    def body(self, style: str = "openai") -> dict[str, Any]:
+        """The error envelope of ``style`` (see the module docstring)."""
+        if style == "anthropic":
+            kind = self.explicit_type or ANTHROPIC_ERROR_TYPES.get(self.status, "api_error")
+            return {"type": "error", "error": {"type": kind, "message": self.message}}
         return {"error": {"type": self.type, "message": self.message, "param": self.param, "code": self.code}}
 
-    def response(self) -> JSONResponse:
+    def response(self, style: str = "openai") -> JSONResponse:
         """The JSON response carrying :meth:`body`, ``status`` and ``headers``."""
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body(style), status_code=self.status, headers=self.headers)

@@ -31,8 +31,8 @@ def field_path(path: Iterable[Any]) -> str:
 class BodyValidator:
     """Validates one operation's JSON request body; build at start-up, call per request."""
 
-    def __init__(self, operation: Operation) -> None:
-        schema = request_body_schema(operation)
+    def __init__(self, operation: Operation, media_type: str = "application/json") -> None:
+        schema = request_body_schema(operation, media_type)
         self.operation = operation
         self._validator: Draft202012Validator | None = (
             None if schema is None else schema_validator(operation.api, schema)

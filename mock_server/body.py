@@ -1,0 +1,158 @@
+"""Pipeline stage: read the request body, JSON or multipart/form-data, within the size limit.
+
+The limit is the operation's ``x-upload-limit-bytes`` (OpenAI's figures, as the spec records them),
+else :data:`DEFAULT_LIMIT_BYTES`. A body over it gets 413 while it is read: a declared
+Content-Length over the limit is refused before any byte is read, and a chunked body is counted as
+it arrives and refused at the first byte past the limit, never buffered whole (002 "Errors": 413
+"Image file too large").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from mock_server.errors import ApiError
+from spec import Operation, load_api
+from spec.extensions import upload_limit_bytes
+
+#: Body limit of operations whose spec gives none, in bytes (32 MiB).
+DEFAULT_LIMIT_BYTES = 32 * 1024 * 1024
+#: Largest non-file form field, in bytes.
+MAX_FIELD_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Body:
+    """A read body: ``data`` is what the spec's schema validates (for multipart, each file stands as
+    its filename); ``files`` maps a form field to its uploads (Starlette ``UploadFile``s)."""
+
+    data: Any
+    files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
+
+
+class BodyReader:
+    """Reads one operation's request body; build at start-up, call per request."""
+
+    def __init__(self, operation: Operation) -> None:
+        content = operation.spec.get("requestBody", {}).get("content", {})
+        self.json = "application/json" in content
+        self.multipart = "multipart/form-data" in content
+        self.limit = upload_limit_bytes(operation) or DEFAULT_LIMIT_BYTES
+        self._fields: Mapping[str, Any] = {}
+        if self.multipart:
+            self._fields = _properties(operation.api, content["multipart/form-data"].get("schema", {}))
+
+    @property
+    def expects_body(self) -> bool:
+        """Whether the operation documents a request body at all."""
+        return self.json or self.multipart
+
+    async def read(self, request: Request) -> Body:
+        """Read and parse the body. Raises ApiError 413 over the limit, 400 for an unparsable body or a
+        content type the operation does not take."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.limit:
+            raise self._too_large()
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if self.multipart and (media_type == "multipart/form-data" or not self.json):
+            return await self._multipart(request)
+        return Body(_parse_json(await self._bytes(request)))
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, f"Request body too large: the limit is {self.limit} bytes.", code="request_too_large")
+
+    async def _counted(self, request: Request) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > self.limit:
+                raise self._too_large()
+            yield chunk
+
+    async def _bytes(self, request: Request) -> bytes:
+        return b"".join([chunk async for chunk in self._counted(request)])
+
+    async def _multipart(self, request: Request) -> Body:
+        if "boundary=" not in request.headers.get("content-type", ""):
+            raise ApiError(400, "This endpoint takes multipart/form-data with a boundary.")
+        parser = MultiPartParser(request.headers, self._counted(request), max_part_size=MAX_FIELD_BYTES)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise ApiError(400, f"Malformed multipart body: {exc.message}") from exc
+        data: dict[str, Any] = {}
+        files: dict[str, list[UploadFile]] = {}
+        for raw_key, value in form.multi_items():
+            key = raw_key.removesuffix("[]")
+            if isinstance(value, UploadFile):
+                files.setdefault(key, []).append(value)
+                item: Any = value.filename or key
+            else:
+                item = _coerce(value, self._fields.get(key, {}))
+            if _is_array(self._fields.get(key, {})) or raw_key.endswith("[]"):
+                data.setdefault(key, []).append(item)
+            else:
+                data[key] = item
+        for key, value in data.items():
+            if isinstance(value, list) and len(value) == 1 and not _is_array(self._fields.get(key, {})):
+                data[key] = value[0]
+            elif isinstance(value, list) and not _accepts_array(self._fields.get(key, {})):
+                data[key] = value[-1]
+        return Body(data, files)
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        raise ApiError(400, "The request body is empty; this endpoint expects a JSON object.")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
+
+
+def _properties(api: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The top-level properties of a (possibly ``$ref``) object schema of spec ``api``."""
+    if "$ref" in schema:
+        node: Any = load_api(api)
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return dict(schema.get("properties", {}))
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kinds = schema.get("type")
+    found = set(kinds if isinstance(kinds, list) else [kinds] if kinds else [])
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        found |= _types(branch)
+    return found
+
+
+def _is_array(schema: Mapping[str, Any]) -> bool:
+    return _types(schema) == {"array"}
+
+
+def _accepts_array(schema: Mapping[str, Any]) -> bool:
+    return "array" in _types(schema)
+
+
+def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
+    """A form field's text as the type its schema asks for; unchanged when it does not convert."""
+    kinds = _types(schema.get("items", {})) if _is_array(schema) else _types(schema)
+    try:
+        if "integer" in kinds and text.lstrip("-").isdigit():
+            return int(text)
+        if "number" in kinds:
+            return float(text)
+    except ValueError:
+        return text
+    if "boolean" in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
