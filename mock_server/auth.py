@@ -44,8 +44,7 @@ def key_sources(requirements: Sequence[Mapping[str, Any]], schemes: Mapping[str,
 
 def authenticate(request: Request, sources: Sequence[KeySource], keys: Collection[str]) -> str:
     """Return the request's API key; raise ApiError 401 authentication_error if missing or unknown."""
-    presented = [(source, request.headers.get(source.header)) for source in sources]
-    presented = [(source, value) for source, value in presented if value]
+    presented = [(source, request.headers[source.header]) for source in sources if request.headers.get(source.header)]
     if not presented:
         where = " or ".join("'Authorization: Bearer <key>'" if s.bearer else f"'{s.header}'" for s in sources)
         raise ApiError(401, f"Missing API key: send it as {where}.")

@@ -10,7 +10,7 @@ it arrives and refused at the first byte past the limit, never buffered whole (0
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class BodyReader:
     def _too_large(self) -> ApiError:
         return ApiError(413, f"Request body too large: the limit is {self.limit} bytes.", code="request_too_large")
 
-    async def _counted(self, request: Request) -> AsyncIterator[bytes]:
+    async def _counted(self, request: Request) -> AsyncGenerator[bytes, None]:
         total = 0
         async for chunk in request.stream():
             total += len(chunk)
