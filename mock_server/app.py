@@ -23,6 +23,7 @@ from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
 from mock_server.errors import STYLES, ApiError
 from mock_server.handlers import HANDLERS
+from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
 from mock_server.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
@@ -48,6 +49,7 @@ def create_app(config: MockConfig | None = None) -> Starlette:
             handler = HANDLERS.get(operation.operation_id, _not_implemented)
             endpoint = _endpoint(operation, handler, services)
             routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()]))
+    routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},

@@ -13,8 +13,10 @@ DEV_API_KEY = "sk-test"
 
 @dataclass(frozen=True)
 class MockConfig:
-    """``seed`` makes every answer repeatable; ``api_keys`` are the accepted Bearer keys."""
+    """``seed`` makes every answer repeatable; ``api_keys`` are the accepted keys;
+    ``hosted_url_ttl_s`` overrides the spec's hosted-URL lifetime (s) when set."""
 
     seed: int = 0
     api_keys: frozenset[str] = field(default_factory=lambda: frozenset({DEV_API_KEY}))
     catalogue: Path = DEFAULT_CATALOGUE
+    hosted_url_ttl_s: float | None = None

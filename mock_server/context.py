@@ -14,15 +14,17 @@ from starlette.responses import Response
 
 from mock_server.catalogue import Model, load_catalogue
 from mock_server.config import MockConfig
+from mock_server.hosted import HostedMedia
 from spec import Operation
 
 
 @dataclass
 class Services:
-    """Built once per app from :class:`MockConfig`: the catalogue and the id sequence."""
+    """Built once per app from :class:`MockConfig`: the catalogue, hosted media and the id sequence."""
 
     config: MockConfig
     models: dict[str, Model] = field(init=False)
+    hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ def handles(operation_id: str) -> Callable[[Handler], Handler]:
     return register
 
 
-from mock_server.handlers import chat  # noqa: E402  (registers by import)
+# Each module registers its handlers by import.
+from mock_server.handlers import audio, chat, credits, images, messages, models, responses  # noqa: E402
 
-__all__ = ["HANDLERS", "chat", "handles"]
+__all__ = ["HANDLERS", "audio", "chat", "credits", "handles", "images", "messages", "models", "responses"]

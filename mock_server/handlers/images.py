@@ -1,0 +1,3 @@
+"""Handlers of the images operations (stub: filled in by its owner)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Handlers of the models operations (stub: filled in by its owner)."""
+
+from __future__ import annotations

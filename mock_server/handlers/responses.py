@@ -1,0 +1,3 @@
+"""Handlers of the responses operations (stub: filled in by its owner)."""
+
+from __future__ import annotations
