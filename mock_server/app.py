@@ -40,7 +40,7 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     services = Services(config or MockConfig())
     routes: list[Route] = []
     seen: set[tuple[str, str]] = set()
-    for api in api_names():
+    for api in sorted(api_names(), key=_priority):
         for operation in operations(api):
             key = (operation.path, operation.method)
             if key in seen:
@@ -56,6 +56,15 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     )
     app.state.services = services
     return app
+
+
+#: Which spec serves a path that several document (``/v1/chat/completions``): the OpenAI-compatible
+#: gateway's operation documents the most statuses (001 "Errors"); the others follow by name.
+PRIORITY = ("openai_gateway",)
+
+
+def _priority(api: str) -> tuple[int, str]:
+    return (PRIORITY.index(api) if api in PRIORITY else len(PRIORITY), api)
 
 
 def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any:
