@@ -1,0 +1,54 @@
+"""``mock-server serve`` as a user runs it: a real process, then the official SDK against it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+#: Seconds the server process gets to start listening.
+START_TIMEOUT_S = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mock_server", "serve", "--host", "127.0.0.1",
+                                "--port", str(port), "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            try:
+                httpx.get(f"{url}/v1/models", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mock-server serve did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_sdk_against_mock_server_serve(served: str) -> None:
+    with openai.OpenAI(base_url=f"{served}/v1", api_key="sk-test", max_retries=0) as client:
+        completion = client.chat.completions.create(model="gpt-4o-mini",
+                                                    messages=[{"role": "user", "content": "Hello"}])
+        assert completion.choices[0].message.content
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                     messages=[{"role": "user", "content": "Hello"}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == completion.choices[0].message.content
