@@ -1,27 +1,33 @@
-"""``conformance run --target URL|mock [--api-key KEY]``: run the suite against a target.
+"""``conformance run`` and ``conformance compare``: the suite's command line.
 
 The CLI builds a :class:`RunConfig`, starts the embedded mock for ``--target mock``, and runs the
-suite's test modules under pytest with the :class:`ConformancePlugin`. Exit codes: 0 every check
-passed, 1 a check failed, 2 the run itself could not be made (bad arguments, no tests, crash).
+suite's test modules under pytest with the :class:`ConformancePlugin`. Exit codes of ``run``:
+0 no check failed (known failures of ``--baseline`` aside), 1 a check failed, 2 the run itself
+could not be made (bad arguments or target file, no tests, an internal error).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
+from conformance import report
 from conformance.plugin import ConformancePlugin, RunConfig
 from conformance.profiles import PROFILES
-from conformance.target import Target, name_for, root_url
+from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
+#: The mock's development key (README "Development key").
 MOCK_KEY = "sk-test"
 
 
@@ -30,58 +36,113 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the suite against a target and write a report")
-    run.add_argument("--target", required=True, help="the target's root URL, or 'mock' for the embedded mock")
+    run.add_argument("--target", required=True, help="a target file (YAML), a server root URL, or 'mock'")
     run.add_argument("--api-key", default=os.environ.get("CONFORMANCE_API_KEY"),
-                     help="Bearer key for the target (default $CONFORMANCE_API_KEY; sk-test for the mock)")
-    run.add_argument("--name", help="target name used for the report folder (default: from the URL)")
+                     help="key for the target (default $CONFORMANCE_API_KEY; the file's; sk-test for the mock)")
+    run.add_argument("--name", help="target name used for the report folder (default: file, URL or 'mock')")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default ./reports)")
     run.add_argument("--fixtures", type=Path, default=REPO_ROOT / "fixtures", help="golden fixtures folder")
     run.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                     help="how many generated cases per operation: quick (CI) or thorough (default quick)")
+                     help="generated cases per operation: quick (CI) or thorough (default quick)")
+    run.add_argument("--baseline", type=Path, help="known failures (YAML/JSON known_failures: [ids]) to accept")
+    run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
+    compare = commands.add_parser("compare", help="render several reports side by side")
+    compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
+    compare.add_argument("--out", type=Path, help="write the Markdown here instead of printing it")
     return parser
 
 
+def _target(args: argparse.Namespace, url: str) -> Target:
+    if args.target == "mock":
+        return Target(args.name or "mock", url, args.api_key or MOCK_KEY)
+    if Path(args.target).is_file():
+        target = load_target_file(Path(args.target), args.api_key)
+        return Target(**{**target.__dict__, "name": args.name or target.name})
+    if not args.api_key:
+        raise TargetFileError("--api-key (or $CONFORMANCE_API_KEY) is required for a URL target")
+    return Target(args.name or name_for(url), root_url(url), args.api_key)
+
+
 @contextlib.contextmanager
-def _resolve(target: str) -> Iterator[str]:
+def _served(target: str) -> Iterator[str]:
     if target == "mock":
         from conformance.embedded import embedded_mock
 
         with embedded_mock() as url:
             yield url
     else:
-        yield root_url(target)
+        yield target
+
+
+def _baseline(path: Path | None) -> frozenset[str]:
+    if path is None:
+        return frozenset()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return frozenset(str(item) for item in data.get("known_failures", []))
+
+
+def _report_dir(root: Path, name: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = root / name / stamp
+    latest = root / name / "latest"
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(stamp, target_is_directory=True)
+    return directory
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the suite for parsed ``args``; returns the exit code."""
-    name = args.name or ("mock" if args.target == "mock" else name_for(args.target))
-    api_key = args.api_key or (MOCK_KEY if args.target == "mock" else None)
-    if not api_key:
-        print("conformance: --api-key (or $CONFORMANCE_API_KEY) is required for a remote target", file=sys.stderr)
+    try:
+        baseline = _baseline(args.baseline)
+        with _served(args.target) as url:
+            target = _target(args, url)
+            report_dir = _report_dir(args.reports, target.name)
+            plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
+            code = pytest.main(_pytest_args(args, report_dir), plugins=[plugin])
+    except (TargetFileError, OSError, yaml.YAMLError) as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
         return 2
-    report_dir = args.reports / name
-    with _resolve(args.target) as base_url:
-        plugin = ConformancePlugin(RunConfig(Target(name, base_url, api_key), args.fixtures, report_dir,
-                                           args.profile))
-        pytest_args = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
-                       # anyio's plugin is imported already (httpx): keep pytest from warning about it
-                       "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                       "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
-                       "-q" if args.quiet else "-v"]
-        if args.keyword:
-            pytest_args += ["-k", args.keyword]
-        code = pytest.main(pytest_args, plugins=[plugin])
-    if code == pytest.ExitCode.OK:
-        return 0
-    return 1 if code == pytest.ExitCode.TESTS_FAILED else 2
+    if args.write_baseline:
+        failed = sorted(row.id for row in plugin.rows if row.outcome in ("failed", "known_failure"))
+        args.write_baseline.write_text(yaml.safe_dump({"known_failures": failed}), encoding="utf-8")
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return 2
+    return 1 if plugin.regressions else 0
+
+
+def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
+    pytest_args = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+                   # anyio's plugin is imported already (httpx): keep pytest from warning about it
+                   "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                   "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
+                   "-q" if args.quiet else "-v"]
+    return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Print (or write) the side-by-side comparison of the given reports."""
+    paths = [path / "report.json" if path.is_dir() else path for path in args.reports]
+    try:
+        documents = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
+        return 2
+    text = report.compare(documents)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``conformance``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    return run(args)
+    return compare(args) if args.command == "compare" else run(args)
 
 
 if __name__ == "__main__":

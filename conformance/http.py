@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,12 +64,31 @@ class Exchange:
         return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body))
 
 
+#: Most times one request is re-sent after a 429 whose Retry-After the target's patience allows.
+MAX_RETRIES = 3
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The Retry-After header in s (delta-seconds form), or None when absent or not a number."""
+    value = headers.get("retry-after")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
 class TargetClient:
-    """Sends requests to a :class:`Target` with its Bearer key; use as a context manager."""
+    """Sends requests to a :class:`Target` with its key; use as a context manager.
+
+    Requests are paced ``target.request_interval_s`` apart, and a 429 is honoured: the request is
+    sent again after its Retry-After when that is at most ``target.max_retry_wait_s`` (up to
+    :data:`MAX_RETRIES` times), so a real gateway is not failed for its own rate limits.
+    """
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self._client = httpx.Client(base_url=target.base_url, timeout=TIMEOUT_S)
+        self._last_sent = 0.0
 
     def __enter__(self) -> TargetClient:
         return self
@@ -81,17 +101,36 @@ class TargetClient:
         self._client.close()
 
     def request(self, method: str, path: str, *, json_body: Any = None, headers: Mapping[str, str] | None = None,
-                auth: bool = True, content: bytes | None = None) -> Exchange:
+                auth: str | None = "bearer", content: bytes | None = None, files: Any = None,
+                data: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+                honour_429: bool = True) -> Exchange:
         """Send one request and read the whole answer (at most :data:`MAX_BODY_BYTES`).
 
-        ``auth=False`` sends no Authorization header; ``headers`` override the defaults.
-        Raises :class:`TargetError` when the target does not answer (refused, timeout, protocol error).
+        ``auth`` is the key's style (``bearer``, ``messages``) or None for no key; ``headers``
+        override the defaults; ``files``/``data`` send multipart/form-data. ``honour_429=False``
+        returns a 429 as it is (for the rate-limit checks). Raises :class:`TargetError` when the
+        target does not answer (refused, timeout, protocol error).
         """
-        sent: dict[str, str] = {"Authorization": f"Bearer {self.target.api_key}"} if auth else {}
+        sent = self.target.auth_headers(auth) if auth else {}
         sent.update(headers or {})
+        for _ in range(MAX_RETRIES):
+            exchange = self._send(method, path, json_body, sent, content, files, data, params)
+            wait = retry_after_s(exchange.headers)
+            if not honour_429 or exchange.status != 429 or wait is None or wait > self.target.max_retry_wait_s:
+                return exchange
+            time.sleep(wait)
+        return exchange
+
+    def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
+              files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:
+        pause = self._last_sent + self.target.request_interval_s - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        self._last_sent = time.monotonic()
         url = str(self._client.base_url.join(path))
         try:
-            with self._client.stream(method, path, json=json_body, content=content, headers=sent) as response:
+            with self._client.stream(method, path, json=json_body, content=content, headers=headers, files=files,
+                                     data=data, params=params) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
@@ -102,4 +141,4 @@ class TargetClient:
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise TargetError("target_reachable", "an HTTP answer", reason,
-                              Evidence(method, url, json_body)) from exc
+                              Evidence(method, url, json_body if json_body is not None else data)) from exc

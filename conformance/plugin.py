@@ -24,6 +24,21 @@ from conformance.golden import GoldenCase, load_cases
 from conformance.http import TargetClient
 from conformance.target import Target
 
+#: The suite's phases, in the order they run.
+PHASES = ("golden", "behavioural", "property")
+
+
+def phase_of(item: pytest.Item) -> str:
+    """The phase of a suite test, from its module: test_golden, test_properties, else behavioural."""
+    module = item.nodeid.split("::", 1)[0]
+    if module.endswith("test_golden.py"):
+        return "golden"
+    return "property" if module.endswith("test_properties.py") else "behavioural"
+
+
+#: The skip reason that marks a test of an API the target does not claim.
+NOT_CLAIMED = "not claimed"
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -33,6 +48,8 @@ class RunConfig:
     fixtures_dir: Path
     report_dir: Path
     profile: str = "quick"
+    baseline: frozenset[str] = frozenset()
+    """Ids of known failures (``--baseline``): reported, but they do not fail the run."""
 
 
 class ConformancePlugin:
@@ -59,7 +76,23 @@ class ConformancePlugin:
     # ---- collection ------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
+        config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         profiles.activate(self.run.profile, self.run.report_dir / ".hypothesis")
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        api, operation = _api(item)
+        if api and not self.run.target.claims(api):
+            pytest.skip(f"{NOT_CLAIMED}: the target does not claim {api}")
+        if operation and operation in self.run.target.exclude_operations:
+            pytest.skip(f"{operation} is excluded by the target file")
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Run the phases in order: golden fixtures, behavioural checks, then the property-based ones.
+
+        Generated cases come last because they spend the target's credits and rate limits, which
+        the precise checks before them must find untouched.
+        """
+        items.sort(key=lambda item: PHASES.index(phase_of(item)))
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
@@ -76,6 +109,12 @@ class ConformancePlugin:
 
     def _row(self, item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo[None]) -> report.Row:
         name, capability, source, single = _meta(item)
+        row_id = _row_id(item)
+        outcome: str = rep.outcome
+        if rep.skipped and NOT_CLAIMED in str(rep.longrepr):
+            outcome = "not_claimed"
+        elif rep.failed and row_id in self.run.baseline:
+            outcome = "known_failure"
         failure = None
         if rep.failed:
             error = call.excinfo.value if call.excinfo else None
@@ -85,8 +124,13 @@ class ConformancePlugin:
             else:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
-        return report.Row(id=item.nodeid.split("::", 1)[-1], check=name, capability=capability, source=source,
-                          outcome=rep.outcome, duration_s=round(rep.duration, 4), failure=failure)
+        return report.Row(id=row_id, check=name, api=_api(item)[0] or "all", capability=capability, source=source,
+                          outcome=outcome, duration_s=round(rep.duration, 4), failure=failure)
+
+    @property
+    def regressions(self) -> list[report.Row]:
+        """Failed rows that the baseline does not list: what makes the run fail."""
+        return [row for row in self.rows if row.outcome == "failed"]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         finished = datetime.now(UTC)
@@ -96,6 +140,28 @@ class ConformancePlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
+
+
+def _row_id(item: pytest.Item) -> str:
+    """The stable id of a test's report row: its name, with the operation for generated tests."""
+    label = getattr(item, "operation_label", None)  # schemathesis items: one per operation
+    name = item.nodeid.split("::", 1)[-1]
+    return f"{name.split('[', 1)[0]}[{label}]" if label and "[" not in name else name
+
+
+def _api(item: pytest.Item) -> tuple[str | None, str | None]:
+    """(spec name, operationId) a test exercises, from its golden case, ``api`` param or marker."""
+    params = getattr(item, "callspec", None)
+    values = params.params if params is not None else {}
+    case = values.get("case")
+    if isinstance(case, GoldenCase):
+        return case.operation.api, case.operation.operation_id
+    if isinstance(values.get("api"), str):
+        return values["api"], values.get("operation_id")
+    marker = item.get_closest_marker("api")
+    if marker is not None:
+        return str(marker.args[0]), marker.kwargs.get("operation")
+    return None, None
 
 
 def _meta(item: pytest.Item) -> tuple[str, str, str, bool]:

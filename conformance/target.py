@@ -1,35 +1,135 @@
-"""The system under test: where it is, how to authenticate, and which model serves each capability."""
+"""The system under test: where it is, how to authenticate, what it claims, which models to use.
+
+A target file (YAML) says it; ``conformance run --target FILE``::
+
+    name: acme-gateway                   # report folder name (default: from the URL)
+    base_url: https://gateway.acme.dev   # server root; spec paths carry /v1 themselves
+    api_key_env: ACME_KEY                # or api_key: sk-...; used as Bearer and as x-api-key
+    messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
+    apis: [openai_gateway, multi_protocol, credits_api]   # what it claims (default: all)
+    models: {chat: gpt-4o-mini, image_generation: gpt-image-1, speech: tts-1, transcription: whisper-1}
+    exclude_operations: [createTextToVideo]               # never called (cost, side effects)
+    request_interval_s: 0.2              # pacing between requests (default 0)
+    max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
+
+The file is validated against :data:`TARGET_FILE_SCHEMA`; an error names the bad key.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from spec import api_names
 
 #: Model per capability when the target names none: the ids the seed documents use.
 DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({
-    "chat": "gpt-4o-mini",                              # 001 examples use OpenAI-compatible ids
-    "vision": "openai/gpt-5-mini",                      # 003 "Image input"
-    "audio_input": "openai/gpt-5-mini",                 # 003 "Audio input"
-    "video_input": "openai/gpt-5-mini",                 # 003 "Video input"
+    "chat": "gpt-4o-mini",                                # 001 examples use OpenAI-compatible ids
+    "vision": "openai/gpt-5-mini",                        # 003 "Image input"
+    "audio_input": "openai/gpt-5-mini",                   # 003 "Audio input"
+    "video_input": "openai/gpt-5-mini",                   # 003 "Video input"
     "image_output": "gemini-2.5-flash-image-generation",  # 002 "Native image generation"
+    "image_generation": "gpt-image-1",                    # 002 "Images API"
+    "speech": "tts-1",                                    # OpenAI speech, which 000 mirrors
+    "transcription": "whisper-1",                         # OpenAI transcription, which 000 mirrors
+    "messages": "anthropic/claude-sonnet-4.6",            # 003 "Messages image input"
 })
+#: anthropic-version sent to the Messages protocol when the target names none.
+DEFAULT_MESSAGES_VERSION = "2023-06-01"
+
+TARGET_FILE_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["base_url"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"},
+        "base_url": {"type": "string", "pattern": "^https?://"},
+        "api_key": {"type": "string", "minLength": 1},
+        "api_key_env": {"type": "string", "minLength": 1},
+        "messages_version": {"type": "string", "minLength": 1},
+        "apis": {"type": "array", "items": {"enum": api_names()}, "uniqueItems": True},
+        "models": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+        "exclude_operations": {"type": "array", "items": {"type": "string"}},
+        "request_interval_s": {"type": "number", "minimum": 0},
+        "max_retry_wait_s": {"type": "number", "minimum": 0},
+    },
+}
+
+
+class TargetFileError(ValueError):
+    """A target file that does not load or does not validate; the message names the bad key."""
 
 
 @dataclass(frozen=True)
 class Target:
-    """``base_url`` is the server root (``http://127.0.0.1:8000``): spec paths carry ``/v1`` themselves."""
+    """``base_url`` is the server root (``http://127.0.0.1:8000``): spec paths carry ``/v1`` themselves.
+
+    ``apis`` are the claimed spec names; ``request_interval_s`` and ``max_retry_wait_s`` are in s.
+    """
 
     name: str
     base_url: str
     api_key: str
     models: Mapping[str, str] = field(default_factory=lambda: DEFAULT_MODELS)
+    apis: frozenset[str] = field(default_factory=lambda: frozenset(api_names()))
+    messages_version: str = DEFAULT_MESSAGES_VERSION
+    exclude_operations: frozenset[str] = frozenset()
+    request_interval_s: float = 0.0
+    max_retry_wait_s: float = 5.0
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
-        return self.models.get(capability, self.models.get("chat", DEFAULT_MODELS["chat"]))
+        return self.models.get(capability) or DEFAULT_MODELS.get(capability) or DEFAULT_MODELS["chat"]
+
+    def claims(self, api: str) -> bool:
+        """Whether the target claims to implement spec ``api``."""
+        return api in self.apis
+
+    def auth_headers(self, style: str = "bearer") -> dict[str, str]:
+        """Headers carrying the key: ``bearer`` (OpenAI protocols) or ``messages`` (x-api-key + version)."""
+        if style == "messages":
+            return {"x-api-key": self.api_key, "anthropic-version": self.messages_version}
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def load_target_file(path: Path, api_key: str | None = None) -> Target:
+    """Read and validate a target file; ``api_key`` (from the command line) wins over the file's.
+
+    Raises :class:`TargetFileError` naming the bad key, or the missing key source.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TargetFileError(f"{path}: {exc}") from exc
+    error = best_match(Draft202012Validator(TARGET_FILE_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise TargetFileError(f"{path}: {where}: {error.message}")
+    key = api_key or data.get("api_key") or os.environ.get(data.get("api_key_env", ""), "")
+    if not key:
+        raise TargetFileError(f"{path}: no API key: set api_key, or api_key_env to a variable that is set")
+    base_url = root_url(data["base_url"])
+    return Target(
+        name=data.get("name") or name_for(base_url),
+        base_url=base_url,
+        api_key=key,
+        models=MappingProxyType({**DEFAULT_MODELS, **data.get("models", {})}),
+        apis=frozenset(data.get("apis", api_names())),
+        messages_version=data.get("messages_version", DEFAULT_MESSAGES_VERSION),
+        exclude_operations=frozenset(data.get("exclude_operations", [])),
+        request_interval_s=float(data.get("request_interval_s", 0.0)),
+        max_retry_wait_s=float(data.get("max_retry_wait_s", 5.0)),
+    )
 
 
 def root_url(url: str) -> str:

@@ -193,7 +193,7 @@ def schema_validator(api: str, schema: Mapping[str, Any]) -> Draft202012Validato
     uri = f"urn:spec:{api}"
     registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(document))
     wrapped = {"$id": f"{uri}:subschema", "$defs": {}, "allOf": [_absolutise(schema, uri)]}
-    return Draft202012Validator(wrapped, registry=registry)
+    return Draft202012Validator(wrapped, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _absolutise(node: Any, uri: str) -> Any:

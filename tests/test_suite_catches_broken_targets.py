@@ -23,7 +23,7 @@ def run_suite(target: str, reports: Path, *extra: str) -> tuple[int, dict[str, A
     command = [sys.executable, "-m", "conformance", "run", "--target", target, "--api-key", "sk-test",
                "--name", "under-test", "--reports", str(reports), "-q", *extra]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    report = json.loads((reports / "under-test" / "report.json").read_text())
+    report = json.loads((reports / "under-test" / "latest" / "report.json").read_text())
     return done.returncode, report, done.stdout + done.stderr
 
 
@@ -32,8 +32,9 @@ def test_mock_passes_clean(tmp_path: Path) -> None:
     assert code == 0, output
     assert report["summary"]["failed"] == 0
     assert report["summary"]["passed"] == report["summary"]["total"] > 20
-    assert (tmp_path / "under-test" / "junit.xml").is_file()
-    assert "| stream_ends_with_done |" in (tmp_path / "under-test" / "report.md").read_text()
+    latest = tmp_path / "under-test" / "latest"
+    assert (latest / "junit.xml").is_file() and (latest / "report.html").is_file()
+    assert "| stream_ends_with_done |" in (latest / "report.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

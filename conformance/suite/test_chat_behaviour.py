@@ -56,6 +56,8 @@ JUDGED_BY: Mapping[str, tuple[str, ...]] = {
 
 PAIRS = [(scenario, REGISTRY[name]) for scenario, names in JUDGED_BY.items() for name in names]
 
+pytestmark = pytest.mark.api("openai_gateway", operation="createChatCompletion")
+
 
 @pytest.fixture(scope="session")
 def answers() -> dict[str, Exchange]:
@@ -66,7 +68,8 @@ def answers() -> dict[str, Exchange]:
 def _answer(scenario: str, client: TargetClient, target: Target, answers: dict[str, Exchange]) -> Exchange:
     if scenario not in answers:
         body, headers, auth = SCENARIOS[scenario]
-        answers[scenario] = client.request("POST", CHAT.path, json_body=body(target), headers=headers, auth=auth)
+        answers[scenario] = client.request("POST", CHAT.path, json_body=body(target), headers=headers,
+                                           auth="bearer" if auth else None)
     return answers[scenario]
 
 

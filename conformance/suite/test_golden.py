@@ -15,5 +15,5 @@ def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
     headers = _AUTH[auth]
     exchange = client.request(case.operation.method.upper(), case.operation.path,
                               json_body=render(case.request.get("json"), target), headers=headers,
-                              auth=auth != "none")
+                              auth=None if auth == "none" else "bearer")
     verify(case, exchange)
