@@ -5,7 +5,10 @@ Layout: ``fixtures/<api>/<operationId>/<case>.yaml``::
     capability: chat.image_output            # matrix row
     source: {document: 002_....txt, section: Native image generation}
     request:
-      json: {model: "${model:image_output}", messages: [...]}
+      json: {model: "${model:image_output}", messages: [...]}   # or multipart: {field: value}
+      files: {image: "${media:png_256}"}     # multipart files (with multipart)
+      query: {limit: 1}                      # query parameters
+      path: {usage_id: "${last:usage_id}"}   # path parameters
       auth: valid                            # valid (default) | none | invalid
     expect:
       status: 200
@@ -15,20 +18,23 @@ Layout: ``fixtures/<api>/<operationId>/<case>.yaml``::
         - {path: $.object, equals: chat.completion}
         - {path: $.usage.total_tokens, at_least: 1}
       media:
-        - {path: "$.choices[0].message.images[0].image_url.url", format: PNG}
+        - {path: "$.choices[0].message.images[0].image_url.url", format: PNG}   # base64 / data URL
+        - {path: "$.data[0].url", download: true, format: PNG, size: [1024, 1024]}
+        - {path: $.audio_base64, format: mp3, duration_ms_at: $.duration_ms}  # within 100 ms
+        - {path: $.video_url, download: true, format: mp4, size: [1280, 720], duration_s: 5}
+        - {body: true, format: mp3}          # the raw response body
 
-Placeholders in the request: ``${model:<capability>}`` is the target's model for that capability;
-``${media:wav_base64}`` is a short real WAV file, base64-encoded.
+Formats PNG, JPEG and WEBP decode with Pillow; any other (mp3, mp4, wav, ogg, flac, aac) with
+PyAV. Placeholders in the request: ``${model:<capability>}`` is the target's model for that
+capability; ``${media:<name>}`` one of :data:`MEDIA` (a file's base64 text in JSON, its bytes in
+``files``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import io
 import json
 import re
-import wave
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +43,8 @@ from typing import Any
 import jsonschema
 import yaml
 from jsonpath_ng.ext.parser import parse as jsonpath
-from PIL import Image, UnidentifiedImageError
 
+from conformance import media
 from conformance.checks.contract import validate_against
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
@@ -82,25 +88,29 @@ def load_cases(root: Path) -> list[GoldenCase]:
     return cases
 
 
-def _wav_base64() -> str:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes(b"\x00\x00" * 16_000)  # 1 s of silence
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+#: Media a fixture can name as ``${media:<name>}``: real files made here, never fetched.
+MEDIA: Mapping[str, Callable[[], bytes]] = {
+    "wav": lambda: media.wav_tone(1.0),
+    "wav_base64": lambda: media.wav_tone(1.0),
+    "png_256": lambda: media.png(256, 256, (200, 120, 40, 255)),
+    "mask_256": lambda: media.png(256, 256, (0, 0, 0, 0)),
+}
 
 
-_MEDIA: Mapping[str, Callable[[], str]] = {"wav_base64": _wav_base64}
+def media_file(name: str) -> bytes:
+    """The bytes of :data:`MEDIA` entry ``name``; KeyError if there is none."""
+    return MEDIA[name]()
 
 
 def render(value: Any, target: Target) -> Any:
-    """``value`` with its ``${model:...}`` and ``${media:...}`` placeholders filled in for ``target``."""
+    """``value`` with its ``${model:...}`` and ``${media:...}`` placeholders filled in for ``target``
+    (media as base64 text)."""
     if isinstance(value, str):
         def fill(match: re.Match[str]) -> str:
             kind, name = match.groups()
-            return target.model(name) if kind == "model" else _MEDIA[name]()
+            if kind == "model":
+                return target.model(name)
+            return base64.b64encode(media_file(name)).decode("ascii")
 
         return _PLACEHOLDER.sub(fill, value)
     if isinstance(value, list):
@@ -110,8 +120,27 @@ def render(value: Any, target: Target) -> Any:
     return value
 
 
-def verify(case: GoldenCase, exchange: Exchange) -> None:
-    """Raise :class:`CheckFailure` (``golden_fixture``) at the first invariant ``exchange`` breaks."""
+def files(case: GoldenCase) -> list[tuple[str, tuple[str, bytes]]] | None:
+    """The multipart files of a fixture's request (``files: {field: ${media:name}}``), or None."""
+    spec = case.request.get("files")
+    if not spec:
+        return None
+    out = []
+    for field_name, value in spec.items():
+        for item in value if isinstance(value, list) else [value]:
+            match = _PLACEHOLDER.fullmatch(str(item))
+            if match is None or match.group(1) != "media":
+                raise ValueError(f"{case.id}: files take ${{media:<name>}} values, not {item!r}")
+            suffix = {"wav": ".wav"}.get(match.group(2), ".png")
+            out.append((field_name, (match.group(2) + suffix, media_file(match.group(2)))))
+    return out
+
+
+def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Exchange] | None = None) -> None:
+    """Raise :class:`CheckFailure` (``golden_fixture``) at the first invariant ``exchange`` breaks.
+
+    ``download`` fetches a URL for ``download: true`` media assertions.
+    """
     expect = case.expect
 
     def fail(expected: str, received: str) -> CheckFailure:
@@ -133,10 +162,12 @@ def verify(case: GoldenCase, exchange: Exchange) -> None:
         for wanted, got in _jsonpath_problems(assertion, body):
             raise fail(wanted, got)
     for assertion in expect.get("media", []):
-        for value in _matches(assertion["path"], body) or [None]:
-            reason = _media_problem(assertion, value)
+        values = [exchange.body] if assertion.get("body") else _matches(assertion["path"], body) or [None]
+        for value in values:
+            reason = _media_problem(assertion, value, body, download)
             if reason is not None:
-                raise fail(f"{assertion['path']} decodes as {assertion['format']}", reason)
+                where = "the body" if assertion.get("body") else assertion["path"]
+                raise fail(f"{where} decodes as {assertion['format']}", reason)
 
 
 def _matches(path: str, body: Any) -> list[Any]:
@@ -180,21 +211,44 @@ def _jsonpath_problems(assertion: Mapping[str, Any], body: Any) -> Iterator[tupl
                     yield f"{path} {name.replace('_', ' ')} {want}", json.dumps(value)[:200]
 
 
-def _media_problem(assertion: Mapping[str, Any], value: Any) -> str | None:
-    """None if ``value`` (a data URL or base64 text) decodes as the expected image, else the reason."""
-    if not isinstance(value, str):
-        return f"no string at {assertion['path']}"
-    encoded = value.split(",", 1)[1] if value.startswith("data:") else value
+def _media_problem(assertion: Mapping[str, Any], value: Any, body: Any,
+                   download: Callable[[str], Exchange] | None) -> str | None:
+    """None if ``value`` (raw bytes, base64 text, a data URL, or a URL to download) decodes as the
+    assertion expects, else the reason."""
     try:
-        image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
-        image.load()
-    except (binascii.Error, ValueError):
-        return "text that is not valid base64"
-    except (UnidentifiedImageError, OSError) as exc:
-        return f"bytes no image decoder accepts ({exc})"
-    if image.format != assertion["format"]:
-        return f"a {image.format} image"
+        content = _content(assertion, value, download)
+        if assertion["format"] in ("PNG", "JPEG", "WEBP"):
+            decoded = media.image(content)
+            if decoded.format != assertion["format"]:
+                return f"a {decoded.format} image"
+        else:
+            decoded = media.audio_video(content)
+            if assertion["format"] not in decoded.format.split(","):
+                return f"a {decoded.format} file"
+    except media.MediaError as exc:
+        return str(exc)
     size = assertion.get("size")
-    if size and list(image.size) != list(size):
-        return f"a {image.size[0]}x{image.size[1]} image"
+    if size and [decoded.width, decoded.height] != list(size):
+        return f"{decoded.width}x{decoded.height} px"
+    if "duration_s" in assertion and abs(decoded.duration_s - assertion["duration_s"]) > 0.5:
+        return f"{decoded.duration_s:.2f} s long"
+    if "duration_ms_at" in assertion:
+        stated = (_matches(assertion["duration_ms_at"], body) or [None])[0]
+        if not isinstance(stated, int | float) or abs(decoded.duration_s * 1000 - stated) > 100:
+            return f"{decoded.duration_s * 1000:.0f} ms of audio, but {assertion['duration_ms_at']} says {stated!r}"
     return None
+
+
+def _content(assertion: Mapping[str, Any], value: Any, download: Callable[[str], Exchange] | None) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise media.MediaError(f"no string at {assertion.get('path')}")
+    if assertion.get("download"):
+        if download is None:
+            raise media.MediaError("nothing to download with")
+        fetched = download(value)
+        if fetched.status != 200:
+            raise media.MediaError(f"GET {value} answered {fetched.status}")
+        return fetched.body
+    return media.from_base64(value)

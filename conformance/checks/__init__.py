@@ -1,7 +1,8 @@
 """Checks: plain functions registered by name. The name is the report's row and the baseline's key.
 
-A check takes the :class:`~conformance.http.Exchange` to judge and the spec
-:class:`~spec.Operation` it exercised, returns None when the property holds and raises
+Most checks take the :class:`~conformance.http.Exchange` to judge and the spec
+:class:`~spec.Operation` it exercised; a check of a sequence (credits falling, a rate limit) takes
+the exchanges it needs first. A check returns None when the property holds and raises
 :class:`~conformance.failures.CheckFailure` (naming itself) when it does not.
 """
 
@@ -9,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from conformance.http import Exchange
-from spec import Operation
-
-CheckFunction = Callable[[Exchange, Operation], None]
+CheckFunction = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -25,8 +24,8 @@ class Check:
     source: str
     function: CheckFunction
 
-    def __call__(self, exchange: Exchange, operation: Operation) -> None:
-        self.function(exchange, operation)
+    def __call__(self, *args: Any) -> None:
+        self.function(*args)
 
 
 REGISTRY: dict[str, Check] = {}
@@ -50,6 +49,6 @@ def get(name: str) -> Check:
     return REGISTRY[name]
 
 
-from conformance.checks import contract, errors, streaming  # noqa: E402  (registers by import)
+from conformance.checks import contract, credits, errors, media, streaming  # noqa: E402  (registers by import)
 
-__all__ = ["REGISTRY", "Check", "check", "contract", "errors", "get", "streaming"]
+__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "streaming"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.golden import GoldenCase, render, verify
+from conformance.golden import GoldenCase, files, render, verify
 from conformance.http import TargetClient
 from conformance.target import Target
 
@@ -12,8 +12,10 @@ _AUTH = {"valid": {}, "none": {}, "invalid": {"Authorization": "Bearer sk-confor
 
 def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
     auth = case.request.get("auth", "valid")
-    headers = _AUTH[auth]
-    exchange = client.request(case.operation.method.upper(), case.operation.path,
-                              json_body=render(case.request.get("json"), target), headers=headers,
-                              auth=None if auth == "none" else "bearer")
-    verify(case, exchange)
+    style = "messages" if case.operation.spec.get("x-mirrors") == "anthropic" else "bearer"
+    path = case.operation.path.format(**render(case.request.get("path", {}), target))
+    exchange = client.request(case.operation.method.upper(), path, json_body=render(case.request.get("json"), target),
+                              data=render(case.request.get("multipart"), target), files=files(case),
+                              params=render(case.request.get("query"), target), headers=_AUTH[auth],
+                              auth=None if auth == "none" else style)
+    verify(case, exchange, download=lambda url: client.request("GET", url, auth=None))

@@ -1,0 +1,165 @@
+"""Checks of media answers: images, speech, transcriptions and upload limits, judged by decoding.
+
+Sources: 002 "Images API" (url or b64_json; hosted URLs download), 002 "Errors" (413 image file
+too large), 000 "Picking the right endpoint" (speech returns an audio file; transcription returns
+JSON or plain text) and the OpenAI contract they mirror (speech and transcription formats), as
+the spec's ``x-media-type-by`` records them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from conformance import media
+from conformance.checks import check
+from conformance.failures import CheckFailure
+from conformance.http import Exchange
+from spec import Operation
+
+SOURCE_IMAGES = "002 Images API (Dedicated Endpoint)"
+SOURCE_AUDIO = "000 Picking the right endpoint; OpenAI audio contract (x-mirrors)"
+
+
+def _request(exchange: Exchange) -> dict[str, Any]:
+    return exchange.request_body if isinstance(exchange.request_body, dict) else {}
+
+
+def _ok_json(name: str, exchange: Exchange) -> Any:
+    body = exchange.json()
+    if exchange.status != 200 or not isinstance(body, dict):
+        raise CheckFailure(name, "200 with a JSON object", f"{exchange.status} {exchange.media_type}",
+                           exchange.evidence())
+    return body
+
+
+def _expected_size(request: dict[str, Any]) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(\d+)x(\d+)", str(request.get("size", "")))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _judge_image(name: str, content: bytes, request: dict[str, Any], exchange: Exchange) -> None:
+    try:
+        decoded = media.image(content)
+    except media.MediaError as exc:
+        raise CheckFailure(name, "a decodable image", str(exc), exchange.evidence()) from None
+    wanted_format = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}.get(str(request.get("output_format", "png")))
+    size = _expected_size(request)
+    if wanted_format and decoded.format != wanted_format:
+        raise CheckFailure(name, f"a {wanted_format} image", f"a {decoded.format} image", exchange.evidence())
+    if size and (decoded.width, decoded.height) != size:
+        raise CheckFailure(name, f"a {size[0]}x{size[1]} image", f"{decoded.width}x{decoded.height}",
+                           exchange.evidence())
+
+
+@check(capability="images.b64_json", source=SOURCE_IMAGES)
+def image_b64_json_decodes(exchange: Exchange, operation: Operation) -> None:
+    """Every ``data[].b64_json`` decodes as an image of the requested size and format."""
+    body = _ok_json("image_b64_json_decodes", exchange)
+    items = body.get("data") or []
+    if not items or not all(isinstance(item, dict) and item.get("b64_json") for item in items):
+        raise CheckFailure("image_b64_json_decodes", "data[] entries with b64_json", str(items)[:200],
+                           exchange.evidence())
+    for item in items:
+        try:
+            content = media.from_base64(item["b64_json"])
+        except media.MediaError as exc:
+            raise CheckFailure("image_b64_json_decodes", "base64 image data", str(exc), exchange.evidence()) from None
+        _judge_image("image_b64_json_decodes", content, _request(exchange), exchange)
+
+
+@check(capability="images.url", source=SOURCE_IMAGES + "; Download URLs are short-lived")
+def image_url_downloads(exchange: Exchange, operation: Operation, download: Callable[[str], Exchange]) -> None:
+    """Every ``data[].url`` downloads (200, without the API key) as an image of the requested size."""
+    body = _ok_json("image_url_downloads", exchange)
+    items = body.get("data") or []
+    if not items or not all(isinstance(item, dict) and item.get("url") for item in items):
+        raise CheckFailure("image_url_downloads", "data[] entries with url", str(items)[:200], exchange.evidence())
+    for item in items:
+        fetched = download(item["url"])
+        if fetched.status != 200:
+            raise CheckFailure("image_url_downloads", f"200 from {item['url']}", str(fetched.status),
+                               fetched.evidence())
+        _judge_image("image_url_downloads", fetched.body, _request(exchange), fetched)
+
+
+@check(capability="images.edits", source="002 Image Generation (edit existing ones with a mask)")
+def image_edit_decodes(exchange: Exchange, operation: Operation) -> None:
+    """An edit with a mask answers images (b64_json) that decode at the requested size."""
+    image_b64_json_decodes.function(exchange, operation)
+
+
+def _media_type_for(operation: Operation, request: dict[str, Any]) -> str | None:
+    by = operation.spec["responses"]["200"].get("x-media-type-by") or {}
+    choice = request.get(by.get("field", ""))
+    default = {"createSpeech": "mp3"}.get(operation.operation_id, "json")
+    media_types: dict[str, str] = by.get("media_types", {})
+    return media_types.get(str(choice if choice is not None else default))
+
+
+@check(capability="audio.speech", source=SOURCE_AUDIO)
+def speech_audio_decodes(exchange: Exchange, operation: Operation) -> None:
+    """Speech answers the Content-Type of its response_format and audio a decoder accepts (pcm: raw samples)."""
+    request = _request(exchange)
+    wanted = _media_type_for(operation, request)
+    if exchange.status != 200 or (wanted and exchange.media_type != wanted):
+        raise CheckFailure("speech_audio_decodes", f"200 {wanted}", f"{exchange.status} {exchange.media_type}",
+                           exchange.evidence())
+    if request.get("response_format") == "pcm":
+        if not exchange.body or len(exchange.body) % 2:
+            raise CheckFailure("speech_audio_decodes", "16-bit PCM samples", f"{len(exchange.body)} bytes",
+                               exchange.evidence())
+        return
+    try:
+        decoded = media.audio_video(exchange.body)
+    except media.MediaError as exc:
+        raise CheckFailure("speech_audio_decodes", "decodable audio", str(exc), exchange.evidence()) from None
+    if decoded.duration_s <= 0:
+        raise CheckFailure("speech_audio_decodes", "audio longer than 0 s", f"{decoded.duration_s} s",
+                           exchange.evidence())
+
+
+_SRT_CUE = re.compile(r"^\d+\s*\n\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}", re.M)
+_VTT_CUE = re.compile(r"\d{2}:\d{2}(:\d{2})?\.\d{3} --> \d{2}:\d{2}(:\d{2})?\.\d{3}")
+
+
+@check(capability="audio.transcription", source=SOURCE_AUDIO)
+def transcript_format_conforms(exchange: Exchange, operation: Operation) -> None:
+    """A transcription or translation answers in its response_format: json/verbose_json objects with text,
+    text as plain text (not JSON), srt and vtt with their cue timings."""
+    name = "transcript_format_conforms"
+    request = _request(exchange)
+    fmt = str(request.get("response_format") or "json")
+    wanted = _media_type_for(operation, request)
+    if exchange.status != 200 or (wanted and exchange.media_type != wanted):
+        raise CheckFailure(name, f"200 {wanted} for {fmt}", f"{exchange.status} {exchange.media_type}",
+                           exchange.evidence())
+    text = exchange.body.decode("utf-8", "replace")
+    body = exchange.json()
+    problems = {
+        "json": not (isinstance(body, dict) and isinstance(body.get("text"), str)),
+        "verbose_json": not (isinstance(body, dict) and isinstance(body.get("text"), str)
+                             and isinstance(body.get("segments"), list) and isinstance(body.get("duration"),
+                                                                                        int | float)),
+        "text": not text.strip() or isinstance(body, dict),
+        "srt": _SRT_CUE.search(text) is None,
+        "vtt": not text.startswith("WEBVTT") or _VTT_CUE.search(text) is None,
+    }
+    if problems.get(fmt, False):
+        raise CheckFailure(name, f"a {fmt} transcript", excerpt_text(text), exchange.evidence())
+
+
+def excerpt_text(text: str) -> str:
+    """The first 120 characters of a body, for a verdict line."""
+    return repr(text[:120])
+
+
+@check(capability="uploads.limit", source="002 Errors (413 image file too large); x-upload-limit-bytes")
+def upload_over_limit_is_413(exchange: Exchange, operation: Operation) -> None:
+    """A multipart body over the documented upload limit is answered 413 in the error envelope."""
+    body = exchange.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    if exchange.status != 413 or not isinstance(error, dict) or not error.get("message"):
+        raise CheckFailure("upload_over_limit_is_413", "413 with an error envelope",
+                           f"{exchange.status} {exchange.media_type}", exchange.evidence())

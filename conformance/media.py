@@ -1,0 +1,89 @@
+"""Decoding what a target returns, to judge media by what it is rather than by what it claims.
+
+Images decode with Pillow; audio and video with PyAV (FFmpeg's decoders).
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import binascii
+import io
+import math
+import wave
+from dataclasses import dataclass
+
+import av
+from PIL import Image, UnidentifiedImageError
+
+
+class MediaError(ValueError):
+    """The bytes (or base64 text) do not decode as the media expected; the message says why."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a file turned out to be: ``format`` (PNG, mp3, mp4...), size in px, duration in s."""
+
+    format: str
+    width: int = 0
+    height: int = 0
+    duration_s: float = 0.0
+    codec: str = ""
+
+
+def wav_tone(seconds: float, rate: int = 16_000) -> bytes:
+    """A mono 16-bit WAV file of a 440 Hz tone lasting ``seconds`` s."""
+    samples = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate))))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+def png(width: int, height: int, rgba: tuple[int, int, int, int]) -> bytes:
+    """A ``width`` x ``height`` px PNG of one RGBA colour (an image to edit, or a transparent mask)."""
+    buffer = io.BytesIO()
+    Image.new("RGBA", (width, height), rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def from_base64(text: str) -> bytes:
+    """The bytes of base64 text or of a ``data:...;base64,`` URL. Raises :class:`MediaError`."""
+    encoded = text.split(",", 1)[1] if text.startswith("data:") else text
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MediaError("text that is not valid base64") from exc
+
+
+def image(content: bytes) -> Decoded:
+    """Decode an image fully. Raises :class:`MediaError` when no decoder accepts it."""
+    try:
+        with Image.open(io.BytesIO(content)) as picture:
+            picture.load()
+            return Decoded(str(picture.format), picture.size[0], picture.size[1])
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"bytes no image decoder accepts ({exc})") from exc
+
+
+def audio_video(content: bytes) -> Decoded:
+    """Decode an audio or video file to its end. Raises :class:`MediaError` when it does not decode."""
+    try:
+        with av.open(io.BytesIO(content), mode="r") as container:
+            video = container.streams.video[0] if container.streams.video else None
+            stream = video or (container.streams.audio[0] if container.streams.audio else None)
+            if stream is None:
+                raise MediaError("a file with no audio or video stream")
+            end = 0.0
+            for frame in container.decode(stream):
+                if isinstance(frame, av.VideoFrame | av.AudioFrame) and frame.pts is not None and frame.time_base:
+                    end = max(end, float(frame.pts * frame.time_base))
+            duration = container.duration / av.time_base if container.duration else end
+            return Decoded(container.format.name, video.width if video else 0, video.height if video else 0,
+                           float(duration), stream.codec_context.name)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"bytes no audio/video decoder accepts ({exc})") from exc
