@@ -77,14 +77,19 @@ def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any
     keys = services.config.api_keys
 
     async def endpoint(request: Request) -> Response:
+        body = Body(None)
         try:
             api_key = authenticate(request, sources, keys) if sources else None
             params = parameters.read(request)
-            body = await reader.read(request) if reader.expects_body else Body(None)
+            body = await reader.read(request) if reader.expects_body else body
             validator.validate(body.data)
             return await handler(Call(request, operation, body.data, api_key, services, params, body.files))
         except ApiError as error:
             return error.response(style)
+        finally:
+            for uploads in body.files.values():  # an upload over 1 MiB is a temporary file: close it
+                for upload in uploads:
+                    await upload.close()
 
     endpoint.__name__ = operation.operation_id
     return endpoint

@@ -25,10 +25,18 @@ PART_MODALITY: Mapping[str, str] = {
     "file": "file",
 }
 
+#: Operation families a catalogue entry may list under ``serves``: chat (chat completions and the
+#: other conversation endpoints), image_generation, image_edit, speech, transcription, translation
+#: (000 "Picking the right endpoint": understanding goes through chat, generation has its own endpoints).
+OPERATION_FAMILIES = frozenset({"chat", "image_generation", "image_edit", "speech", "transcription", "translation"})
+#: What an entry without ``serves`` serves.
+DEFAULT_SERVES = frozenset({"chat"})
+
 
 @dataclass(frozen=True)
 class Model:
-    """One catalogue entry; ``input``/``output`` are modality names (text, image, audio, video, file)."""
+    """One catalogue entry; ``input``/``output`` are modality names (text, image, audio, video, file);
+    ``serves`` the operation families of :data:`OPERATION_FAMILIES` it answers (default chat)."""
 
     id: str
     provider: str
@@ -37,6 +45,7 @@ class Model:
     tools: bool
     structured_output: bool
     streaming: bool
+    serves: frozenset[str] = DEFAULT_SERVES
 
     def as_openai(self, created: int) -> dict[str, Any]:
         """The ``model`` object of GET /v1/models (OpenAI shape, plus the modalities)."""
@@ -64,8 +73,12 @@ def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> dict[str, Model]:
                 tools=bool(entry.get("tools", False)),
                 structured_output=bool(entry.get("structured_output", False)),
                 streaming=bool(entry.get("streaming", True)),
+                serves=frozenset(entry.get("serves", DEFAULT_SERVES)),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: bad model entry {entry!r}: {exc}") from exc
+        unknown = sorted(model.serves - OPERATION_FAMILIES)
+        if unknown:
+            raise ValueError(f"{path}: model {model.id!r} serves unknown operation families {unknown}")
         models[model.id] = model
     return models

@@ -44,12 +44,13 @@ def speech_duration_ms(text: str) -> int:
     return max(MIN_SPEECH_MS, round(words * 60_000 / WORDS_PER_MINUTE))
 
 
-def speech(text: str, fmt: str = "mp3") -> tuple[bytes, int]:
+def speech(text: str, fmt: str = "mp3", speed: float = 1.0) -> tuple[bytes, int]:
     """Encode speech for ``text`` in ``fmt``; returns (the encoded bytes, duration in ms).
 
-    Raises KeyError for a format not in :data:`SPEECH_FORMATS`.
+    ``speed`` (> 0, OpenAI's 0.25-4) divides the duration. Raises KeyError for a format not in
+    :data:`SPEECH_FORMATS`.
     """
-    duration_ms = speech_duration_ms(text)
+    duration_ms = max(MIN_SPEECH_MS, round(speech_duration_ms(text) / speed))
     return _encoded_speech(duration_ms, fmt, len(text) % 7), duration_ms
 
 

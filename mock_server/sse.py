@@ -1,9 +1,9 @@
-"""Server-sent events: ``data: <json>`` events and the ``data: [DONE]`` terminator."""
+"""Server-sent events: ``data: <json>`` events and the ``data: [DONE]`` terminator; named (``event:``) events."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -28,3 +28,23 @@ def sse_response(payloads: Iterable[Any], terminator: str | None = DONE) -> Stre
     """A ``text/event-stream`` response sending each payload, then ``terminator`` if not None."""
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(_events(payloads, terminator), media_type="text/event-stream", headers=headers)
+
+
+def encode_typed_event(payload: Mapping[str, Any]) -> bytes:
+    """One named SSE event: ``event: <payload["type"]>\\ndata: <json>\\n\\n``.
+
+    The Responses and Messages protocols (003; OpenAI Responses and Anthropic streaming) repeat each
+    payload's ``type`` as the ``event:`` name, and end without a ``[DONE]`` sentinel.
+    """
+    return f"event: {payload['type']}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def _typed_events(payloads: Iterable[Mapping[str, Any]]) -> AsyncIterator[bytes]:
+    for payload in payloads:
+        yield encode_typed_event(payload)
+
+
+def typed_sse_response(payloads: Iterable[Mapping[str, Any]]) -> StreamingResponse:
+    """A ``text/event-stream`` response of named events (:func:`encode_typed_event`), no terminator."""
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(_typed_events(payloads), media_type="text/event-stream", headers=headers)

@@ -96,6 +96,9 @@ def _model(services: Services, model_id: str) -> Model:
         known = ", ".join(sorted(services.models))
         raise ApiError(400, f"The model '{model_id}' does not exist. Known models: {known}.", param="model",
                        code="model_not_found")
+    if "chat" not in model.serves:  # 000 "Picking the right endpoint": media models have their own endpoints
+        raise ApiError(400, f"The model '{model_id}' does not support chat completions.", param="model",
+                       code="model_not_supported")
     return model
 
 

@@ -1,3 +1,40 @@
-"""Handlers of the models operations (stub: filled in by its owner)."""
+"""GET /v1/models (001 "Provider routing": "Browse available models"; the OpenAI list shape), and the
+model look-up the media endpoints share.
+"""
 
 from __future__ import annotations
+
+from starlette.responses import JSONResponse, Response
+
+from mock_server.catalogue import Model
+from mock_server.context import Call, Services
+from mock_server.errors import ApiError
+from mock_server.handlers import handles
+
+#: ``created`` of every catalogue model, in Unix s: the timestamp of 002's example responses.
+CATALOGUE_CREATED = 1715000000
+
+
+@handles("listModels")
+async def list_models(call: Call) -> Response:
+    """The catalogue as ``{"object": "list", "data": [{"id", "object": "model", "created", "owned_by",
+    "input_modalities", "output_modalities"}, ...]}``, in catalogue order."""
+    data = [model.as_openai(CATALOGUE_CREATED) for model in call.services.models.values()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+def serving_model(services: Services, model_id: str, family: str, what: str) -> Model:
+    """The catalogue model ``model_id`` if it serves operation ``family`` (``image_generation`` ...).
+
+    ``what`` names the operation in the message (``image generation``). Raises ApiError 400 with
+    param ``model``: code ``model_not_found`` for an unknown id, ``model_not_supported`` for a model
+    that does not serve ``family`` (001 "Provider routing": the model id picks the upstream).
+    """
+    model = services.models.get(model_id)
+    if model is None:
+        raise ApiError(400, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    if family not in model.serves:
+        able = sorted(m.id for m in services.models.values() if family in m.serves)
+        raise ApiError(400, f"The model '{model_id}' does not support {what}; models that do: {', '.join(able)}.",
+                       param="model", code="model_not_supported")
+    return model
