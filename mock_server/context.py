@@ -15,20 +15,25 @@ from starlette.responses import Response
 from mock_server.catalogue import Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
+from mock_server.sim import FileStore, Ledger
 from spec import Operation
 
 
 @dataclass
 class Services:
-    """Built once per app from :class:`MockConfig`: the catalogue, hosted media and the id sequence."""
+    """Built once per app from :class:`MockConfig`: the catalogue, hosted media, the id sequence, the
+    credits ledger (``config.ledger_path``, in memory by default) and the uploaded-file store."""
 
     config: MockConfig
     models: dict[str, Model] = field(init=False)
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
+    ledger: Ledger = field(init=False)
+    files: FileStore = field(init=False, default_factory=FileStore)
 
     def __post_init__(self) -> None:
         self.models = load_catalogue(self.config.catalogue)
+        self.ledger = Ledger(self.config.ledger_path or ":memory:", self.config.starting_credits)
 
     def new_id(self, prefix: str) -> str:
         """A fresh id such as ``chatcmpl-<24 hex>``; the sequence is fixed by the seed."""

@@ -1,0 +1,98 @@
+"""Rate limits: a sliding-window log per (API key, operation, dimension).
+
+Algorithm: **sliding window log**. Each admitted request records (time, weight) in a log per
+key; a request of weight ``w`` is admitted when the weights recorded in the last ``window_s``
+seconds plus ``w`` do not exceed ``limit``. So any window of ``window_s`` s admits exactly
+``limit`` (requests, or tokens for TPM), never more, unlike a fixed window that admits up to twice
+the limit across a window edge. A refusal records nothing and says when enough weight leaves the
+window (the Retry-After, in s).
+
+Sources: 004 ("Rate limit: 10/min" and the like per endpoint), 001 "Errors" (429 rate_limit_error,
+"RPM or TPM exceeded. Respect Retry-After"). The simulation knows nothing of HTTP: the pipeline
+turns a :class:`Decision` into headers and a 429.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``limit`` units (requests, or tokens) per ``window_s`` s; ``dimension`` names it (requests, tokens)."""
+
+    dimension: str
+    limit: int
+    window_s: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one request for one :class:`Limit`.
+
+    ``remaining`` is what is left in the window after this request (units); ``reset_s`` when the
+    window is whole again (s); ``retry_after_s`` when a refused request could be admitted (s).
+    """
+
+    limit: Limit
+    admitted: bool
+    remaining: int
+    reset_s: float
+    retry_after_s: float
+
+
+class SlidingWindowLog:
+    """Admission control over :class:`Limit`s per key. Not thread-safe: use it from one event loop,
+    where :meth:`admit` runs without awaiting and so is atomic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+
+    def admit(self, key: str, limits: Sequence[Limit], weights: dict[str, int]) -> list[Decision]:
+        """Admit a request under every limit, or none: nothing is recorded unless all admit it.
+
+        ``weights`` gives the request's units per dimension (requests: 1; tokens: its estimate).
+        """
+        now = self._clock()
+        decisions = [self._judge(key, limit, weights.get(limit.dimension, 1), now) for limit in limits]
+        if all(decision.admitted for decision in decisions):
+            for limit in limits:
+                self._logs.setdefault((key, limit.dimension + str(limit.window_s)), deque()).append(
+                    (now, weights.get(limit.dimension, 1)))
+        return decisions
+
+    def _judge(self, key: str, limit: Limit, weight: int, now: float) -> Decision:
+        log = self._logs.setdefault((key, limit.dimension + str(limit.window_s)), deque())
+        while log and log[0][0] <= now - limit.window_s:
+            log.popleft()
+        used = sum(units for _, units in log)
+        admitted = used + weight <= limit.limit
+        remaining = max(limit.limit - used - (weight if admitted else 0), 0)
+        reset = (log[0][0] + limit.window_s - now) if log else (limit.window_s if admitted else 0.0)
+        retry = 0.0 if admitted else self._wait(log, used + weight - limit.limit, limit.window_s, now)
+        return Decision(limit, admitted, remaining, max(reset, 0.0), retry)
+
+    @staticmethod
+    def _wait(log: deque[tuple[float, int]], excess: int, window_s: float, now: float) -> float:
+        """Seconds until ``excess`` units have left the window (the window if the request can never fit)."""
+        freed = 0
+        for stamp, units in log:
+            freed += units
+            if freed >= excess:
+                return max(stamp + window_s - now, 0.0)
+        return window_s
+
+    def reset(self) -> None:
+        """Forget every log (the control API's reset)."""
+        self._logs.clear()
+
+
+def retry_after_header(decisions: Sequence[Decision]) -> str:
+    """The Retry-After value (whole s, rounded up, at least 1) for the refused decisions."""
+    wait = max((d.retry_after_s for d in decisions if not d.admitted), default=0.0)
+    return str(max(1, math.ceil(wait)))
