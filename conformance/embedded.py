@@ -38,10 +38,19 @@ def serve(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+#: Credits of the embedded mock's key: enough for the thorough profile's generated cases.
+EMBEDDED_CREDITS = 100_000_000
+#: A second key of the embedded mock, below the premium tier, for the tier checks (403).
+STANDARD_KEY = "sk-test-standard"
+
+
 @contextmanager
 def embedded_mock(seed: int = 0) -> Iterator[str]:
-    """The project's mock (default configuration, ``seed``) served by :func:`serve`."""
+    """The project's mock served by :func:`serve`: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
+    and :data:`STANDARD_KEY` (standard tier), rate limits as documented, no latency, no faults."""
     from mock_server import MockConfig, create_app  # the one place the suite touches the mock
+    from mock_server.config import DEV_API_KEY, KeyConfig
 
-    with serve(create_app(MockConfig(seed=seed))) as url:
+    keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"))
+    with serve(create_app(MockConfig(seed=seed, keys=keys))) as url:
         yield url

@@ -92,8 +92,8 @@ def load_cases(root: Path) -> list[GoldenCase]:
 MEDIA: Mapping[str, Callable[[], bytes]] = {
     "wav": lambda: media.wav_tone(1.0),
     "wav_base64": lambda: media.wav_tone(1.0),
-    "png_256": lambda: media.png(256, 256, (200, 120, 40, 255)),
-    "mask_256": lambda: media.png(256, 256, (0, 0, 0, 0)),
+    "png_1024": lambda: media.png(1024, 1024, (200, 120, 40, 255)),
+    "mask_1024": lambda: media.png(1024, 1024, (0, 0, 0, 0)),
 }
 
 

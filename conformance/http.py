@@ -136,7 +136,7 @@ class TargetClient:
                     body += chunk
                     if len(body) >= MAX_BODY_BYTES:
                         break
-                return Exchange(method, url, json_body, response.status_code,
+                return Exchange(method, str(response.request.url), json_body, response.status_code,
                                 {k.lower(): v for k, v in response.headers.items()}, bytes(body))
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conformance import profiles, report
-from conformance.checks import Check
+from conformance.checks import REGISTRY, Check
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
 from conformance.http import TargetClient
@@ -77,6 +77,7 @@ class ConformancePlugin:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
+        config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
         profiles.activate(self.run.profile, self.run.report_dir / ".hypothesis")
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -174,6 +175,10 @@ def _meta(item: pytest.Item) -> tuple[str, str, str, bool]:
     case = values.get("case")
     if isinstance(case, GoldenCase):
         return "golden_fixture", case.capability, case.source, False
+    named = item.get_closest_marker("check")
+    if named is not None:
+        registered = REGISTRY[str(named.args[0])]
+        return registered.name, registered.capability, registered.source, True
     marker = item.get_closest_marker("capability")
     name = getattr(item, "originalname", item.name)
     if marker is not None:

@@ -2,8 +2,10 @@
 
 Pipeline per request (all parts prepared at start-up, none loads a file or a schema):
 authenticate (``auth.py``) -> parameters (``params.py``) -> read the body within its size limit
-(``body.py``) -> validate it against the spec (``validation.py``) -> the operation's handler
-(``handlers/``). Any :class:`ApiError` becomes the error envelope of the operation's protocol.
+(``body.py``) -> validate it against the spec (``validation.py``) -> the stages of ``stages.py``
+(scopes and tiers, faults, rate limits, latency) -> the operation's handler (``handlers/``) -> the
+stages again, in reverse, on the response. Any :class:`ApiError` becomes the error envelope of the
+operation's protocol.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mock_server.errors import STYLES, ApiError
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
+from mock_server.stages import build as build_stages
 from mock_server.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
 
@@ -75,6 +78,7 @@ def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any
     validator = BodyValidator(operation, media_type="application/json" if reader.json else "multipart/form-data")
     style = error_style(operation)
     keys = services.config.api_keys
+    stages = build_stages(operation, services)
 
     async def endpoint(request: Request) -> Response:
         body = Body(None)
@@ -83,7 +87,13 @@ def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any
             params = parameters.read(request)
             body = await reader.read(request) if reader.expects_body else body
             validator.validate(body.data)
-            return await handler(Call(request, operation, body.data, api_key, services, params, body.files))
+            call = Call(request, operation, body.data, api_key, services, params, body.files)
+            for stage in stages:
+                await stage.before(call)
+            response = await handler(call)
+            for stage in reversed(stages):
+                response = await stage.after(call, response)
+            return response
         except ApiError as error:
             return error.response(style)
         finally:

@@ -1,27 +1,224 @@
-"""The mock's configuration: frozen, built once by the CLI or a test, and passed explicitly."""
+"""The mock's configuration: one YAML file, validated against a JSON Schema, frozen, passed explicitly.
+
+``mock-server serve --config FILE`` loads a file with :func:`load_config`; without one the shipped
+defaults (``data/default_config.yaml``) apply. ``MockConfig()`` is the configuration tests build
+from: the development key ``sk-test`` (premium, every scope), rate limits on, latency and faults off.
+Operating figures (costs, per-minute limits of the credits API, tiers) are the spec's, not here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from mock_server.catalogue import DEFAULT_CATALOGUE
+from mock_server.sim.latency import LatencyModel
 from mock_server.sim.ledger import DEFAULT_STARTING_CREDITS
 
 #: The development key the mock accepts when no keys are configured (README "Development key").
 DEV_API_KEY = "sk-test"
+#: The shipped defaults of ``mock-server serve``.
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "data" / "default_config.yaml"
+#: Fault kinds a rate or the ``X-Mock-Fault`` header may trigger.
+FAULT_KINDS = ("500", "502", "503", "slow_stream", "cut_stream", "safety")
+
+_DISTRIBUTION = {
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "object", "additionalProperties": False, "required": ["fixed"],
+         "properties": {"fixed": {"type": "number", "minimum": 0}}},
+        {"type": "object", "additionalProperties": False, "required": ["uniform"],
+         "properties": {"uniform": {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 2,
+                                    "maxItems": 2}}},
+        {"type": "object", "additionalProperties": False, "required": ["lognormal"],
+         "properties": {"lognormal": {"type": "object", "additionalProperties": False, "required": ["p50", "p95"],
+                                      "properties": {"p50": {"type": "number", "exclusiveMinimum": 0},
+                                                     "p95": {"type": "number", "exclusiveMinimum": 0}}}}},
+    ],
+}
+_LATENCY_MODEL = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"queue": _DISTRIBUTION, "first": _DISTRIBUTION, "per_unit": _DISTRIBUTION,
+                   "unit": {"enum": ["tokens", "megapixels", "audio_s", "video_s", "requests"]}},
+}
+_RATES = {"type": "object", "additionalProperties": False,
+          "properties": {kind: {"type": "number", "minimum": 0, "maximum": 1} for kind in FAULT_KINDS}}
+
+#: The JSON Schema of a configuration file.
+CONFIG_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "seed": {"type": "integer"},
+        "hosted_url_ttl_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "catalogue": {"type": "string"},
+        "keys": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["key"],
+            "properties": {
+                "key": {"type": "string", "minLength": 1},
+                "tier": {"type": "string", "minLength": 1},
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "credits": {"type": "integer", "minimum": 0},
+                "rpm": {"type": "integer", "minimum": 1},
+                "tpm": {"type": "integer", "minimum": 1},
+            }}},
+        "ledger": {"type": "object", "additionalProperties": False, "properties": {
+            "path": {"type": ["string", "null"]}, "starting_credits": {"type": "integer", "minimum": 0}}},
+        "rate_limits": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "rpm": {"type": "integer", "minimum": 1},
+            "tpm": {"type": "integer", "minimum": 1}}},
+        "latency": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "time_scale": {"type": "number", "minimum": 0},
+            "gpu_slots": {"type": "integer", "minimum": 1}, "default": _LATENCY_MODEL,
+            "operations": {"type": "object", "additionalProperties": _LATENCY_MODEL}}},
+        "faults": {"type": "object", "additionalProperties": False, "properties": {
+            "operations": {"type": "object", "additionalProperties": _RATES},
+            "blocklist": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "header": {"type": "boolean"}}},
+        "control": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "key": {"type": ["string", "null"], "minLength": 1}}},
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A configuration file that does not load or validate; the message names the bad key."""
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """One accepted API key: its ``tier``, ``scopes`` (operationIds, or ``*`` for all), starting
+    ``credits`` (None: the ledger's default) and RPM/TPM overrides for the chat gateway."""
+
+    key: str
+    tier: str = "premium"
+    scopes: frozenset[str] = frozenset({"*"})
+    credits: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def allows(self, operation_id: str) -> bool:
+        """Whether the key's scopes include ``operation_id``."""
+        return "*" in self.scopes or operation_id in self.scopes
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-key limits. The credits API's per-minute limits come from the spec (``x-rate-limit``); the
+    gateways document RPM and TPM without figures (001 "Errors"), so ``rpm``/``tpm`` are ours."""
+
+    enabled: bool = True
+    rpm: int = 600
+    tpm: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Simulated GPU latency (``mock_server.sim.latency``); ``time_scale`` multiplies every delay."""
+
+    enabled: bool = False
+    time_scale: float = 1.0
+    gpu_slots: int = 4
+    default: LatencyModel = field(default_factory=LatencyModel)
+    operations: Mapping[str, LatencyModel] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Fault rates per operationId (kind -> probability per request), the safety ``blocklist`` of prompt
+    words, and whether the ``X-Mock-Fault`` request header may trigger a fault deterministically."""
+
+    operations: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: MappingProxyType({}))
+    blocklist: tuple[str, ...] = ()
+    header: bool = True
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The control API under ``/_mock``: off unless enabled, and then only with its own ``key``."""
+
+    enabled: bool = False
+    key: str | None = None
 
 
 @dataclass(frozen=True)
 class MockConfig:
-    """``seed`` makes every answer repeatable; ``api_keys`` are the accepted keys;
-    ``hosted_url_ttl_s`` overrides the spec's hosted-URL lifetime (s) when set.
-    ``ledger_path`` is the credits ledger's SQLite file (None: in memory, for the app's lifetime);
-    ``starting_credits`` the balance of a key the ledger has not seen (004 "Multimodal API")."""
+    """Everything the mock is told. ``seed`` makes answers and simulated draws repeatable;
+    ``hosted_url_ttl_s`` overrides the spec's hosted-URL lifetime (s); ``ledger_path`` is the credits
+    ledger's SQLite file (None: in memory); ``starting_credits`` the balance of a key with none set."""
 
     seed: int = 0
-    api_keys: frozenset[str] = field(default_factory=lambda: frozenset({DEV_API_KEY}))
+    keys: tuple[KeyConfig, ...] = (KeyConfig(DEV_API_KEY),)
     catalogue: Path = DEFAULT_CATALOGUE
     hosted_url_ttl_s: float | None = None
     ledger_path: str | Path | None = None
     starting_credits: int = DEFAULT_STARTING_CREDITS
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        """The accepted keys."""
+        return frozenset(entry.key for entry in self.keys)
+
+    def key(self, api_key: str | None) -> KeyConfig | None:
+        """The configuration of ``api_key``, or None for a key that is not configured."""
+        return next((entry for entry in self.keys if entry.key == api_key), None)
+
+
+def load_config(path: Path, **overrides: Any) -> MockConfig:
+    """Read, validate and freeze a configuration file; ``overrides`` replace top-level fields.
+
+    Raises :class:`ConfigError` naming the bad key.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    error = best_match(Draft202012Validator(CONFIG_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {error.message}")
+    try:
+        return _build(data, overrides)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
+    keys = tuple(KeyConfig(key=entry["key"], tier=entry.get("tier", "premium"),
+                           scopes=frozenset(entry.get("scopes", ["*"])), credits=entry.get("credits"),
+                           rpm=entry.get("rpm"), tpm=entry.get("tpm")) for entry in data.get("keys", []))
+    ledger = data.get("ledger", {})
+    latency = data.get("latency", {})
+    faults = data.get("faults", {})
+    fields: dict[str, Any] = {
+        "seed": data.get("seed", 0),
+        "keys": keys or (KeyConfig(DEV_API_KEY),),
+        "catalogue": Path(data["catalogue"]) if "catalogue" in data else DEFAULT_CATALOGUE,
+        "hosted_url_ttl_s": data.get("hosted_url_ttl_s"),
+        "ledger_path": ledger.get("path"),
+        "starting_credits": ledger.get("starting_credits", DEFAULT_STARTING_CREDITS),
+        "rate_limits": RateLimitConfig(**data.get("rate_limits", {})),
+        "latency": LatencyConfig(
+            enabled=latency.get("enabled", False), time_scale=latency.get("time_scale", 1.0),
+            gpu_slots=latency.get("gpu_slots", 4), default=LatencyModel.parse(latency.get("default", {})),
+            operations=MappingProxyType({op: LatencyModel.parse(m) for op, m in latency.get("operations", {}).items()}),
+        ),
+        "faults": FaultConfig(
+            operations=MappingProxyType({op: MappingProxyType(rates) for op, rates in
+                                         faults.get("operations", {}).items()}),
+            blocklist=tuple(word.lower() for word in faults.get("blocklist", [])), header=faults.get("header", True)),
+        "control": ControlConfig(**data.get("control", {})),
+    }
+    fields.update(overrides)
+    return MockConfig(**fields)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,14 +16,17 @@ from starlette.responses import Response
 from mock_server.catalogue import Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
-from mock_server.sim import FileStore, Ledger
+from mock_server.sim import PREMIUM, FileStore, Ledger
+from mock_server.sim.latency import GpuPool, LatencySimulator
+from mock_server.sim.ratelimit import SlidingWindowLog
 from spec import Operation
 
 
 @dataclass
 class Services:
     """Built once per app from :class:`MockConfig`: the catalogue, hosted media, the id sequence, the
-    credits ledger (``config.ledger_path``, in memory by default) and the uploaded-file store."""
+    credits ledger (``config.ledger_path``, in memory by default), the uploaded-file store, the rate
+    limiter, the latency simulator with its GPU pools, and the seeded RNG of faults."""
 
     config: MockConfig
     models: dict[str, Model] = field(init=False)
@@ -30,10 +34,25 @@ class Services:
     _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
     ledger: Ledger = field(init=False)
     files: FileStore = field(init=False, default_factory=FileStore)
+    limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
+    latency: LatencySimulator = field(init=False)
+    gpus: GpuPool = field(init=False)
+    fault_rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
-        self.models = load_catalogue(self.config.catalogue)
-        self.ledger = Ledger(self.config.ledger_path or ":memory:", self.config.starting_credits)
+        config = self.config
+        self.models = load_catalogue(config.catalogue)
+        starting = {entry.key: entry.credits for entry in config.keys if entry.credits is not None}
+        self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
+        self.latency = LatencySimulator(config.latency.operations, config.latency.default,
+                                        config.latency.time_scale, config.seed)
+        self.gpus = GpuPool(config.latency.gpu_slots)
+        self.fault_rng = random.Random(config.seed)
+
+    def tier(self, api_key: str | None) -> str:
+        """The configured tier of ``api_key`` (premium for a key with none; 004 "Tier: Premium only")."""
+        entry = self.config.key(api_key)
+        return entry.tier if entry is not None else PREMIUM
 
     def new_id(self, prefix: str) -> str:
         """A fresh id such as ``chatcmpl-<24 hex>``; the sequence is fixed by the seed."""
@@ -46,7 +65,8 @@ class Call:
     """One authenticated, validated request.
 
     ``body`` is the parsed JSON or form (None without a body); ``params`` the query, header and path
-    parameters by name; ``files`` a multipart form's uploads by field name.
+    parameters by name; ``files`` a multipart form's uploads by field name. Frozen, but ``state``
+    is a per-request scratch dict for the stages.
     """
 
     request: Request
@@ -56,6 +76,8 @@ class Call:
     services: Services
     params: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    """What a pipeline stage keeps between its ``before`` and ``after`` (see ``stages.py``)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]

@@ -13,6 +13,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from mock_server import MockConfig, create_app
+from mock_server.config import KeyConfig
 from spec import find_operation, response_schema, schema_validator
 
 CHAT = find_operation("openai_gateway", "createChatCompletion")
@@ -61,7 +62,7 @@ def test_missing_or_unknown_key_is_401(client: TestClient, headers: dict[str, st
 
 
 def test_configured_keys_replace_the_development_key() -> None:
-    with TestClient(create_app(MockConfig(api_keys=frozenset({"sk-team"})))) as client:
+    with TestClient(create_app(MockConfig(keys=(KeyConfig("sk-team"),)))) as client:
         assert chat(client).status_code == 401
         ok = client.post("/v1/chat/completions", headers={"Authorization": "Bearer sk-team"},
                          json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})

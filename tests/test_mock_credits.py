@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from conformance.embedded import serve
 from mock_server import DEV_API_KEY, MockConfig, create_app
-from mock_server.handlers import credits as credits_handlers
+from mock_server.config import KeyConfig, RateLimitConfig
 from spec import find_operation, response_schema, schema_validator
 from spec.extensions import credit_cost, providers
 
@@ -171,9 +171,8 @@ def test_short_balance_is_402_and_charges_nothing(path: str, operation_id: str, 
         assert tts["credits_remaining"] == 26 == _balance(client)
 
 
-def test_premium_rules_read_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(credits_handlers, "key_tier", lambda api_key: "basic")
-    with _app() as client:
+def test_premium_rules_read_the_spec() -> None:
+    with _app(keys=(KeyConfig("sk-test", tier="basic"),)) as client:
         _json(client.post(f"{ROOT}/video/t2v", json={"prompt": "waves"}, headers=AUTH), "createTextToVideo", 403)
         sora = {**I2V, "provider": "sora2"}
         _json(client.post(f"{ROOT}/video/i2v", json=sora, headers=AUTH), "createImageToVideo", 403)
@@ -184,7 +183,9 @@ def test_premium_rules_read_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_concurrent_calls_never_overspend() -> None:
     """20 simultaneous TTS calls against a balance for 10: exactly 10 succeed, the rest are 402."""
-    with serve(create_app(MockConfig(starting_credits=10 * 14))) as url, httpx.Client(base_url=url, timeout=30) as http:
+    no_limits = RateLimitConfig(enabled=False)  # this test is about the ledger, not the 10/min rate limit
+    with serve(create_app(MockConfig(starting_credits=10 * 14, rate_limits=no_limits))) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
         with ThreadPoolExecutor(max_workers=20) as pool:
             statuses = list(pool.map(lambda i: http.post(f"{ROOT}/tts", json={"text": f"word {i}"},
                                                          headers=AUTH).status_code, range(20)))
@@ -233,7 +234,7 @@ def test_odd_text_never_breaks_a_usage_answer() -> None:
 
 def test_a_usage_record_is_only_its_keys() -> None:
     other = {"Authorization": "Bearer sk-other"}
-    with _app(api_keys=frozenset({DEV_API_KEY, "sk-other"})) as client:
+    with _app(keys=(KeyConfig(DEV_API_KEY), KeyConfig("sk-other"))) as client:
         made = _json(client.post(f"{ROOT}/tts", json={"text": "mine"}, headers=AUTH), "createMultimodalTts")
         mine = _json(client.get(f"{ROOT}/usage/{made['usage_id']}", headers=AUTH), "getMultimodalUsage")
         assert mine["usage_id"] == made["usage_id"] and mine["status"] == "completed"

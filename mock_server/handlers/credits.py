@@ -5,7 +5,7 @@ ledger of :mod:`mock_server.sim.ledger`, atomically with its usage record; a sho
 402 "Insufficient credits" (004 "Error Codes") and charges nothing. Media are real: TTS answers
 MP3 speech, images are PNGs of the asked size, videos are H.264 MP4s hosted by the mock
 (``video_url``). Tier rules (T2V "Premium only", sora2 "(premium)") come from the spec and the key's
-tier from :func:`mock_server.sim.tiers.key_tier`.
+tier from the configuration (``Services.tier``).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from mock_server.errors import ApiError
 from mock_server.handlers import handles
 from mock_server.media import image_bytes
 from mock_server.media_av import mp4, speech
-from mock_server.sim import PREMIUM, FileTooLarge, InsufficientCredits, UsageRecord, key_tier, meets
+from mock_server.sim import PREMIUM, FileTooLarge, InsufficientCredits, UsageRecord, meets
 from mock_server.textgen import rng_for
 from spec import find_operation, request_body_schema, resolve
-from spec.extensions import credit_cost, hosted_url_ttl_s, providers, tier
+from spec.extensions import credit_cost, hosted_url_ttl_s, providers
 
 API = "credits_api"
 #: The usage-record ``endpoint_type`` of each generation (004 "Usage History": the filter's values).
@@ -109,7 +109,7 @@ async def _charge(call: Call, credits: int, result: Mapping[str, Any]) -> UsageR
 
 def _require_tier(call: Call, required: str | None, what: str) -> None:
     """403 when the key's tier does not meet ``required`` (004 T2V "Tier: Premium only"; sora2 "(premium)")."""
-    if not meets(key_tier(call.api_key), required):
+    if not meets(call.services.tier(call.api_key), required):
         raise ApiError(403, f"{what} requires the {required} tier.", code="tier_required")
 
 
@@ -153,7 +153,6 @@ async def create_image_to_video(call: Call) -> Response:
 @handles("createTextToVideo")
 async def create_text_to_video(call: Call) -> Response:
     """004 "Video: Text-to-Video (T2V)": premium only; lasts the request's ``duration`` (s, default 5)."""
-    _require_tier(call, tier(call.operation), "Text-to-video")
     return await _video(call, *VIDEO_SIZE, float(_field(call, "duration")), {})
 
 

@@ -119,8 +119,8 @@ class Ledger:
     """Balances and usage records of API keys in SQLite (see the module docstring).
 
     ``path`` is a file path or ``":memory:"``; ``starting_credits`` is the balance of a key not seen
-    before. ``clock`` (s since the epoch) and ``new_id`` are injectable for tests. Thread-safe.
-    Raises ``sqlite3.Error`` if the file cannot be opened.
+    before, unless ``starting_by_key`` names the key. ``clock`` (s since the epoch) and ``new_id`` are
+    injectable for tests. Thread-safe. Raises ``sqlite3.Error`` if the file cannot be opened.
     """
 
     def __init__(
@@ -128,6 +128,7 @@ class Ledger:
         path: str | Path = ":memory:",
         starting_credits: int = DEFAULT_STARTING_CREDITS,
         *,
+        starting_by_key: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_usage_id,
     ) -> None:
@@ -135,6 +136,7 @@ class Ledger:
             raise ValueError("starting_credits must be >= 0")
         self.path = str(path)
         self.starting_credits = starting_credits
+        self.starting_by_key = dict(starting_by_key or {})
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
@@ -239,7 +241,7 @@ class Ledger:
     def _open(self, db: sqlite3.Connection, api_key: str) -> int:
         """Inside a transaction: open the key's account if new; returns its balance."""
         db.execute("INSERT OR IGNORE INTO accounts (api_key, balance, used) VALUES (?, ?, 0)",
-                   (api_key, self.starting_credits))
+                   (api_key, self.starting_by_key.get(api_key, self.starting_credits)))
         return int(db.execute("SELECT balance FROM accounts WHERE api_key = ?", (api_key,)).fetchone()[0])
 
 

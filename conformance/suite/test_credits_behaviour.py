@@ -1,0 +1,79 @@
+"""Behavioural checks of the credits API (004): accounting, usage records and rate limits.
+
+The rate-limit burst runs last in this module: it spends the window of the operation it tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.checks import REGISTRY
+from conformance.http import Exchange, TargetClient
+from spec import find_operation
+from spec.extensions import rate_limit
+
+API = "credits_api"
+TTS = find_operation(API, "createMultimodalTts")
+IMAGE = find_operation(API, "createMultimodalImage")
+USAGE = find_operation(API, "listMultimodalUsage")
+RECORD = find_operation(API, "getMultimodalUsage")
+
+pytestmark = pytest.mark.api(API)
+
+
+def _tts(client: TargetClient) -> Exchange:
+    return client.request("POST", TTS.path, json_body={"text": "Welcome to AINative Studio.", "voice": "Wise_Woman"})
+
+
+@pytest.fixture(scope="module")
+def tts_pair(client: TargetClient) -> tuple[Exchange, Exchange]:
+    """Two TTS calls in a row, made once for the module."""
+    return _tts(client), _tts(client)
+
+
+@pytest.mark.api(API, operation="createMultimodalTts")
+@pytest.mark.check("credits_fall_by_cost")
+def test_tts_credits_fall(tts_pair: tuple[Exchange, Exchange]) -> None:
+    REGISTRY["credits_fall_by_cost"](tts_pair[0], tts_pair[1], TTS)
+
+
+@pytest.mark.api(API, operation="createMultimodalImage")
+@pytest.mark.check("credits_fall_by_cost")
+def test_image_credits_fall(client: TargetClient) -> None:
+    body = {"prompt": "A futuristic cityscape at sunset with neon lights", "width": 512, "height": 512}
+    first = client.request("POST", IMAGE.path, json_body=body)
+    second = client.request("POST", IMAGE.path, json_body=body)
+    REGISTRY["credits_fall_by_cost"](first, second, IMAGE)
+
+
+@pytest.mark.api(API, operation="listMultimodalUsage")
+@pytest.mark.check("usage_pagination")
+def test_usage_pagination(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:
+    pages = [client.request("GET", USAGE.path, params={"limit": 1, "skip": skip}) for skip in (0, 1)]
+    filtered = client.request("GET", USAGE.path, params={"endpoint_type": "tts"})
+    REGISTRY["usage_pagination"](pages[0], pages[1], filtered, USAGE)
+
+
+@pytest.mark.api(API, operation="getMultimodalUsage")
+@pytest.mark.check("usage_record_found")
+def test_usage_record(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:
+    body: Any = tts_pair[1].json()
+    usage_id = body.get("usage_id") if isinstance(body, dict) else None
+    assert isinstance(usage_id, str), f"the TTS answer names no usage_id: {tts_pair[1].body[:200]!r}"
+    exchange = client.request("GET", RECORD.path.format(usage_id=usage_id))
+    REGISTRY["usage_record_found"](exchange, usage_id, RECORD)
+
+
+@pytest.mark.api(API, operation="createMultimodalTts")
+@pytest.mark.check("rate_limit_enforced")
+def test_tts_rate_limit(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:
+    limit = rate_limit(TTS)
+    assert limit is not None and limit.requests is not None, "the spec gives TTS a rate limit"
+    burst: list[Exchange] = []
+    for _ in range(limit.requests + 1):
+        burst.append(client.request("POST", TTS.path, json_body={"text": "Rate limit probe."}, honour_429=False))
+        if burst[-1].status == 429:
+            break
+    REGISTRY["rate_limit_enforced"](burst, TTS)

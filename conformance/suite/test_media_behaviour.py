@@ -1,0 +1,113 @@
+"""Behavioural checks of the OpenAI-compatible gateway's media endpoints (002, 000; OpenAI contract).
+
+Images as b64_json and as hosted URLs that really download, edits with a mask, every speech
+format, every transcription and translation format (transcribing the target's own speech), and
+413 for an upload over the documented limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.checks import REGISTRY
+from conformance.golden import media_file
+from conformance.http import Exchange, TargetClient
+from conformance.target import Target
+from spec import find_operation
+from spec.extensions import upload_limit_bytes
+
+API = "openai_gateway"
+IMAGES = find_operation(API, "createImage")
+EDITS = find_operation(API, "createImageEdit")
+SPEECH = find_operation(API, "createSpeech")
+TRANSCRIPTIONS = find_operation(API, "createTranscription")
+TRANSLATIONS = find_operation(API, "createTranslation")
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+
+
+def _image(target: Target, response_format: str) -> dict[str, Any]:
+    return {"model": target.model("image_generation"), "prompt": "Studio photo of an orange tabby cat",
+            "size": "1024x1024", "n": 1, "response_format": response_format}
+
+
+@pytest.mark.api(API, operation="createImage")
+@pytest.mark.check("image_b64_json_decodes")
+def test_image_b64_json(client: TargetClient, target: Target) -> None:
+    exchange = client.request("POST", IMAGES.path, json_body=_image(target, "b64_json"))
+    REGISTRY["image_b64_json_decodes"](exchange, IMAGES)
+
+
+@pytest.mark.api(API, operation="createImage")
+@pytest.mark.check("image_url_downloads")
+def test_image_url(client: TargetClient, target: Target) -> None:
+    exchange = client.request("POST", IMAGES.path, json_body=_image(target, "url"))
+    REGISTRY["image_url_downloads"](exchange, IMAGES, lambda url: client.request("GET", url, auth=None))
+
+
+@pytest.mark.api(API, operation="createImageEdit")
+@pytest.mark.check("image_edit_decodes")
+def test_image_edit_with_mask(client: TargetClient, target: Target) -> None:
+    fields = {"model": target.model("image_generation"), "prompt": "Add a red balloon", "size": "1024x1024",
+              "response_format": "b64_json"}
+    exchange = client.request("POST", EDITS.path, data=fields, files=[
+        ("image", ("image.png", media_file("png_1024"), "image/png")),
+        ("mask", ("mask.png", media_file("mask_1024"), "image/png"))])
+    exchange = Exchange(exchange.method, exchange.url, fields, exchange.status, exchange.headers, exchange.body)
+    REGISTRY["image_edit_decodes"](exchange, EDITS)
+
+
+@pytest.fixture(scope="module")
+def spoken(client: TargetClient, target: Target) -> bytes:
+    """Audio to transcribe: the target's own speech (so there are words to find), else a WAV tone."""
+    if target.claims(API):
+        answer = client.request("POST", SPEECH.path, json_body={
+            "model": target.model("speech"), "voice": "alloy", "response_format": "wav",
+            "input": "The quick brown fox jumps over the lazy dog near the quiet river bank."})
+        if answer.status == 200 and answer.body:
+            return answer.body
+    return media_file("wav")
+
+
+@pytest.mark.api(API, operation="createSpeech")
+@pytest.mark.check("speech_audio_decodes")
+@pytest.mark.parametrize("fmt", SPEECH_FORMATS)
+def test_speech_format(fmt: str, client: TargetClient, target: Target) -> None:
+    body = {"model": target.model("speech"), "voice": "alloy", "input": "Welcome to the conformance suite.",
+            "response_format": fmt}
+    REGISTRY["speech_audio_decodes"](client.request("POST", SPEECH.path, json_body=body), SPEECH)
+
+
+def _transcribe(client: TargetClient, target: Target, path: str, audio: bytes, fmt: str) -> Exchange:
+    fields = {"model": target.model("transcription"), "response_format": fmt}
+    exchange = client.request("POST", path, data=fields, files=[("file", ("speech.wav", audio, "audio/wav"))])
+    return Exchange(exchange.method, exchange.url, fields, exchange.status, exchange.headers, exchange.body)
+
+
+@pytest.mark.api(API, operation="createTranscription")
+@pytest.mark.check("transcript_format_conforms")
+@pytest.mark.parametrize("fmt", TRANSCRIPT_FORMATS)
+def test_transcription_format(fmt: str, client: TargetClient, target: Target, spoken: bytes) -> None:
+    exchange = _transcribe(client, target, TRANSCRIPTIONS.path, spoken, fmt)
+    REGISTRY["transcript_format_conforms"](exchange, TRANSCRIPTIONS)
+
+
+@pytest.mark.api(API, operation="createTranslation")
+@pytest.mark.check("transcript_format_conforms")
+@pytest.mark.parametrize("fmt", TRANSCRIPT_FORMATS)
+def test_translation_format(fmt: str, client: TargetClient, target: Target, spoken: bytes) -> None:
+    exchange = _transcribe(client, target, TRANSLATIONS.path, spoken, fmt)
+    REGISTRY["transcript_format_conforms"](exchange, TRANSLATIONS)
+
+
+@pytest.mark.api(API, operation="createTranscription")
+@pytest.mark.check("upload_over_limit_is_413")
+def test_upload_over_limit(client: TargetClient, target: Target) -> None:
+    limit = upload_limit_bytes(TRANSCRIPTIONS)
+    assert limit is not None, "the spec gives createTranscription an x-upload-limit-bytes"
+    oversized = bytes(limit + 1)
+    exchange = client.request("POST", TRANSCRIPTIONS.path, data={"model": target.model("transcription")},
+                              files=[("file", ("big.wav", oversized, "audio/wav"))])
+    REGISTRY["upload_over_limit_is_413"](exchange, TRANSCRIPTIONS)

@@ -1,0 +1,49 @@
+"""The sliding-window log admits exactly the limit in any window, and says when to retry."""
+
+from __future__ import annotations
+
+from mock_server.sim.ratelimit import Limit, SlidingWindowLog, retry_after_header
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+RPM = Limit("requests", 10, 60.0)
+
+
+def test_admits_exactly_the_limit_per_window() -> None:
+    clock = Clock()
+    log = SlidingWindowLog(clock)
+    verdicts = [log.admit("k:op", [RPM], {"requests": 1})[0] for _ in range(12)]
+    assert [v.admitted for v in verdicts] == [True] * 10 + [False] * 2
+    assert verdicts[9].remaining == 0 and verdicts[0].remaining == 9
+    assert verdicts[10].retry_after_s == 60.0 and retry_after_header(verdicts[10:11]) == "60"
+
+
+def test_window_slides_rather_than_resetting_at_an_edge() -> None:
+    clock = Clock()
+    log = SlidingWindowLog(clock)
+    for _ in range(5):
+        log.admit("k", [RPM], {})
+    clock.now += 30
+    for _ in range(5):
+        assert log.admit("k", [RPM], {})[0].admitted
+    assert not log.admit("k", [RPM], {})[0].admitted  # 10 in the last 60 s
+    clock.now += 30.001  # the first 5 left the window
+    assert sum(log.admit("k", [RPM], {})[0].admitted for _ in range(6)) == 5
+
+
+def test_keys_are_independent_and_refusals_record_nothing() -> None:
+    clock = Clock()
+    log = SlidingWindowLog(clock)
+    tpm = Limit("tokens", 100, 60.0)
+    assert log.admit("a", [RPM, tpm], {"requests": 1, "tokens": 90})[0].admitted
+    refused = log.admit("a", [RPM, tpm], {"requests": 1, "tokens": 20})
+    assert [d.admitted for d in refused] == [True, False]
+    assert log.admit("a", [RPM, tpm], {"requests": 1, "tokens": 10})[1].remaining == 0  # the refusal took nothing
+    assert log.admit("b", [RPM, tpm], {"requests": 1, "tokens": 100})[1].admitted
