@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conformance import report
-from conformance.plugin import ConformancePlugin, RunConfig
+from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
 
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generated cases per operation: quick (CI) or thorough (default quick)")
     run.add_argument("--baseline", type=Path, help="known failures (YAML/JSON known_failures: [ids]) to accept")
     run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
+    run.add_argument("--phases", default=",".join(PHASES),
+                     help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
     compare = commands.add_parser("compare", help="render several reports side by side")
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        return Target(args.name or "mock", url, args.api_key or MOCK_KEY)
+        from conformance.embedded import STANDARD_KEY
+
+        return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY)
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})
@@ -114,8 +118,17 @@ def run(args: argparse.Namespace) -> int:
     return 1 if plugin.regressions else 0
 
 
+def _phase_modules(phases: str) -> list[str]:
+    """The suite modules of the named phases; raises TargetFileError for an unknown phase."""
+    wanted = {phase.strip() for phase in phases.split(",") if phase.strip()}
+    unknown = wanted - set(PHASES)
+    if unknown or not wanted:
+        raise TargetFileError(f"--phases takes {', '.join(PHASES)}; got {phases!r}")
+    return sorted(str(path) for path in SUITE_DIR.glob("test_*.py") if phase_of_module(path.name) in wanted)
+
+
 def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
-    pytest_args = [str(SUITE_DIR), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+    pytest_args = [*_phase_modules(args.phases), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                    "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",

@@ -44,13 +44,18 @@ EMBEDDED_CREDITS = 100_000_000
 STANDARD_KEY = "sk-test-standard"
 
 
-@contextmanager
-def embedded_mock(seed: int = 0) -> Iterator[str]:
-    """The project's mock served by :func:`serve`: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
+def embedded_app(seed: int = 0) -> Any:
+    """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
     and :data:`STANDARD_KEY` (standard tier), rate limits as documented, no latency, no faults."""
     from mock_server import MockConfig, create_app  # the one place the suite touches the mock
     from mock_server.config import DEV_API_KEY, KeyConfig
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"))
-    with serve(create_app(MockConfig(seed=seed, keys=keys))) as url:
+    return create_app(MockConfig(seed=seed, keys=keys))
+
+
+@contextmanager
+def embedded_mock(seed: int = 0) -> Iterator[str]:
+    """:func:`embedded_app` served by :func:`serve`; yields its root URL."""
+    with serve(embedded_app(seed)) as url:
         yield url

@@ -8,7 +8,7 @@ Layout: ``fixtures/<api>/<operationId>/<case>.yaml``::
       json: {model: "${model:image_output}", messages: [...]}   # or multipart: {field: value}
       files: {image: "${media:png_256}"}     # multipart files (with multipart)
       query: {limit: 1}                      # query parameters
-      path: {usage_id: "${last:usage_id}"}   # path parameters
+      path: {usage_id: "${last:createMultimodalTts.usage_id}"}   # path parameters
       auth: valid                            # valid (default) | none | invalid
     expect:
       status: 200
@@ -23,11 +23,14 @@ Layout: ``fixtures/<api>/<operationId>/<case>.yaml``::
         - {path: $.audio_base64, format: mp3, duration_ms_at: $.duration_ms}  # within 100 ms
         - {path: $.video_url, download: true, format: mp4, size: [1280, 720], duration_s: 5}
         - {body: true, format: mp3}          # the raw response body
+        - {path: $.image_base64, format: [PNG, JPEG], size: [1024, 1024]}    # any of these formats
 
 Formats PNG, JPEG and WEBP decode with Pillow; any other (mp3, mp4, wav, ogg, flac, aac) with
 PyAV. Placeholders in the request: ``${model:<capability>}`` is the target's model for that
 capability; ``${media:<name>}`` one of :data:`MEDIA` (a file's base64 text in JSON, its bytes in
-``files``).
+``files``); ``${last:<field>}`` the top-level ``field`` of the latest 2xx JSON answer of this run that
+had one, and ``${last:<operationId>.<field>}`` the same of that operation's answers (see :func:`remember`).
+Fixtures run in id order, so an answer is remembered before a later fixture names it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from conformance.target import Target
 from spec import Operation, find_operation
 
 CHECK = "golden_fixture"
-_PLACEHOLDER = re.compile(r"\$\{(model|media):([a-z_]+)\}")
+_PLACEHOLDER = re.compile(r"\$\{(model|media|last):([A-Za-z0-9_.]+)\}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class GoldenCase:
 
 def load_cases(root: Path) -> list[GoldenCase]:
     """Every ``*.yaml`` fixture under ``root``, sorted by id. Raises ValueError naming a bad file."""
+    forget()
     cases = []
     for path in sorted(root.glob("*/*/*.yaml")):
         api, operation_id = path.parent.parent.name, path.parent.name
@@ -94,7 +98,29 @@ MEDIA: Mapping[str, Callable[[], bytes]] = {
     "wav_base64": lambda: media.wav_tone(1.0),
     "png_1024": lambda: media.png(1024, 1024, (200, 120, 40, 255)),
     "mask_1024": lambda: media.png(1024, 1024, (0, 0, 0, 0)),
+    "mask_512": lambda: media.png(512, 512, (0, 0, 0, 0)),     # a mask of another size than png_1024
+    "png_256": lambda: media.png(256, 256, (40, 120, 200, 255)),  # small enough for a data URL
+    "mp3": lambda: media.mp3_tone(1.0),                         # 1 s; 003 "Audio input" names wav or mp3
 }
+#: File name suffix of a :data:`MEDIA` entry sent as a multipart file (by name; else ``.png``).
+_SUFFIX: Mapping[str, str] = {"wav": ".wav", "mp3": ".mp3"}
+
+#: Top-level fields of earlier 2xx JSON answers, by field and by ``<operationId>.<field>`` (``${last:...}``).
+_REMEMBERED: dict[str, Any] = {}
+
+
+def remember(case: GoldenCase, exchange: Exchange) -> None:
+    """Keep the top-level string and number fields of a 2xx JSON object answer, for ``${last:...}``."""
+    body = exchange.json() if 200 <= exchange.status < 300 else None
+    if isinstance(body, dict):
+        for name, value in body.items():
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                _REMEMBERED[name] = _REMEMBERED[f"{case.operation.operation_id}.{name}"] = value
+
+
+def forget() -> None:
+    """Clear what :func:`remember` kept (a new run starts; :func:`load_cases` calls it)."""
+    _REMEMBERED.clear()
 
 
 def media_file(name: str) -> bytes:
@@ -110,6 +136,10 @@ def render(value: Any, target: Target) -> Any:
             kind, name = match.groups()
             if kind == "model":
                 return target.model(name)
+            if kind == "last":
+                if name not in _REMEMBERED:
+                    raise ValueError(f"${{last:{name}}}: no earlier 2xx answer of this run had that field")
+                return str(_REMEMBERED[name])
             return base64.b64encode(media_file(name)).decode("ascii")
 
         return _PLACEHOLDER.sub(fill, value)
@@ -131,7 +161,7 @@ def files(case: GoldenCase) -> list[tuple[str, tuple[str, bytes]]] | None:
             match = _PLACEHOLDER.fullmatch(str(item))
             if match is None or match.group(1) != "media":
                 raise ValueError(f"{case.id}: files take ${{media:<name>}} values, not {item!r}")
-            suffix = {"wav": ".wav"}.get(match.group(2), ".png")
+            suffix = _SUFFIX.get(match.group(2), ".png")
             out.append((field_name, (match.group(2) + suffix, media_file(match.group(2)))))
     return out
 
@@ -142,6 +172,7 @@ def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Excha
     ``download`` fetches a URL for ``download: true`` media assertions.
     """
     expect = case.expect
+    remember(case, exchange)
 
     def fail(expected: str, received: str) -> CheckFailure:
         return CheckFailure(CHECK, f"{case.id}: {expected}", received, exchange.evidence())
@@ -167,7 +198,7 @@ def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Excha
             reason = _media_problem(assertion, value, body, download)
             if reason is not None:
                 where = "the body" if assertion.get("body") else assertion["path"]
-                raise fail(f"{where} decodes as {assertion['format']}", reason)
+                raise fail(f"{where} decodes as {' or '.join(_formats(assertion))}", reason)
 
 
 def _matches(path: str, body: Any) -> list[Any]:
@@ -215,15 +246,16 @@ def _media_problem(assertion: Mapping[str, Any], value: Any, body: Any,
                    download: Callable[[str], Exchange] | None) -> str | None:
     """None if ``value`` (raw bytes, base64 text, a data URL, or a URL to download) decodes as the
     assertion expects, else the reason."""
+    wanted = _formats(assertion)
     try:
         content = _content(assertion, value, download)
-        if assertion["format"] in ("PNG", "JPEG", "WEBP"):
+        if set(wanted) <= {"PNG", "JPEG", "WEBP"}:
             decoded = media.image(content)
-            if decoded.format != assertion["format"]:
+            if decoded.format not in wanted:
                 return f"a {decoded.format} image"
         else:
             decoded = media.audio_video(content)
-            if assertion["format"] not in decoded.format.split(","):
+            if not set(wanted) & set(decoded.format.split(",")):
                 return f"a {decoded.format} file"
     except media.MediaError as exc:
         return str(exc)
@@ -237,6 +269,12 @@ def _media_problem(assertion: Mapping[str, Any], value: Any, body: Any,
         if not isinstance(stated, int | float) or abs(decoded.duration_s * 1000 - stated) > 100:
             return f"{decoded.duration_s * 1000:.0f} ms of audio, but {assertion['duration_ms_at']} says {stated!r}"
     return None
+
+
+def _formats(assertion: Mapping[str, Any]) -> list[str]:
+    """The formats a media assertion accepts: ``format: PNG``, or a list (``[PNG, JPEG]``: 004's "jpg or png")."""
+    wanted = assertion["format"]
+    return [str(item) for item in wanted] if isinstance(wanted, list) else [str(wanted)]
 
 
 def _content(assertion: Mapping[str, Any], value: Any, download: Callable[[str], Exchange] | None) -> bytes:

@@ -12,6 +12,7 @@ import io
 import math
 import wave
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 from PIL import Image, UnidentifiedImageError
@@ -41,6 +42,31 @@ def wav_tone(seconds: float, rate: int = 16_000) -> bytes:
         out.setsampwidth(2)
         out.setframerate(rate)
         out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+def mp3_tone(seconds: float, rate: int = 24_000) -> bytes:
+    """An MP3 file (mono, ``rate`` Hz) of the same 440 Hz tone as :func:`wav_tone`, lasting ``seconds`` s:
+    audio in the other format 003 "Audio input" names (``wav`` or ``mp3``), encoded here with PyAV."""
+    samples = array.array("h", (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate))))
+    pcm = samples.tobytes()
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp3") as output:
+        stream = output.add_stream("libmp3lame", rate=rate, layout="mono")
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
+        frame_samples = 1152
+        for start in range(0, len(samples), frame_samples):
+            chunk = pcm[start * 2:(start + frame_samples) * 2]
+            frame = av.AudioFrame(format="s16", layout="mono", samples=len(chunk) // 2)
+            frame.planes[0].update(chunk)
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+            for resampled in resampler.resample(frame):
+                output.mux(stream.encode(resampled))
+        for resampled in resampler.resample(None):
+            output.mux(stream.encode(resampled))
+        output.mux(stream.encode(None))
     return buffer.getvalue()
 
 

@@ -28,12 +28,16 @@ from conformance.target import Target
 PHASES = ("golden", "behavioural", "property")
 
 
-def phase_of(item: pytest.Item) -> str:
-    """The phase of a suite test, from its module: test_golden, test_properties, else behavioural."""
-    module = item.nodeid.split("::", 1)[0]
+def phase_of_module(module: str) -> str:
+    """The phase of a suite module (file name or path): test_golden, test_properties, else behavioural."""
     if module.endswith("test_golden.py"):
         return "golden"
     return "property" if module.endswith("test_properties.py") else "behavioural"
+
+
+def phase_of(item: pytest.Item) -> str:
+    """The phase of a suite test item."""
+    return phase_of_module(item.nodeid.split("::", 1)[0])
 
 
 #: The skip reason that marks a test of an API the target does not claim.
@@ -126,7 +130,7 @@ class ConformancePlugin:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
         return report.Row(id=row_id, check=name, api=_api(item)[0] or "all", capability=capability, source=source,
-                          outcome=outcome, duration_s=round(rep.duration, 4), failure=failure)
+                          outcome=outcome, duration_s=round(rep.duration, 4), failure=failure, phase=phase_of(item))
 
     @property
     def regressions(self) -> list[report.Row]:
@@ -140,6 +144,8 @@ class ConformancePlugin:
         report.write(document, self.run.report_dir)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        seconds = report.phase_seconds(self.rows)
+        terminalreporter.write_line("time per phase: " + ", ".join(f"{p} {seconds.get(p, 0.0):.1f} s" for p in PHASES))
         terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
 
 

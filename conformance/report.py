@@ -41,6 +41,15 @@ class Row:
     outcome: str
     duration_s: float
     failure: dict[str, Any] | None = None
+    phase: str = ""
+
+
+def phase_seconds(rows: Sequence[Row]) -> dict[str, float]:
+    """Seconds spent per phase (golden, behavioural, property), summed over the rows."""
+    seconds: dict[str, float] = {}
+    for row in rows:
+        seconds[row.phase] = seconds.get(row.phase, 0.0) + row.duration_s
+    return {phase: round(total, 3) for phase, total in seconds.items()}
 
 
 def _verdict(outcomes: set[str]) -> str:
@@ -67,6 +76,7 @@ def build(target: Target, rows: Sequence[Row], started: str, finished: str, dura
         "started": started,
         "finished": finished,
         "duration_s": round(duration_s, 3),
+        "phase_seconds": phase_seconds(rows),
         "summary": {"passed": counts["passed"], "failed": counts["failed"], "known_failures": counts["known_failure"],
                     "skipped": counts["skipped"], "not_claimed": counts["not_claimed"], "total": len(rows)},
         "capabilities": capability_matrix(rows),

@@ -5,6 +5,7 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     name: acme-gateway                   # report folder name (default: from the URL)
     base_url: https://gateway.acme.dev   # server root; spec paths carry /v1 themselves
     api_key_env: ACME_KEY                # or api_key: sk-...; used as Bearer and as x-api-key
+    standard_api_key_env: ACME_BASIC     # optional: a key below the premium tier, for the 403 checks
     messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
     apis: [openai_gateway, multi_protocol, credits_api]   # what it claims (default: all)
     models: {chat: gpt-4o-mini, image_generation: gpt-image-1, speech: tts-1, transcription: whisper-1}
@@ -43,6 +44,9 @@ DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({
     "speech": "tts-1",                                    # OpenAI speech, which 000 mirrors
     "transcription": "whisper-1",                         # OpenAI transcription, which 000 mirrors
     "messages": "anthropic/claude-sonnet-4.6",            # 003 "Messages image input"
+    "responses": "openai/gpt-5-mini",                     # 003 "Responses image input"
+    "image_edit": "gpt-image-1",                          # 002 "Images API" model, OpenAI's edits contract
+    "translation": "whisper-1",                           # OpenAI translation, which 000 mirrors
 })
 #: anthropic-version sent to the Messages protocol when the target names none.
 DEFAULT_MESSAGES_VERSION = "2023-06-01"
@@ -56,6 +60,8 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "base_url": {"type": "string", "pattern": "^https?://"},
         "api_key": {"type": "string", "minLength": 1},
         "api_key_env": {"type": "string", "minLength": 1},
+        "standard_api_key": {"type": "string", "minLength": 1},
+        "standard_api_key_env": {"type": "string", "minLength": 1},
         "messages_version": {"type": "string", "minLength": 1},
         "apis": {"type": "array", "items": {"enum": api_names()}, "uniqueItems": True},
         "models": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
@@ -86,6 +92,7 @@ class Target:
     exclude_operations: frozenset[str] = frozenset()
     request_interval_s: float = 0.0
     max_retry_wait_s: float = 5.0
+    standard_api_key: str | None = None
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
@@ -96,9 +103,12 @@ class Target:
         return api in self.apis
 
     def auth_headers(self, style: str = "bearer") -> dict[str, str]:
-        """Headers carrying the key: ``bearer`` (OpenAI protocols) or ``messages`` (x-api-key + version)."""
+        """Headers carrying the key: ``bearer`` (OpenAI protocols), ``messages`` (x-api-key + version),
+        or ``standard`` (Bearer with the below-premium key, when the target has one)."""
         if style == "messages":
             return {"x-api-key": self.api_key, "anthropic-version": self.messages_version}
+        if style == "standard" and self.standard_api_key:
+            return {"Authorization": f"Bearer {self.standard_api_key}"}
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
@@ -129,6 +139,7 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         exclude_operations=frozenset(data.get("exclude_operations", [])),
         request_interval_s=float(data.get("request_interval_s", 0.0)),
         max_retry_wait_s=float(data.get("max_retry_wait_s", 5.0)),
+        standard_api_key=data.get("standard_api_key") or os.environ.get(data.get("standard_api_key_env", "")) or None,
     )
 
 

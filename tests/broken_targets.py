@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from mock_server import create_app
+from conformance.embedded import embedded_app
 
-#: (status, content type, body) -> (status, body)
-Rewrite = Callable[[int, str, bytes], tuple[int, bytes]]
+#: (status, headers, body) -> (status, headers, body); header names are lower-case bytes.
+Headers = list[tuple[bytes, bytes]]
+Rewrite = Callable[[int, Headers, bytes], tuple[int, Headers, bytes]]
 
 
 class Rewriting:
@@ -37,9 +39,8 @@ class Rewriting:
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
                 if not message.get("more_body"):
-                    headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-                    ctype = dict(headers).get(b"content-type", b"").decode()
-                    status, new_body = self.rewrite(start["status"], ctype, bytes(body))
+                    headers = [(k.lower(), v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                    status, headers, new_body = self.rewrite(start["status"], headers, bytes(body))
                     headers.append((b"content-length", str(len(new_body)).encode()))
                     await send({"type": "http.response.start", "status": status, "headers": headers})
                     await send({"type": "http.response.body", "body": new_body})
@@ -47,18 +48,25 @@ class Rewriting:
         await self.app(scope, receive, capture)
 
 
+def _ctype(headers: Headers) -> str:
+    return dict(headers).get(b"content-type", b"").decode()
+
+
 def _json_rewrite(change: Callable[[int, Any], tuple[int, Any]]) -> Rewrite:
-    def rewrite(status: int, ctype: str, body: bytes) -> tuple[int, bytes]:
-        if not ctype.startswith("application/json"):
-            return status, body
+    def rewrite(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        if not _ctype(headers).startswith("application/json"):
+            return status, headers, body
         new_status, data = change(status, json.loads(body))
-        return new_status, json.dumps(data).encode()
+        return new_status, headers, json.dumps(data).encode()
 
     return rewrite
 
 
 def _sse_rewrite(change: Callable[[bytes], bytes]) -> Rewrite:
-    return lambda status, ctype, body: (status, change(body) if ctype.startswith("text/event-stream") else body)
+    def rewrite(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+        return status, headers, change(body) if _ctype(headers).startswith("text/event-stream") else body
+
+    return rewrite
 
 
 def _drop_usage(status: int, data: Any) -> tuple[int, Any]:
@@ -73,6 +81,12 @@ def _flat_error(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _wrong_error_type(status: int, data: Any) -> tuple[int, Any]:
+    if status == 400 and isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data["error"]["type"] = "bad_request"
+    return status, data
+
+
 def _401_as_400(status: int, data: Any) -> tuple[int, Any]:
     if status == 401:
         data["error"]["type"] = "invalid_request_error"
@@ -80,10 +94,30 @@ def _401_as_400(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
-def _corrupt_image(status: int, data: Any) -> tuple[int, Any]:
+def _corrupt_chat_image(status: int, data: Any) -> tuple[int, Any]:
     for choice in data.get("choices", []) if isinstance(data, dict) else []:
         for image in choice["message"].get("images", []):
             image["image_url"]["url"] = "data:image/png;base64,iVBORw0KGgoAAAAN" + "A" * 40
+    return status, data
+
+
+def _corrupt_b64_json(status: int, data: Any) -> tuple[int, Any]:
+    for item in data.get("data", []) if isinstance(data, dict) else []:
+        if isinstance(item, dict) and "b64_json" in item:
+            item["b64_json"] = "iVBORw0KGgoAAAANSUhEUgAA" + "A" * 64
+    return status, data
+
+
+def _dead_image_url(status: int, data: Any) -> tuple[int, Any]:
+    for item in data.get("data", []) if isinstance(data, dict) else []:
+        if isinstance(item, dict) and "url" in item:
+            item["url"] = re.sub(r"/hosted/[^/]+$", "/hosted/gone.png", item["url"])
+    return status, data
+
+
+def _credits_stuck(status: int, data: Any) -> tuple[int, Any]:
+    if isinstance(data, dict) and "credits_remaining" in data:
+        data["credits_remaining"] = 5_000
     return status, data
 
 
@@ -92,17 +126,62 @@ def _new_id_per_chunk(body: bytes) -> bytes:
     return re.sub(rb'"id":"chatcmpl-[0-9a-f]+"', lambda m: b'"id":"chatcmpl-%d"' % next(counter), body)
 
 
-BROKEN: dict[str, tuple[Rewrite, str]] = {
-    # name: (rewrite, the check that must report it)
-    "drops_usage": (_json_rewrite(_drop_usage), "response_schema_conformance"),
-    "no_done": (_sse_rewrite(lambda body: body.replace(b"data: [DONE]\n\n", b"")), "stream_ends_with_done"),
-    "flat_error_envelope": (_json_rewrite(_flat_error), "error_envelope_conformance"),
-    "401_as_400": (_json_rewrite(_401_as_400), "missing_key_rejected"),
-    "corrupt_image": (_json_rewrite(_corrupt_image), "golden_fixture"),
-    "chunk_ids_change": (_sse_rewrite(_new_id_per_chunk), "stream_ids_consistent"),
+def _no_usage_chunk(body: bytes) -> bytes:
+    return re.sub(rb'data: \{[^\n]*"choices":\[\][^\n]*\n\n', b"", body)
+
+
+def _429_without_retry_after(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    return status, [(k, v) for k, v in headers if k != b"retry-after"], body
+
+
+def _text_transcript_as_json(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    if status == 200 and _ctype(headers).startswith("text/plain"):
+        headers = [(k, b"application/json" if k == b"content-type" else v) for k, v in headers]
+        return status, headers, json.dumps({"text": body.decode()}).encode()
+    return status, headers, body
+
+
+def _speech_as_octets(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    if _ctype(headers).startswith("audio/"):
+        headers = [(k, b"application/octet-stream" if k == b"content-type" else v) for k, v in headers]
+    return status, headers, body
+
+
+def _413_as_400(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    return (400 if status == 413 else status), headers, body
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One broken rule: the rewrite, the check that must report it, and the suite phases to run."""
+
+    rewrite: Rewrite
+    check: str
+    phases: str = "golden,behavioural"
+    select: str = ""
+    """A ``-k`` expression narrowing the run to the checks that matter (keeps the proof quick)."""
+
+
+BROKEN: dict[str, Broken] = {
+    "drops_usage": Broken(_json_rewrite(_drop_usage), "response_schema_conformance", "property",
+                          "positive_cases_openai_gateway"),
+    "no_done": Broken(_sse_rewrite(lambda body: body.replace(b"data: [DONE]\n\n", b"")), "stream_ends_with_done"),
+    "no_include_usage_chunk": Broken(_sse_rewrite(_no_usage_chunk), "stream_include_usage"),
+    "chunk_ids_change": Broken(_sse_rewrite(_new_id_per_chunk), "stream_ids_consistent"),
+    "flat_error_envelope": Broken(_json_rewrite(_flat_error), "error_envelope_conformance"),
+    "wrong_error_type": Broken(_json_rewrite(_wrong_error_type), "error_envelope_conformance"),
+    "401_as_400": Broken(_json_rewrite(_401_as_400), "missing_key_rejected"),
+    "429_without_retry_after": Broken(_429_without_retry_after, "rate_limit_enforced"),
+    "corrupt_chat_image": Broken(_json_rewrite(_corrupt_chat_image), "golden_fixture"),
+    "corrupt_b64_json_image": Broken(_json_rewrite(_corrupt_b64_json), "image_b64_json_decodes"),
+    "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
+    "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
+    "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),
+    "upload_limit_not_413": Broken(_413_as_400, "upload_over_limit_is_413"),
+    "credits_do_not_fall": Broken(_json_rewrite(_credits_stuck), "credits_fall_by_cost"),
 }
 
 
 def broken_app(name: str) -> Any:
-    """The mock wrapped so that it breaks rule ``name`` of :data:`BROKEN`."""
-    return Rewriting(create_app(), BROKEN[name][0])
+    """The mock, configured as ``--target mock`` serves it, wrapped so that it breaks rule ``name``."""
+    return Rewriting(embedded_app(), BROKEN[name].rewrite)

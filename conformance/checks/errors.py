@@ -47,3 +47,12 @@ def invalid_request_names_field(exchange: Exchange, operation: Operation) -> Non
     if not named:
         raise CheckFailure("invalid_request_names_field", "error.message or error.param naming 'messages'",
                            f"message {error.get('message')!r}, param {error.get('param')!r}", exchange.evidence())
+
+
+@check(capability="auth.tier", source="004 Video: Text-to-Video (T2V) (Tier: Premium only); 001 Errors (403)")
+def tier_rejected(exchange: Exchange, operation: Operation) -> None:
+    """A premium-only operation called with a key below the premium tier is answered 403 with an error envelope."""
+    body = exchange.json()
+    if exchange.status != 403 or not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        raise CheckFailure("tier_rejected", "403 with an error envelope", f"{exchange.status} {exchange.media_type}",
+                           exchange.evidence())

@@ -11,6 +11,7 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.http import Exchange, TargetClient
+from conformance.target import Target
 from spec import find_operation
 from spec.extensions import rate_limit
 
@@ -19,6 +20,7 @@ TTS = find_operation(API, "createMultimodalTts")
 IMAGE = find_operation(API, "createMultimodalImage")
 USAGE = find_operation(API, "listMultimodalUsage")
 RECORD = find_operation(API, "getMultimodalUsage")
+T2V = find_operation(API, "createTextToVideo")
 
 pytestmark = pytest.mark.api(API)
 
@@ -64,6 +66,16 @@ def test_usage_record(client: TargetClient, tts_pair: tuple[Exchange, Exchange])
     assert isinstance(usage_id, str), f"the TTS answer names no usage_id: {tts_pair[1].body[:200]!r}"
     exchange = client.request("GET", RECORD.path.format(usage_id=usage_id))
     REGISTRY["usage_record_found"](exchange, usage_id, RECORD)
+
+
+@pytest.mark.api(API, operation="createTextToVideo")
+@pytest.mark.check("tier_rejected")
+def test_premium_only_refuses_standard_key(client: TargetClient, target: Target) -> None:
+    if not target.standard_api_key:
+        pytest.skip("the target file names no standard_api_key (a key below the premium tier)")
+    exchange = client.request("POST", T2V.path, json_body={"prompt": "A serene ocean wave", "duration": 5},
+                              auth="standard")
+    REGISTRY["tier_rejected"](exchange, T2V)
 
 
 @pytest.mark.api(API, operation="createMultimodalTts")
