@@ -49,6 +49,6 @@ def get(name: str) -> Check:
     return REGISTRY[name]
 
 
-from conformance.checks import contract, credits, errors, media, streaming  # noqa: E402  (registers by import)
+from conformance.checks import contract, credits, errors, media, sdk, streaming  # noqa: E402  (registers by import)
 
-__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "streaming"]
+__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming"]

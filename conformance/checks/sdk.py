@@ -1,0 +1,59 @@
+"""Checks that the official ``openai`` SDK works against the target with only base_url and api_key set.
+
+Source: 001 "Chat Completions" ("any official OpenAI SDK works out of the box - just point baseURL at
+the gateway"), 002 "Images API" ("the official SDK works without changes").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+
+from conformance.checks import check
+from conformance.failures import CheckFailure, Evidence
+
+SOURCE = "001 Chat Completions (any official OpenAI SDK works out of the box)"
+
+
+def run_sdk(name: str, base_url: str, scenario: Callable[[], Any]) -> Any:
+    """Run an SDK call; an SDK exception (the SDK could not parse or accept the answer) fails ``name``."""
+    try:
+        return scenario()
+    except (openai.OpenAIError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckFailure(name, "the official SDK call to succeed", f"{type(exc).__name__}: {str(exc)[:300]}",
+                           Evidence(url=base_url)) from None
+
+
+@check(capability="sdk.openai", source=SOURCE)
+def sdk_chat_completion(completion: Any, base_url: str) -> None:
+    """``chat.completions.create`` returns a parsed completion with content and usage."""
+    if not completion.choices or completion.choices[0].message.content is None or completion.usage is None:
+        raise CheckFailure("sdk_chat_completion", "choices[0].message.content and usage", repr(completion)[:300],
+                           Evidence(url=base_url))
+
+
+@check(capability="sdk.openai", source=SOURCE + " (stream: true)")
+def sdk_chat_stream(chunks: list[Any], base_url: str) -> None:
+    """A streamed ``chat.completions.create`` yields chunks with text and, with include_usage, a usage chunk."""
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    last_usage = chunks[-1].usage if chunks else None
+    if not text or last_usage is None:
+        raise CheckFailure("sdk_chat_stream", "text deltas and a final usage chunk",
+                           f"{len(chunks)} chunks, text {text[:60]!r}, last usage {last_usage}", Evidence(url=base_url))
+
+
+@check(capability="sdk.openai", source="002 Images API (the official SDK works without changes)")
+def sdk_images_generate(result: Any, base_url: str) -> None:
+    """``images.generate`` with b64_json returns data[0].b64_json."""
+    if not result.data or not result.data[0].b64_json:
+        raise CheckFailure("sdk_images_generate", "data[0].b64_json", repr(result)[:300], Evidence(url=base_url))
+
+
+@check(capability="sdk.openai", source="001 Provider routing (Browse available models)")
+def sdk_models_list(models: list[Any], base_url: str) -> None:
+    """``models.list`` pages through model objects with ids."""
+    if not models or not all(getattr(model, "id", None) for model in models):
+        raise CheckFailure("sdk_models_list", "a non-empty list of models with ids", repr(models)[:300],
+                           Evidence(url=base_url))
