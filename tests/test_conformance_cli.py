@@ -1,0 +1,90 @@
+"""The suite's command line as a gateway team uses it: target files, baselines, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conformance.embedded import serve
+from conformance.report import Row, build, compare
+from conformance.target import Target, TargetFileError, load_target_file
+from tests.broken_targets import broken_app
+from tests.test_suite_catches_broken_targets import run_suite
+
+
+def test_target_file_loads_with_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_KEY", "sk-acme")
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml.safe_dump({"name": "acme", "base_url": "https://gw.acme.dev/v1/", "api_key_env": "ACME_KEY",
+                                    "apis": ["openai_gateway"], "models": {"chat": "acme-chat"}}))
+    target = load_target_file(path)
+    assert (target.name, target.base_url, target.api_key) == ("acme", "https://gw.acme.dev", "sk-acme")
+    assert target.claims("openai_gateway") and not target.claims("credits_api")
+    assert target.model("chat") == "acme-chat" and target.model("speech") == "tts-1"
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    ({"base_url": "https://x", "api_key": "k", "apis": ["nope"]}, "apis.0"),
+    ({"base_url": "ftp://x", "api_key": "k"}, "base_url"),
+    ({"base_url": "https://x", "api_key": "k", "surprise": 1}, "surprise"),
+    ({"base_url": "https://x"}, "no API key"),
+])
+def test_bad_target_file_names_the_key(tmp_path: Path, content: dict[str, object], named: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(TargetFileError, match=named.replace(".", r"\.")):
+        load_target_file(path)
+
+
+def test_baseline_accepts_known_failures_and_fails_on_regressions(tmp_path: Path) -> None:
+    baseline = tmp_path / "baseline.yaml"
+    with serve(broken_app("no_done")) as url:
+        code, _, _ = run_suite(url, tmp_path, "--phases", "behavioural", "-k", "stream",
+                               "--write-baseline", str(baseline))
+        assert code == 1
+        known = yaml.safe_load(baseline.read_text())["known_failures"]
+        assert known and all("stream" in item for item in known)
+        code, report, output = run_suite(url, tmp_path, "--phases", "behavioural", "-k", "stream",
+                                         "--baseline", str(baseline))
+    assert code == 0, output
+    assert report["summary"]["known_failures"] == len(known) and report["summary"]["failed"] == 0
+    with serve(broken_app("chunk_ids_change")) as url:  # a different break is a regression
+        code, report, _ = run_suite(url, tmp_path, "--phases", "behavioural", "-k", "stream",
+                                    "--baseline", str(baseline))
+    assert code == 1 and report["summary"]["failed"] > 0
+
+
+def _report(name: str, outcome: str) -> dict[str, object]:
+    rows = [Row("t1", "stream_ends_with_done", "openai_gateway", "chat.streaming", "001", outcome, 0.1),
+            Row("t2", "usage_pagination", "credits_api", "credits.usage", "004", "not_claimed", 0.0)]
+    return build(Target(name, "http://x", "k"), rows, "a", "b", 1.0)
+
+
+def test_compare_puts_targets_side_by_side(tmp_path: Path) -> None:
+    text = compare([_report("alpha", "passed"), _report("beta", "failed")])
+    line = next(row for row in text.splitlines() if "chat.streaming" in row)
+    assert "alpha" in text and "beta" in text
+    assert line.count("|") == 5 and "PASS" in line and "FAIL" in line
+    assert "not claimed" in next(row for row in text.splitlines() if "credits.usage" in row)
+    (tmp_path / "a.json").write_text(json.dumps(_report("alpha", "passed")))
+    from conformance.cli import main
+
+    assert main(["compare", str(tmp_path / "a.json"), "--out", str(tmp_path / "c.md")]) == 0
+    assert "alpha" in (tmp_path / "c.md").read_text()
+
+
+def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
+    from conformance.embedded import embedded_app
+
+    path = tmp_path / "partial.yaml"
+    with serve(embedded_app()) as url:
+        path.write_text(yaml.safe_dump({"name": "under-test", "base_url": url, "api_key": "sk-test",
+                                        "apis": ["openai_gateway"]}))
+        code, report, output = run_suite(str(path), tmp_path, "--phases", "behavioural")
+    assert code == 0, output
+    matrix = report["capabilities"]
+    assert set(matrix["credits_api"].values()) == {"not claimed"}
+    assert "pass" in matrix["openai_gateway"].values()
