@@ -100,19 +100,20 @@ class TargetClient:
         """Close the connection pool."""
         self._client.close()
 
-    def request(self, method: str, path: str, *, json_body: Any = None, headers: Mapping[str, str] | None = None,
+    def request(self, method: str, path: str, *, json_body: Any = None,
+                headers: Mapping[str, str | None] | None = None,
                 auth: str | None = "bearer", content: bytes | None = None, files: Any = None,
                 data: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                 honour_429: bool = True) -> Exchange:
         """Send one request and read the whole answer (at most :data:`MAX_BODY_BYTES`).
 
         ``auth`` is the key's style (``bearer``, ``messages``) or None for no key; ``headers``
-        override the defaults; ``files``/``data`` send multipart/form-data. ``honour_429=False``
-        returns a 429 as it is (for the rate-limit checks). Raises :class:`TargetError` when the
+        override the defaults (a None value removes that header); ``files``/``data`` send
+        multipart/form-data. ``honour_429=False`` returns a 429 as it is (for the rate-limit checks). Raises :class:`TargetError` when the
         target does not answer (refused, timeout, protocol error).
         """
-        sent = self.target.auth_headers(auth) if auth else {}
-        sent.update(headers or {})
+        merged: dict[str, str | None] = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
+        sent = {name: value for name, value in merged.items() if value is not None}
         for _ in range(MAX_RETRIES):
             exchange = self._send(method, path, json_body, sent, content, files, data, params)
             wait = retry_after_s(exchange.headers)

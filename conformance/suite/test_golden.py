@@ -14,8 +14,9 @@ def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
     auth = case.request.get("auth", "valid")
     style = "messages" if case.operation.spec.get("x-mirrors") == "anthropic" else "bearer"
     path = case.operation.path.format(**render(case.request.get("path", {}), target))
+    headers = {**_AUTH[auth], **render(case.request.get("headers", {}), target)}  # a null value drops a header
     exchange = client.request(case.operation.method.upper(), path, json_body=render(case.request.get("json"), target),
                               data=render(case.request.get("multipart"), target), files=files(case),
-                              params=render(case.request.get("query"), target), headers=_AUTH[auth],
+                              params=render(case.request.get("query"), target), headers=headers,
                               auth=None if auth == "none" else style)
     verify(case, exchange, download=lambda url: client.request("GET", url, auth=None))
