@@ -109,8 +109,8 @@ class TargetClient:
 
         ``auth`` is the key's style (``bearer``, ``messages``) or None for no key; ``headers``
         override the defaults (a None value removes that header); ``files``/``data`` send
-        multipart/form-data. ``honour_429=False`` returns a 429 as it is (for the rate-limit checks). Raises :class:`TargetError` when the
-        target does not answer (refused, timeout, protocol error).
+        multipart/form-data. ``honour_429=False`` returns a 429 as it is (for the rate-limit checks).
+        Raises :class:`TargetError` when the target does not answer (refused, timeout, protocol error).
         """
         merged: dict[str, str | None] = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         sent = {name: value for name, value in merged.items() if value is not None}
