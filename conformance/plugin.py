@@ -167,7 +167,7 @@ def _api(item: pytest.Item) -> tuple[str | None, str | None]:
         return values["api"], values.get("operation_id")
     marker = item.get_closest_marker("api")
     if marker is not None:
-        return str(marker.args[0]), marker.kwargs.get("operation")
+        return str(marker.args[0]), marker.kwargs.get("operation") or values.get("operation_id")
     return None, None
 
 

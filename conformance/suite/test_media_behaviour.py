@@ -23,7 +23,6 @@ IMAGES = find_operation(API, "createImage")
 EDITS = find_operation(API, "createImageEdit")
 SPEECH = find_operation(API, "createSpeech")
 TRANSCRIPTIONS = find_operation(API, "createTranscription")
-TRANSLATIONS = find_operation(API, "createTranslation")
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 
@@ -86,20 +85,14 @@ def _transcribe(client: TargetClient, target: Target, path: str, audio: bytes, f
     return Exchange(exchange.method, exchange.url, fields, exchange.status, exchange.headers, exchange.body)
 
 
-@pytest.mark.api(API, operation="createTranscription")
+@pytest.mark.api(API)
 @pytest.mark.check("transcript_format_conforms")
+@pytest.mark.parametrize("operation_id", ["createTranscription", "createTranslation"])
 @pytest.mark.parametrize("fmt", TRANSCRIPT_FORMATS)
-def test_transcription_format(fmt: str, client: TargetClient, target: Target, spoken: bytes) -> None:
-    exchange = _transcribe(client, target, TRANSCRIPTIONS.path, spoken, fmt)
-    REGISTRY["transcript_format_conforms"](exchange, TRANSCRIPTIONS)
-
-
-@pytest.mark.api(API, operation="createTranslation")
-@pytest.mark.check("transcript_format_conforms")
-@pytest.mark.parametrize("fmt", TRANSCRIPT_FORMATS)
-def test_translation_format(fmt: str, client: TargetClient, target: Target, spoken: bytes) -> None:
-    exchange = _transcribe(client, target, TRANSLATIONS.path, spoken, fmt)
-    REGISTRY["transcript_format_conforms"](exchange, TRANSLATIONS)
+def test_transcript_format(operation_id: str, fmt: str, client: TargetClient, target: Target, spoken: bytes) -> None:
+    operation = find_operation(API, operation_id)
+    exchange = _transcribe(client, target, operation.path, spoken, fmt)
+    REGISTRY["transcript_format_conforms"](exchange, operation)
 
 
 @pytest.mark.api(API, operation="createTranscription")
