@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mock_server import control
 from mock_server.auth import authenticate, key_sources
 from mock_server.body import Body, BodyReader
 from mock_server.config import MockConfig
@@ -53,6 +54,8 @@ def create_app(config: MockConfig | None = None) -> Starlette:
             endpoint = _endpoint(operation, handler, services)
             routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()]))
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
+    if services.config.control.enabled:  # the control API (control.py); ValueError without its key
+        routes += control.routes(services)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},

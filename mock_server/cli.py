@@ -1,36 +1,90 @@
-"""``mock-server serve [--host 127.0.0.1] [--port N] [--seed N]``: the mock under uvicorn.
+"""``mock-server serve [--config FILE] [--host 127.0.0.1] [--port N] [--seed N] [--no-latency]
+[--time-scale X]``: the mock under uvicorn.
 
-The CLI only builds a :class:`MockConfig` and hands it to :func:`create_app`; exit codes are
-decided here and nowhere else.
+The configuration is one YAML file (default: the shipped ``mock_server/data/default_config.yaml``:
+the key ``sk-test``, rate limits on, simulated latency on at real time, no faults), validated by
+:func:`~mock_server.config.load_config`; the options override it. The CLI only builds a
+:class:`MockConfig` and hands it to :func:`create_app`; exit codes are decided here and nowhere
+else: 0 after a clean shutdown, 2 for a bad command line or configuration file (the message names
+the bad key; no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sqlite3
 import sys
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from mock_server.app import create_app
-from mock_server.config import MockConfig
+from mock_server.config import DEFAULT_CONFIG_FILE, ConfigError, MockConfig, load_config
+
+#: Exit code of a bad command line or configuration file (argparse's own usage code).
+EXIT_USAGE = 2
+
+
+def _time_scale(text: str) -> float:
+    """A ``--time-scale`` value: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mock-server``."""
-    parser = argparse.ArgumentParser(prog="mock-server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mock-server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the mock over HTTP")
+    serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG_FILE,
+                       help="YAML configuration file (default: the shipped defaults, data/default_config.yaml)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
-    serve.add_argument("--seed", type=int, default=0, help="seed of every generated answer (default 0)")
+    serve.add_argument("--seed", type=int, default=None,
+                       help="seed of every generated answer and simulated draw (default: the file's, else 0)")
+    serve.add_argument("--no-latency", action="store_true", help="turn simulated latency off (answers at once)")
+    serve.add_argument("--time-scale", type=_time_scale, default=None, metavar="X",
+                       help="multiply every simulated delay by X >= 0 (0.01: a 30 s video job takes 0.3 s)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> MockConfig:
+    """The configuration ``serve`` runs with: ``--config`` loaded with the options as overrides.
+
+    Raises :class:`~mock_server.config.ConfigError` naming the bad key of a bad file.
+    """
+    overrides: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
+    config = load_config(args.config, **overrides)
+    latency = config.latency
+    if args.no_latency:
+        latency = dataclasses.replace(latency, enabled=False)
+    if args.time_scale is not None:
+        latency = dataclasses.replace(latency, time_scale=args.time_scale)
+    return dataclasses.replace(config, latency=latency)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mock-server``; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    app = create_app(MockConfig(seed=args.seed))
+    try:
+        config = config_from_args(args)
+    except ConfigError as error:
+        print(f"mock-server: bad configuration: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        app = create_app(config)
+    except (OSError, sqlite3.Error, ValueError) as error:  # the catalogue or ledger file the config names
+        print(f"mock-server: cannot start with {args.config}: {error}", file=sys.stderr)
+        return EXIT_USAGE
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -17,6 +17,7 @@ from mock_server.catalogue import Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
 from mock_server.sim import PREMIUM, FileStore, Ledger
+from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
 from mock_server.sim.ratelimit import SlidingWindowLog
 from spec import Operation
@@ -37,7 +38,12 @@ class Services:
     limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
     latency: LatencySimulator = field(init=False)
     gpus: GpuPool = field(init=False)
+    jobs: JobRunner = field(init=False)
+    """Asynchronous generations (videos, ``sim/jobs.py``); built after the ledger, whose unfinished jobs it fails."""
     fault_rng: random.Random = field(init=False)
+    fault_rates: dict[str, dict[str, float]] = field(init=False)
+    """Fault rates by operationId then kind (``faults.py``), from ``config.faults.operations``;
+    mutable: the control API (``control.py``) replaces them at run time."""
 
     def __post_init__(self) -> None:
         config = self.config
@@ -47,7 +53,9 @@ class Services:
         self.latency = LatencySimulator(config.latency.operations, config.latency.default,
                                         config.latency.time_scale, config.seed)
         self.gpus = GpuPool(config.latency.gpu_slots)
+        self.jobs = JobRunner(self.ledger, self.gpus)
         self.fault_rng = random.Random(config.seed)
+        self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}
 
     def tier(self, api_key: str | None) -> str:
         """The configured tier of ``api_key`` (premium for a key with none; 004 "Tier: Premium only")."""

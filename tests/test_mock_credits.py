@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -120,6 +121,8 @@ def test_video_url_downloads_as_h264_mp4(http: httpx.Client, path: str, operatio
     cost = _cost(operation_id, request_body)
     assert body["format"] == "mp4" and body["duration_seconds"] == pytest.approx(duration_s)
     assert body["credits_used"] == cost and body["credits_remaining"] == before - cost == _balance(http)
+    assert body["status"] in ("queued", "processing", "completed")  # 004 "For AI Agents": poll the record
+    _wait_completed(http, body["usage_id"])
     download = http.get(body["video_url"])
     assert download.status_code == 200 and download.headers["content-type"] == "video/mp4"
     container, codec, width, height, seconds = _mp4(download.content)
@@ -127,6 +130,17 @@ def test_video_url_downloads_as_h264_mp4(http: httpx.Client, path: str, operatio
     assert seconds == pytest.approx(duration_s, abs=0.13)  # within one frame at 8 fps
     record = _json(http.get(f"{ROOT}/usage/{body['usage_id']}", headers=AUTH), "getMultimodalUsage")
     assert record["video_url"] == body["video_url"] and record["credits_used"] == cost
+
+
+def _wait_completed(client: httpx.Client | TestClient, usage_id: str, polls: int = 400) -> None:
+    """Poll GET /usage/{usage_id} (at most ``polls`` times, 25 ms apart) until the video job completed."""
+    for _ in range(polls):
+        record = _json(client.get(f"{ROOT}/usage/{usage_id}", headers=AUTH), "getMultimodalUsage")
+        if record["status"] == "completed":
+            return
+        assert record["status"] in ("queued", "processing"), record
+        time.sleep(0.025)
+    raise AssertionError(f"video job {usage_id} did not complete")
 
 
 # ---- costs, tiers and refusals in in-process apps with a known ledger ----
@@ -140,6 +154,7 @@ def test_i2v_charges_and_lasts_per_provider(provider: str | None) -> None:
         assert body["credits_used"] == facts.credits == _cost("createImageToVideo", request)
         assert body["credits_remaining"] == 2000 - facts.credits == _balance(client)
         assert body["duration_seconds"] == facts.duration_s
+        _wait_completed(client, body["usage_id"])
         _, codec, width, height, seconds = _mp4(client.get(body["video_url"]).content)
     assert (codec, width, height) == ("h264", facts.width, facts.height)
     assert seconds == pytest.approx(facts.duration_s, abs=0.13)

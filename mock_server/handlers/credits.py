@@ -4,7 +4,8 @@ Every generation charges the credits the spec gives (``x-credits``; per provider
 ledger of :mod:`mock_server.sim.ledger`, atomically with its usage record; a short balance is
 402 "Insufficient credits" (004 "Error Codes") and charges nothing. Media are real: TTS answers
 MP3 speech, images are PNGs of the asked size, videos are H.264 MP4s hosted by the mock
-(``video_url``). Tier rules (T2V "Premium only", sora2 "(premium)") come from the spec and the key's
+(``video_url``), made by asynchronous jobs whose usage records agents poll (004 "For AI Agents";
+see :func:`_video`). Tier rules (T2V "Premium only", sora2 "(premium)") come from the spec and the key's
 tier from the configuration (``Services.tier``).
 """
 
@@ -25,9 +26,13 @@ from starlette.responses import JSONResponse, Response
 from mock_server.context import Call
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.latency_stage import JOB_STATE
 from mock_server.media import image_bytes
 from mock_server.media_av import mp4, speech
 from mock_server.sim import PREMIUM, FileTooLarge, InsufficientCredits, UsageRecord, meets
+from mock_server.sim.jobs import Job
+from mock_server.sim.latency import Plan
+from mock_server.sim.ledger import COMPLETED, QUEUED
 from mock_server.textgen import rng_for
 from spec import find_operation, request_body_schema, resolve
 from spec.extensions import credit_cost, hosted_url_ttl_s, providers
@@ -43,6 +48,10 @@ VIDEO_FPS = 8
 VIDEO_SIZE = (1280, 720)
 #: Lifetime of a ``video_url``, in s, when neither the config nor the spec sets one (004 gives none): 24 h.
 VIDEO_URL_TTL_S = 24 * 3600
+#: How long a video job takes, in s, when simulated latency is off (``latency.enabled: false``).
+VIDEO_JOB_S = 0.05
+#: Retry-After of a video refused because too many jobs are pending, in s.
+JOBS_FULL_RETRY_AFTER_S = 5
 #: Bytes a multipart upload may add around its file (boundaries, part headers, small fields).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -98,11 +107,11 @@ async def _ensure_affordable(call: Call, credits: int) -> None:
         raise _payment_required(credits, balance)
 
 
-async def _charge(call: Call, credits: int, result: Mapping[str, Any]) -> UsageRecord:
+async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: str = COMPLETED) -> UsageRecord:
     """Debit and record the call in one transaction; 402 (nothing charged) when the balance is short."""
     endpoint_type = ENDPOINT_TYPE[call.operation.operation_id]
     try:
-        return await _off_loop(call.services.ledger.charge, _key(call), endpoint_type, credits, result)
+        return await _off_loop(call.services.ledger.charge, _key(call), endpoint_type, credits, result, status)
     except InsufficientCredits as short:
         raise _payment_required(short.needed, short.balance) from None
 
@@ -164,17 +173,49 @@ async def create_cogvideox(call: Call) -> Response:
 
 
 async def _video(call: Call, width: int, height: int, duration_s: float, extra: Mapping[str, Any]) -> Response:
-    """Make, host and charge one video; answers 004 "Video Response (all video endpoints)"."""
+    """Charge one video and start its job; answers 004 "Video Response (all video endpoints)" at once.
+
+    004 "For AI Agents": "Poll usage records via GET /api/v1/multimodal/usage/{usage_id} to check
+    generation status". The answer comes before the video exists: ``usage_id``, ``credits_used``,
+    ``credits_remaining``, ``format``, ``duration_seconds`` (s), ``status: "queued"``, and ``video_url``,
+    which the spec's VideoResponse requires: it is the URL the video WILL be served at, answering 425
+    ``not_ready`` in the error envelope (Retry-After: 1) until the job completes, then the H.264 MP4
+    of ``width`` x ``height`` px and ``duration_s``. The record's status moves queued -> processing ->
+    completed (it gains ``video_url``) or failed (``error``; no refund). The job lasts the latency
+    model of the operation for ``duration_s`` s of video (times ``latency.time_scale``) on the GPU pool
+    of the provider (I2V) or the operation, or :data:`VIDEO_JOB_S` with latency off (``sim/jobs.py``).
+    Records survive a restart (a file ledger; unfinished jobs become failed), hosted videos do not (404).
+    Raises ApiError 402 (short balance) or 429 when too many jobs are pending; neither charges.
+    """
+    services = call.services
     credits = _cost(call)
     await _ensure_affordable(call, credits)
-    colour = rng_for(call.services.config.seed, call.operation.operation_id, call.body).randrange(4)
-    video = await _off_loop(mp4, width, height, duration_s, VIDEO_FPS, colour)
-    ttl_s = call.services.config.hosted_url_ttl_s or hosted_url_ttl_s(call.operation) or VIDEO_URL_TTL_S
-    url = call.services.hosted.url(call.request, video, "video/mp4", ttl_s, suffix=".mp4")
-    result = {"video_url": url, "format": "mp4", "duration_seconds": duration_s, "width": width, "height": height,
-              **extra}
-    record = await _charge(call, credits, result)
-    return JSONResponse({"video_url": url, "format": "mp4", "duration_seconds": duration_s,
+    if services.jobs.full:
+        raise ApiError(429, f"Too many video jobs in progress ({services.jobs.max_pending}); retry later.",
+                       code="too_many_jobs", headers={"Retry-After": str(JOBS_FULL_RETRY_AFTER_S)})
+    ttl_s = services.config.hosted_url_ttl_s or hosted_url_ttl_s(call.operation) or VIDEO_URL_TTL_S
+    path = services.hosted.reserve("video/mp4", ttl_s, suffix=".mp4")
+    url = str(call.request.base_url).rstrip("/") + path
+    try:
+        record = await _charge(call, credits, {"format": "mp4", "duration_seconds": duration_s, "width": width,
+                                               "height": height, **extra}, QUEUED)
+    except ApiError:
+        services.hosted.discard(path)
+        raise
+    colour = rng_for(services.config.seed, call.operation.operation_id, call.body).randrange(4)
+
+    async def produce() -> dict[str, Any]:
+        video = await _off_loop(mp4, width, height, duration_s, VIDEO_FPS, colour)
+        services.hosted.fill(path, video, "video/mp4", ttl_s)
+        return {"video_url": url}
+
+    operation_id = call.operation.operation_id
+    plan = (services.latency.plan(operation_id, duration_s) if services.config.latency.enabled
+            else Plan(0.0, VIDEO_JOB_S, 0.0))
+    services.jobs.submit(Job(record.usage_id, str(extra.get("provider", operation_id)), plan, produce,
+                             functools.partial(services.hosted.discard, path)))
+    call.state[JOB_STATE] = record.usage_id  # the latency stage leaves this answer alone: the job has the latency
+    return JSONResponse({"video_url": url, "format": "mp4", "duration_seconds": duration_s, "status": QUEUED,
                          "usage_id": record.usage_id, "credits_used": record.credits,
                          "credits_remaining": record.balance_after})
 
@@ -199,7 +240,10 @@ async def list_usage(call: Call) -> Response:
 
 @handles("getMultimodalUsage")
 async def get_usage(call: Call) -> Response:
-    """004 "For AI Agents": one of the key's usage records; 404 for an unknown or another key's id."""
+    """004 "For AI Agents" ("Poll usage records ... to check generation status"): one of the key's usage
+    records, whose ``status`` is ``completed`` for a synchronous call and, for a video job, ``queued``,
+    ``processing``, then ``completed`` (with ``video_url``) or ``failed`` (with ``error``). Raises
+    ApiError 404 for an unknown or another key's id."""
     usage_id = call.params["usage_id"]
     record = await _off_loop(call.services.ledger.record, _key(call), usage_id)
     if record is None:

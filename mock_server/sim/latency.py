@@ -7,6 +7,9 @@ A :class:`LatencyModel` has named parts, each a :class:`Distribution` of seconds
 - ``per_unit``: generation time per unit of work: an output token, a megapixel, a second of audio
   or video; streams are paced by it (the inter-token latency).
 
+A request's generation time is ONE draw of ``per_unit`` times its work, so a request has one speed
+(tokens/s) as on a real GPU, and a long output varies with the draw rather than averaging out.
+
 A :class:`GpuPool` gives each model ``slots`` concurrent generations; more wait in its queue, so
 latency grows under concurrency as on a real provider. Every sleep is multiplied by the time scale
 (0.01 makes a 2 s generation take 20 ms) and every draw comes from a seeded RNG.
@@ -93,7 +96,8 @@ class LatencyModel:
 
 @dataclass(frozen=True)
 class Plan:
-    """Drawn delays for one request, already scaled, in s: ``gaps`` between streamed chunks."""
+    """Drawn delays for one request, already scaled, in s: waiting for a GPU (``queue_s``), to the
+    first token or byte (``first_s``) and for the rest of the work (``generation_s``)."""
 
     queue_s: float
     first_s: float
@@ -106,16 +110,24 @@ class Plan:
 
 
 class GpuPool:
-    """``slots`` concurrent generations per model; the rest wait in FIFO order (asyncio.Semaphore)."""
+    """``slots`` concurrent generations per model; the rest wait in FIFO order (asyncio.Semaphore).
+
+    The semaphores belong to the running event loop: a pool used from a new loop (a test client that
+    opened a new one) starts with fresh, free slots.
+    """
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError("a GPU pool needs at least one slot")
         self.slots = slots
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def slot(self, model: str) -> asyncio.Semaphore:
-        """The semaphore of ``model``'s pool (``async with pool.slot(model): ...``)."""
+        """The semaphore of ``model``'s pool (``async with pool.slot(model): ...``); call it on the loop."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._semaphores = loop, {}
         semaphore = self._semaphores.get(model)
         if semaphore is None:
             semaphore = self._semaphores[model] = asyncio.Semaphore(self.slots)
@@ -132,17 +144,21 @@ class LatencySimulator:
         self.time_scale = time_scale
         self._rng = random.Random(seed)
 
+    def model(self, operation_id: str) -> LatencyModel:
+        """The model of ``operation_id``, or the default model."""
+        return self.models.get(operation_id, self.default)
+
     def plan(self, operation_id: str, work: float) -> Plan:
-        """Delays for ``work`` units of ``operation_id``, scaled by the time scale."""
-        model = self.models.get(operation_id, self.default)
+        """Delays for ``work`` units (the model's ``unit``; negative counts as 0) of ``operation_id``,
+        scaled by the time scale: generation is one ``per_unit`` draw times ``work``."""
+        model = self.model(operation_id)
         scale = self.time_scale
         return Plan(
             queue_s=model.queue.sample(self._rng) * scale,
             first_s=model.first.sample(self._rng) * scale,
-            generation_s=sum(model.per_unit.sample(self._rng) for _ in range(min(int(work), 10_000))) * scale
-            + model.per_unit.sample(self._rng) * max(work - 10_000, 0) * scale,
+            generation_s=model.per_unit.sample(self._rng) * max(work, 0.0) * scale,
         )
 
     def gap_s(self, operation_id: str) -> float:
         """One inter-chunk gap of a stream of ``operation_id`` (one unit's generation time), scaled."""
-        return self.models.get(operation_id, self.default).per_unit.sample(self._rng) * self.time_scale
+        return self.model(operation_id).per_unit.sample(self._rng) * self.time_scale

@@ -15,6 +15,11 @@ Tables (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
 - ``accounts(api_key, balance, used)``: credits left and credits spent so far;
 - ``usage(seq, usage_id, api_key, endpoint_type, credits, status, created_at, balance_after, result)``:
   ``created_at`` in s since the epoch, ``result`` a JSON object (``video_url``, ``duration_seconds``...).
+
+A generation that runs as an asynchronous job (videos: ``sim/jobs.py``) is charged with status
+``queued``; :meth:`Ledger.update` moves it to ``processing``, then ``completed`` or ``failed``, merging
+what the job produced into ``result`` (004 "For AI Agents": poll usage records "to check generation
+status"). :meth:`Ledger.fail_unfinished` marks the jobs a stopped process left unfinished as failed.
 """
 
 from __future__ import annotations
@@ -35,8 +40,16 @@ from typing import Any
 DEFAULT_STARTING_CREDITS = 10_000
 #: The ``endpoint_type`` values of usage records (004 "Usage History": the filter's values).
 ENDPOINT_TYPES = ("tts", "image", "video_i2v", "video_t2v", "video_cogvideox")
-#: Status of a generation that has finished (the only one until async jobs are simulated).
+#: Status of a generation that has finished.
 COMPLETED = "completed"
+#: Status of an asynchronous job charged and waiting for a GPU.
+QUEUED = "queued"
+#: Status of an asynchronous job being generated.
+PROCESSING = "processing"
+#: Status of an asynchronous job that ended without output (its ``result`` has an ``error``).
+FAILED = "failed"
+#: Statuses of a job that has not ended yet.
+UNFINISHED = (QUEUED, PROCESSING)
 #: Version of the table layout, stored in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
 #: Largest integer SQLite stores; larger skip/limit values are clamped to it.
@@ -175,7 +188,9 @@ class Ledger:
         """The key's :class:`Account`; a key never charged has the starting balance and 0 used."""
         with self._lock:
             row = self._db.execute("SELECT balance, used FROM accounts WHERE api_key = ?", (api_key,)).fetchone()
-        return Account(self.starting_credits, 0) if row is None else Account(int(row[0]), int(row[1]))
+        if row is None:  # not opened yet: the balance it will open with
+            return Account(self.starting_by_key.get(api_key, self.starting_credits), 0)
+        return Account(int(row[0]), int(row[1]))
 
     def balance(self, api_key: str) -> int:
         """Credits the key has left."""
@@ -216,6 +231,13 @@ class Ledger:
             db.execute("UPDATE accounts SET balance = ? WHERE api_key = ?", (balance, api_key))
         return balance
 
+    def reset(self) -> None:
+        """Forget every account and usage record, atomically: each key starts again from its starting
+        balance (the control API's reset). A file-backed ledger is emptied for every process sharing it."""
+        with self._lock, self._transaction() as db:
+            db.execute("DELETE FROM usage")
+            db.execute("DELETE FROM accounts")
+
     def usage(self, api_key: str, skip: int = 0, limit: int = 50, endpoint_type: str | None = None) -> UsagePage:
         """The key's records, newest first: ``limit`` of them after the first ``skip``, optionally only
         those of ``endpoint_type``. Raises ValueError for a negative skip or a limit < 1; values past
@@ -237,6 +259,29 @@ class Ledger:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM usage WHERE usage_id = ? AND api_key = ?",
                                    (usage_id, api_key)).fetchone()
         return None if row is None else _record(row)
+
+    def update(self, usage_id: str, status: str, result: Mapping[str, Any] | None = None) -> UsageRecord | None:
+        """Set the record's ``status`` and merge ``result`` (JSON-serialisable) into its result, atomically;
+        returns the updated record, or None for an unknown ``usage_id``."""
+        with self._lock, self._transaction() as db:
+            row = db.execute("SELECT result FROM usage WHERE usage_id = ?", (usage_id,)).fetchone()
+            if row is None:
+                return None
+            merged = json.dumps({**json.loads(row[0]), **(result or {})})
+            db.execute("UPDATE usage SET status = ?, result = ? WHERE usage_id = ?", (status, merged, usage_id))
+            updated = db.execute(f"SELECT {_COLUMNS} FROM usage WHERE usage_id = ?", (usage_id,)).fetchone()
+        return _record(updated)
+
+    def fail_unfinished(self, error: str) -> int:
+        """Mark every record still ``queued`` or ``processing`` as ``failed`` with ``error`` in its result;
+        returns how many. For start-up: their jobs died with the process that ran them (credits stay spent)."""
+        with self._lock, self._transaction() as db:
+            marks = ",".join("?" * len(UNFINISHED))
+            rows = db.execute(f"SELECT usage_id, result FROM usage WHERE status IN ({marks})", UNFINISHED).fetchall()
+            for usage_id, result in rows:
+                db.execute("UPDATE usage SET status = ?, result = ? WHERE usage_id = ?",
+                           (FAILED, json.dumps({**json.loads(result), "error": error}), usage_id))
+        return len(rows)
 
     def _open(self, db: sqlite3.Connection, api_key: str) -> int:
         """Inside a transaction: open the key's account if new; returns its balance."""
