@@ -42,15 +42,21 @@ def serve(app: Any) -> Iterator[str]:
 EMBEDDED_CREDITS = 100_000_000
 #: A second key of the embedded mock, below the premium tier, for the tier checks (403).
 STANDARD_KEY = "sk-test-standard"
+#: A third key of the embedded mock, with no credits, for the 402 checks.
+EMPTY_KEY = "sk-test-empty"
+#: The mock's fault-injection header (``mock_server.faults``), for the 5xx envelope checks.
+FAULT_HEADER = "X-Mock-Fault"
 
 
 def embedded_app(seed: int = 0) -> Any:
     """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
-    and :data:`STANDARD_KEY` (standard tier), rate limits as documented, no latency, no faults."""
+    :data:`STANDARD_KEY` (standard tier) and :data:`EMPTY_KEY` (no credits), rate limits as documented,
+    no latency, faults only on request (:data:`FAULT_HEADER`)."""
     from mock_server import MockConfig, create_app  # the one place the suite touches the mock
     from mock_server.config import DEV_API_KEY, KeyConfig
 
-    keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"))
+    keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
+            KeyConfig(EMPTY_KEY, credits=0))
     return create_app(MockConfig(seed=seed, keys=keys))
 
 

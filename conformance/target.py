@@ -6,6 +6,9 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     base_url: https://gateway.acme.dev   # server root; spec paths carry /v1 themselves
     api_key_env: ACME_KEY                # or api_key: sk-...; used as Bearer and as x-api-key
     standard_api_key_env: ACME_BASIC     # optional: a key below the premium tier, for the 403 checks
+    empty_api_key_env: ACME_EMPTY        # optional: a key with no credits left, for the 402 checks
+    fault_header: X-Mock-Fault           # optional: a header that makes the target answer a given
+                                         # error status (a test mode), for the 5xx envelope checks
     messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
     apis: [openai_gateway, multi_protocol, credits_api]   # what it claims (default: all)
     models: {chat: gpt-4o-mini, image_generation: gpt-image-1, speech: tts-1, transcription: whisper-1}
@@ -62,6 +65,9 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "api_key_env": {"type": "string", "minLength": 1},
         "standard_api_key": {"type": "string", "minLength": 1},
         "standard_api_key_env": {"type": "string", "minLength": 1},
+        "empty_api_key": {"type": "string", "minLength": 1},
+        "empty_api_key_env": {"type": "string", "minLength": 1},
+        "fault_header": {"type": "string", "minLength": 1},
         "messages_version": {"type": "string", "minLength": 1},
         "apis": {"type": "array", "items": {"enum": api_names()}, "uniqueItems": True},
         "models": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
@@ -93,6 +99,8 @@ class Target:
     request_interval_s: float = 0.0
     max_retry_wait_s: float = 5.0
     standard_api_key: str | None = None
+    empty_api_key: str | None = None
+    fault_header: str | None = None
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
@@ -104,11 +112,14 @@ class Target:
 
     def auth_headers(self, style: str = "bearer") -> dict[str, str]:
         """Headers carrying the key: ``bearer`` (OpenAI protocols), ``messages`` (x-api-key + version),
-        or ``standard`` (Bearer with the below-premium key, when the target has one)."""
+        ``standard`` (Bearer with the below-premium key) or ``empty`` (Bearer with the no-credits key),
+        when the target has them."""
         if style == "messages":
             return {"x-api-key": self.api_key, "anthropic-version": self.messages_version}
         if style == "standard" and self.standard_api_key:
             return {"Authorization": f"Bearer {self.standard_api_key}"}
+        if style == "empty" and self.empty_api_key:
+            return {"Authorization": f"Bearer {self.empty_api_key}"}
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
@@ -139,8 +150,15 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         exclude_operations=frozenset(data.get("exclude_operations", [])),
         request_interval_s=float(data.get("request_interval_s", 0.0)),
         max_retry_wait_s=float(data.get("max_retry_wait_s", 5.0)),
-        standard_api_key=data.get("standard_api_key") or os.environ.get(data.get("standard_api_key_env", "")) or None,
+        standard_api_key=_key(data, "standard_api_key"),
+        empty_api_key=_key(data, "empty_api_key"),
+        fault_header=data.get("fault_header"),
     )
+
+
+def _key(data: Mapping[str, Any], name: str) -> str | None:
+    """An optional key given as ``<name>`` or ``<name>_env`` (an environment variable)."""
+    return data.get(name) or os.environ.get(data.get(f"{name}_env", ""), "") or None
 
 
 def root_url(url: str) -> str:

@@ -121,6 +121,16 @@ def _credits_stuck(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _video_job_fails(status: int, data: Any) -> tuple[int, Any]:
+    if isinstance(data, dict) and data.get("status") == "completed" and "endpoint_type" in data:
+        data["status"] = "failed"
+    return status, data
+
+
+def _no_retry_after_on_500(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    return status, [(k, v) for k, v in headers if status != 500 or k != b"retry-after"], body
+
+
 def _new_id_per_chunk(body: bytes) -> bytes:
     counter = iter(range(10**6))
     return re.sub(rb'"id":"chatcmpl-[0-9a-f]+"', lambda m: b'"id":"chatcmpl-%d"' % next(counter), body)
@@ -179,6 +189,8 @@ BROKEN: dict[str, Broken] = {
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),
     "upload_limit_not_413": Broken(_413_as_400, "upload_over_limit_is_413"),
     "credits_do_not_fall": Broken(_json_rewrite(_credits_stuck), "credits_fall_by_cost"),
+    "video_job_never_completes": Broken(_json_rewrite(_video_job_fails), "video_job_completes"),
+    "gpu_error_without_retry_after": Broken(_no_retry_after_on_500, "documented_error_status"),
 }
 
 

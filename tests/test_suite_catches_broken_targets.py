@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from conformance.embedded import serve
+from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY, serve
 from tests.broken_targets import BROKEN, broken_app
 
 
@@ -37,11 +38,19 @@ def test_mock_passes_clean(tmp_path: Path) -> None:
     assert "| stream_ends_with_done |" in (latest / "report.md").read_text()
 
 
+def mock_like_target_file(url: str, directory: Path) -> str:
+    """A target file for a served mock (or a broken variant) with every key the embedded mock has."""
+    path = directory / "target.yaml"
+    path.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "standard_api_key": STANDARD_KEY,
+                                    "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER}))
+    return str(path)
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_target_is_reported(name: str, tmp_path: Path) -> None:
     broken = BROKEN[name]
     with serve(broken_app(name)) as url:
-        code, report, output = run_suite(url, tmp_path, "--phases", broken.phases,
+        code, report, output = run_suite(mock_like_target_file(url, tmp_path), tmp_path, "--phases", broken.phases,
                                          *(("-k", broken.select) if broken.select else ()))
     assert code == 1, output
     failed = {row["check"] for row in report["checks"] if row["outcome"] == "failed"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from conformance import media
 from conformance.checks import check
 from conformance.failures import CheckFailure
 from conformance.http import Exchange, retry_after_s
@@ -109,3 +110,27 @@ def usage_record_found(exchange: Exchange, usage_id: str, operation: Operation) 
     body = _body("usage_record_found", exchange)
     if _id(body) != usage_id:
         raise CheckFailure("usage_record_found", f"the record {usage_id}", f"{_id(body)!r}", exchange.evidence())
+
+
+@check(capability="credits.video_jobs", source="004 For AI Agents (poll usage records); Video Response")
+def video_job_completes(records: Sequence[Exchange], video: Exchange, size: tuple[int, int], duration_s: float,
+                        operation: Operation) -> None:
+    """Polling GET /usage/{usage_id} of a video request ends in ``completed`` with a video_url that downloads
+    as an MP4 of the documented resolution and duration (within 0.5 s)."""
+    name = "video_job_completes"
+    final = records[-1].json() if records else None
+    statuses = [r.json().get("status") if isinstance(r.json(), dict) else r.status for r in records]
+    if not isinstance(final, dict) or final.get("status") != "completed":
+        raise CheckFailure(name, "the record to reach status completed", f"statuses {statuses}",
+                           records[-1].evidence() if records else video.evidence())
+    if video.status != 200:
+        raise CheckFailure(name, "the video_url to download (200)", str(video.status), video.evidence())
+    try:
+        decoded = media.audio_video(video.body)
+    except media.MediaError as exc:
+        raise CheckFailure(name, "a decodable MP4", str(exc), video.evidence()) from None
+    if "mp4" not in decoded.format.split(",") or (decoded.width, decoded.height) != size:
+        raise CheckFailure(name, f"an MP4 of {size[0]}x{size[1]}", f"{decoded.format} {decoded.width}x{decoded.height}",
+                           video.evidence())
+    if abs(decoded.duration_s - duration_s) > 0.5:
+        raise CheckFailure(name, f"about {duration_s} s of video", f"{decoded.duration_s:.2f} s", video.evidence())

@@ -6,9 +6,11 @@ Each check judges the answer to a request built to be rejected; the suite's scen
 from __future__ import annotations
 
 from conformance.checks import check
+from conformance.checks.contract import validate_against
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
 from spec import Operation
+from spec.extensions import retry_after_s
 
 SOURCE_AUTH = "001 Errors (401 authentication_error); 001 Endpoints (bearer token)"
 
@@ -55,4 +57,20 @@ def tier_rejected(exchange: Exchange, operation: Operation) -> None:
     body = exchange.json()
     if exchange.status != 403 or not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
         raise CheckFailure("tier_rejected", "403 with an error envelope", f"{exchange.status} {exchange.media_type}",
+                           exchange.evidence())
+
+
+@check(capability="errors.statuses", source="001 Errors; 002 Errors; 004 Error Codes")
+def documented_error_status(exchange: Exchange, operation: Operation, status: int) -> None:
+    """A provoked documented error status comes with that status, the documented envelope and error.type,
+    and a Retry-After where the spec gives one (004: "GPU provider error - retry after 30s")."""
+    name = "documented_error_status"
+    if exchange.status != status:
+        raise CheckFailure(name, f"status {status}", str(exchange.status), exchange.evidence())
+    reason = validate_against(operation, status, "application/json", exchange.json())
+    if reason is not None:
+        raise CheckFailure(name, f"the error envelope documented for {status}", reason, exchange.evidence())
+    retry = retry_after_s(operation, status)
+    if retry is not None and exchange.headers.get("retry-after") != str(retry):
+        raise CheckFailure(name, f"Retry-After: {retry}", f"Retry-After: {exchange.headers.get('retry-after')}",
                            exchange.evidence())

@@ -5,6 +5,7 @@ The rate-limit burst runs last in this module: it spends the window of the opera
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from conformance.checks import REGISTRY
 from conformance.http import Exchange, TargetClient
 from conformance.target import Target
 from spec import find_operation
-from spec.extensions import rate_limit
+from spec.extensions import providers, rate_limit
 
 API = "credits_api"
 TTS = find_operation(API, "createMultimodalTts")
@@ -21,6 +22,7 @@ IMAGE = find_operation(API, "createMultimodalImage")
 USAGE = find_operation(API, "listMultimodalUsage")
 RECORD = find_operation(API, "getMultimodalUsage")
 T2V = find_operation(API, "createTextToVideo")
+I2V = find_operation(API, "createImageToVideo")
 
 pytestmark = pytest.mark.api(API)
 
@@ -76,6 +78,38 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
     exchange = client.request("POST", T2V.path, json_body={"prompt": "A serene ocean wave", "duration": 5},
                               auth="standard")
     REGISTRY["tier_rejected"](exchange, T2V)
+
+
+#: Longest a video job may take before the poll gives up, in s (real GPU providers take minutes).
+VIDEO_JOB_TIMEOUT_S = 600.0
+
+
+@pytest.mark.api(API, operation="createImageToVideo")
+@pytest.mark.check("video_job_completes")
+def test_video_job_polled_to_completion(client: TargetClient, target: Target) -> None:
+    # A key of its own when the target has one: the golden fixtures used the main key's i2v window.
+    style = "standard" if target.standard_api_key else "bearer"
+    started = client.request("POST", I2V.path, auth=style, json_body={
+        "image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"})
+    if started.status == 429:
+        pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
+    body: Any = started.json()
+    usage_id = body.get("usage_id") if isinstance(body, dict) else None
+    assert started.status == 200 and isinstance(usage_id, str), f"no job started: {started.status}"
+    records: list[Exchange] = []
+    deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
+    delay = 0.05
+    while time.monotonic() < deadline:
+        records.append(client.request("GET", RECORD.path.format(usage_id=usage_id), auth=style))
+        record = records[-1].json()
+        if not isinstance(record, dict) or record.get("status") in ("completed", "failed") or records[-1].status >= 400:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
+    final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
+    video = client.request("GET", str(final.get("video_url") or body.get("video_url")), auth=None)
+    wan22 = providers(I2V)["wan22"]
+    REGISTRY["video_job_completes"](records, video, (wan22.width, wan22.height), wan22.duration_s, I2V)
 
 
 @pytest.mark.api(API, operation="createMultimodalTts")

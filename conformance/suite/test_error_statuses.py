@@ -1,0 +1,55 @@
+"""Every documented error status answers in its documented envelope (001, 002, 004 error tables).
+
+402 is provoked with the target's no-credits key; 5xx statuses with the target's fault-injection
+header (a test mode such as the mock's ``X-Mock-Fault``). Without them these checks are skipped:
+a real gateway's 5xx cannot be asked for, only judged when it happens (the property phase does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conformance.checks import REGISTRY
+from conformance.http import TargetClient
+from conformance.target import Target
+from spec import Operation, find_operation
+
+#: One representative request per API: (api, operationId, body factory).
+REQUESTS: list[tuple[str, str, Any]] = [
+    ("openai_gateway", "createChatCompletion",
+     lambda t: {"model": t.model("chat"), "messages": [{"role": "user", "content": "Hello"}]}),
+    ("multi_protocol", "createMessage",
+     lambda t: {"model": t.model("messages"), "max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}]}),
+    ("credits_api", "createMultimodalTts", lambda t: {"text": "Hello"}),
+]
+PROVOKED = (500, 502, 503)
+CASES = [(api, op, status) for api, op, _ in REQUESTS for status in PROVOKED
+         if str(status) in find_operation(api, op).spec["responses"]]
+
+
+def _style(operation: Operation) -> str:
+    return "messages" if operation.spec.get("x-mirrors") == "anthropic" else "bearer"
+
+
+@pytest.mark.check("documented_error_status")
+@pytest.mark.parametrize(("api", "operation_id", "status"), CASES)
+def test_provoked_5xx(api: str, operation_id: str, status: int, client: TargetClient, target: Target) -> None:
+    if not target.fault_header:
+        pytest.skip("the target file names no fault_header: 5xx statuses cannot be provoked")
+    operation = find_operation(api, operation_id)
+    body = next(factory for a, op, factory in REQUESTS if (a, op) == (api, operation_id))(target)
+    exchange = client.request("POST", operation.path, json_body=body, auth=_style(operation),
+                              headers={target.fault_header: str(status)}, honour_429=False)
+    REGISTRY["documented_error_status"](exchange, operation, status)
+
+
+@pytest.mark.api("credits_api", operation="createMultimodalTts")
+@pytest.mark.check("documented_error_status")
+def test_insufficient_credits_402(client: TargetClient, target: Target) -> None:
+    if not target.empty_api_key:
+        pytest.skip("the target file names no empty_api_key (a key with no credits)")
+    operation = find_operation("credits_api", "createMultimodalTts")
+    exchange = client.request("POST", operation.path, json_body={"text": "Hello"}, auth="empty")
+    REGISTRY["documented_error_status"](exchange, operation, 402)
