@@ -13,8 +13,6 @@ import httpx
 from conformance.failures import Evidence, TargetError, excerpt
 from conformance.target import Target
 
-#: Seconds to wait for a target's answer before the exchange is a failure.
-TIMEOUT_S = 60.0
 #: Largest body read from the target, in bytes; more is cut (a runaway stream must not hang the suite).
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -87,7 +85,7 @@ class TargetClient:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._client = httpx.Client(base_url=target.base_url, timeout=TIMEOUT_S)
+        self._client = httpx.Client(base_url=target.base_url, timeout=target.timeout_s)
         self._last_sent = 0.0
 
     def __enter__(self) -> TargetClient:

@@ -15,6 +15,7 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     exclude_operations: [createTextToVideo]               # never called (cost, side effects)
     request_interval_s: 0.2              # pacing between requests (default 0)
     max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
+    timeout_s: 60                        # an answer slower than this is a failed check (target_reachable)
 
 The file is validated against :data:`TARGET_FILE_SCHEMA`; an error names the bad key.
 """
@@ -74,6 +75,7 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "exclude_operations": {"type": "array", "items": {"type": "string"}},
         "request_interval_s": {"type": "number", "minimum": 0},
         "max_retry_wait_s": {"type": "number", "minimum": 0},
+        "timeout_s": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 
@@ -86,7 +88,8 @@ class TargetFileError(ValueError):
 class Target:
     """``base_url`` is the server root (``http://127.0.0.1:8000``): spec paths carry ``/v1`` themselves.
 
-    ``apis`` are the claimed spec names; ``request_interval_s`` and ``max_retry_wait_s`` are in s.
+    ``apis`` are the claimed spec names; ``request_interval_s``, ``max_retry_wait_s`` and ``timeout_s``
+    (the longest wait for an answer) are in s.
     """
 
     name: str
@@ -101,6 +104,7 @@ class Target:
     standard_api_key: str | None = None
     empty_api_key: str | None = None
     fault_header: str | None = None
+    timeout_s: float = 60.0
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
@@ -153,6 +157,7 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         standard_api_key=_key(data, "standard_api_key"),
         empty_api_key=_key(data, "empty_api_key"),
         fault_header=data.get("fault_header"),
+        timeout_s=float(data.get("timeout_s", 60.0)),
     )
 
 

@@ -6,6 +6,7 @@ for the short answers the suite asks for). Used to prove that the suite catches 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -131,6 +132,25 @@ def _no_retry_after_on_500(status: int, headers: Headers, body: bytes) -> tuple[
     return status, [(k, v) for k, v in headers if status != 500 or k != b"retry-after"], body
 
 
+def _html_error_pages(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    if status >= 400:
+        headers = [(k, b"text/html" if k == b"content-type" else v) for k, v in headers]
+        return status, headers, b"<html><body><h1>Error</h1></body></html>"
+    return status, headers, body
+
+
+class Hanging:
+    """ASGI wrapper whose answers to GET ``path`` take ``delay_s`` s (a target that times out)."""
+
+    def __init__(self, app: Any, path: str, delay_s: float) -> None:
+        self.app, self.path, self.delay_s = app, path, delay_s
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == self.path:
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+
 def _new_id_per_chunk(body: bytes) -> bytes:
     counter = iter(range(10**6))
     return re.sub(rb'"id":"chatcmpl-[0-9a-f]+"', lambda m: b'"id":"chatcmpl-%d"' % next(counter), body)
@@ -191,9 +211,15 @@ BROKEN: dict[str, Broken] = {
     "credits_do_not_fall": Broken(_json_rewrite(_credits_stuck), "credits_fall_by_cost"),
     "video_job_never_completes": Broken(_json_rewrite(_video_job_fails), "video_job_completes"),
     "gpu_error_without_retry_after": Broken(_no_retry_after_on_500, "documented_error_status"),
+    "html_error_pages": Broken(_html_error_pages, "error_envelope_conformance"),
 }
 
 
 def broken_app(name: str) -> Any:
     """The mock, configured as ``--target mock`` serves it, wrapped so that it breaks rule ``name``."""
     return Rewriting(embedded_app(), BROKEN[name].rewrite)
+
+
+def slow_models_app(delay_s: float) -> Any:
+    """The mock whose GET /v1/models answers only after ``delay_s`` s."""
+    return Hanging(embedded_app(), "/v1/models", delay_s)

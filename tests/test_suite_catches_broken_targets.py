@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY, serve
-from tests.broken_targets import BROKEN, broken_app
+from tests.broken_targets import BROKEN, broken_app, slow_models_app
 
 
 def run_suite(target: str, reports: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
@@ -38,12 +38,23 @@ def test_mock_passes_clean(tmp_path: Path) -> None:
     assert "| stream_ends_with_done |" in (latest / "report.md").read_text()
 
 
-def mock_like_target_file(url: str, directory: Path) -> str:
+def mock_like_target_file(url: str, directory: Path, **extra: object) -> str:
     """A target file for a served mock (or a broken variant) with every key the embedded mock has."""
     path = directory / "target.yaml"
     path.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "standard_api_key": STANDARD_KEY,
-                                    "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER}))
+                                    "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER, **extra}))
     return str(path)
+
+
+def test_timeout_is_a_reported_failure_not_a_crash(tmp_path: Path) -> None:
+    with serve(slow_models_app(delay_s=3.0)) as url:
+        target = mock_like_target_file(url, tmp_path, timeout_s=1.0)
+        code, report, output = run_suite(target, tmp_path, "--phases", "golden,behavioural",
+                                         "-k", "listModels or models")
+    assert code == 1, output
+    failures = [row["failure"] for row in report["checks"] if row["outcome"] == "failed"]
+    assert failures and all(f["check"] in ("target_reachable", "sdk_models_list") for f in failures)
+    assert any("Timeout" in f["received"] for f in failures)
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))

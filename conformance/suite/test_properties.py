@@ -86,7 +86,7 @@ def _auth(case: Any, target: Target) -> dict[str, str]:
 def _call(case: Any, target: Target) -> tuple[Any, Exchange]:
     headers = _auth(case, target)
     for _ in range(MAX_RETRIES):
-        response = case.call(base_url=target.base_url, headers=headers, timeout=60)
+        response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
         wait = retry_after_s({k.lower(): v[0] for k, v in response.headers.items()})
         if response.status_code != 429 or wait is None or wait > target.max_retry_wait_s:
             break

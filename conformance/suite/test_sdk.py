@@ -9,7 +9,6 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.checks.sdk import run_sdk
-from conformance.http import TIMEOUT_S
 from conformance.target import Target
 
 API = "openai_gateway"
@@ -19,7 +18,7 @@ API = "openai_gateway"
 def sdk(target: Target) -> Iterator[openai.OpenAI]:
     """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding)."""
     with openai.OpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0,
-                       timeout=TIMEOUT_S) as client:
+                       timeout=target.timeout_s) as client:
         yield client
 
 
