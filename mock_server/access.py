@@ -20,14 +20,26 @@ class Access(Stage):
     def __init__(self, operation: Operation) -> None:
         self.operation_id = operation.operation_id
         self.tier = tier(operation)
+        self._refusals: dict[str | None, tuple[str, str] | None] = {}
+        """(message, code) of the 403 per key, None to admit: judged once per key (the configuration is frozen)."""
 
     async def before(self, call: Call) -> None:
         """Raises ApiError 403 permission_error for a missing scope or tier."""
+        try:
+            refusal = self._refusals[call.api_key]
+        except KeyError:
+            refusal = self._refusals[call.api_key] = self.judge(call)
+        if refusal is not None:
+            raise ApiError(403, refusal[0], code=refusal[1])
+
+    def judge(self, call: Call) -> tuple[str, str] | None:
+        """(message, code) of the 403 for ``call``'s key, or None when the key may call the operation."""
         entry = call.services.config.key(call.api_key)
         if entry is not None and not entry.allows(self.operation_id):
-            raise ApiError(403, f"This key lacks the scope '{self.operation_id}'.", code="missing_scope")
+            return f"This key lacks the scope '{self.operation_id}'.", "missing_scope"
         if not meets(call.services.tier(call.api_key), self.tier):
-            raise ApiError(403, f"{self.operation_id} requires the {self.tier} tier.", code="tier_required")
+            return f"{self.operation_id} requires the {self.tier} tier.", "tier_required"
+        return None
 
 
 def build(operation: Operation, services: Services) -> Stage | None:

@@ -44,11 +44,14 @@ def key_sources(requirements: Sequence[Mapping[str, Any]], schemes: Mapping[str,
 
 def authenticate(request: Request, sources: Sequence[KeySource], keys: Collection[str]) -> str:
     """Return the request's API key; raise ApiError 401 authentication_error if missing or unknown."""
-    presented = [(source, request.headers[source.header]) for source in sources if request.headers.get(source.header)]
-    if not presented:
+    headers = request.headers
+    for source in sources:  # the first place that holds a key
+        value = headers.get(source.header)
+        if value:
+            break
+    else:
         where = " or ".join("'Authorization: Bearer <key>'" if s.bearer else f"'{s.header}'" for s in sources)
         raise ApiError(401, f"Missing API key: send it as {where}.")
-    source, value = presented[0]
     key = value
     if source.bearer:
         scheme, _, key = value.partition(" ")

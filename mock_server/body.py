@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from mock_server import jsoncodec
 from mock_server.errors import ApiError
 from spec import Operation, load_api
 from spec.extensions import upload_limit_bytes
@@ -60,8 +61,7 @@ class BodyReader:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.limit:
             raise self._too_large()
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if self.multipart and (media_type == "multipart/form-data" or not self.json):
+        if self.multipart and (not self.json or _media_type(request) == "multipart/form-data"):
             return await self._multipart(request)
         return Body(_parse_json(await self._bytes(request)))
 
@@ -77,7 +77,14 @@ class BodyReader:
             yield chunk
 
     async def _bytes(self, request: Request) -> bytes:
-        return b"".join([chunk async for chunk in self._counted(request)])
+        """The whole body, counted as it arrives (one loop: the JSON hot path skips ``_counted``'s generator)."""
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > self.limit:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _multipart(self, request: Request) -> Body:
         if "boundary=" not in request.headers.get("content-type", ""):
@@ -108,11 +115,16 @@ class BodyReader:
         return Body(data, files)
 
 
+def _media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, in lower case (``""`` without one)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _parse_json(raw: bytes) -> Any:
     if not raw:
         raise ApiError(400, "The request body is empty; this endpoint expects a JSON object.")
     try:
-        return json.loads(raw)
+        return jsoncodec.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
 

@@ -1,5 +1,5 @@
 """``mock-server serve [--config FILE] [--host 127.0.0.1] [--port N] [--seed N] [--no-latency]
-[--time-scale X]``: the mock under uvicorn.
+[--time-scale X] [--stack uvloop|asyncio] [--no-access-log]``: the mock under uvicorn.
 
 The configuration is one YAML file (default: the shipped ``mock_server/data/default_config.yaml``:
 the key ``sk-test``, rate limits on, simulated latency on at real time, no faults), validated by
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sqlite3
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,19 @@ from mock_server.config import DEFAULT_CONFIG_FILE, ConfigError, MockConfig, loa
 
 #: Exit code of a bad command line or configuration file (argparse's own usage code).
 EXIT_USAGE = 2
+#: Server stacks by name: uvicorn's event loop and HTTP parser. ``uvloop`` (uvloop + httptools) is the
+#: default where installed: on the 2-core reference machine it serves about twice the requests/s of
+#: ``asyncio`` (asyncio + h11) with a lower p99 at 256 connections (``benchmarks/RESULTS.md``).
+STACKS: Mapping[str, Mapping[str, str]] = {
+    "uvloop": {"loop": "uvloop", "http": "httptools"},
+    "asyncio": {"loop": "asyncio", "http": "h11"},
+}
+
+
+def default_stack() -> str:
+    """``uvloop`` when uvloop and httptools are importable (the runtime dependencies), else ``asyncio``."""
+    found = all(importlib.util.find_spec(name) is not None for name in ("uvloop", "httptools"))
+    return "uvloop" if found else "asyncio"
 
 
 def _time_scale(text: str) -> float:
@@ -54,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--time-scale", type=_time_scale, default=None, metavar="X",
                        help="multiply every simulated delay by X >= 0 (0.01: a 30 s video job takes 0.3 s)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="no log line per request (load tests: the line costs about 2 us per request)")
+    serve.add_argument("--stack", choices=sorted(STACKS), default=None,
+                       help="event loop and HTTP parser: uvloop (uvloop+httptools, the default where installed) "
+                            "or asyncio (asyncio+h11)")
     return parser
 
 
@@ -85,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, sqlite3.Error, ValueError) as error:  # the catalogue or ledger file the config names
         print(f"mock-server: cannot start with {args.config}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    stack = STACKS[args.stack or default_stack()]
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
+                loop=stack["loop"], http=stack["http"])
     return 0
 
 

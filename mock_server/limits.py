@@ -12,8 +12,9 @@ admitted answer carries the ``x-ratelimit-*`` headers too. A refused request use
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import Response
@@ -30,26 +31,33 @@ from spec.extensions import rate_limit
 MINUTE_S = 60.0
 
 
-def _strings(value: Any) -> Iterator[str]:
+def _collect_strings(value: Any, out: list[str]) -> None:
+    """Append every string of a JSON value (nested objects and arrays included) to ``out``."""
     if isinstance(value, str):
-        yield value
+        out.append(value)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _strings(item)
+            _collect_strings(item, out)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            _collect_strings(item, out)
 
 
 def estimated_tokens(body: Any) -> int:
-    """A request's TPM weight: the tokens of its text plus the output it asks room for (max_tokens)."""
+    """A request's TPM weight: the tokens of its text plus the output it asks room for (max_tokens).
+
+    The strings are counted joined by spaces, in one pass: a token never spans white space, so the
+    count is the sum of the strings' counts.
+    """
     room = 0
     if isinstance(body, dict):
         for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
             if isinstance(body.get(name), int | float):
                 room = int(body[name])
                 break
-    return sum(count_tokens(text) for text in _strings(body)) + room
+    strings: list[str] = []
+    _collect_strings(body, strings)
+    return count_tokens(" ".join(strings)) + room
 
 
 class RateLimits(Stage):
@@ -64,11 +72,15 @@ class RateLimits(Stage):
             self.fixed = (Limit("requests", spec_limit.requests, float(spec_limit.window_s or MINUTE_S)),)
         elif spec_limit is not None:
             self.dimensions = tuple(spec_limit.dimensions) or ("rpm",)
+        self._by_key: dict[str | None, tuple[Limit, ...]] = {}  # the configuration is frozen: built once per key
 
     def limits(self, call: Call) -> Sequence[Limit]:
         """The limits that apply to ``call``'s key."""
         if self.fixed:
             return self.fixed
+        found = self._by_key.get(call.api_key)
+        if found is not None:
+            return found
         settings = call.services.config.rate_limits
         entry = call.services.config.key(call.api_key)
         rpm = entry.rpm if entry is not None and entry.rpm else settings.rpm
@@ -76,6 +88,7 @@ class RateLimits(Stage):
         out = [Limit("requests", rpm, MINUTE_S)]
         if "tpm" in self.dimensions:
             out.append(Limit("tokens", tpm, MINUTE_S))
+        self._by_key[call.api_key] = tuple(out)
         return out
 
     async def before(self, call: Call) -> None:
@@ -92,9 +105,23 @@ class RateLimits(Stage):
                            headers={"Retry-After": retry_after_header(refused), **headers(decisions)})
 
     async def after(self, call: Call, response: Response) -> Response:
-        """Adds the ``x-ratelimit-*`` headers."""
-        response.headers.update(headers(call.state.get("rate_limits", ())))
+        """Adds the ``x-ratelimit-*`` headers (appended to the raw list: no other part sets them, and
+        ``MutableHeaders`` would rescan the list for each one)."""
+        raw = response.raw_headers
+        for decision in call.state.get("rate_limits", ()):
+            limit_name, remaining_name, reset_name = _header_names(decision.limit.dimension)
+            raw.append((limit_name, b"%d" % decision.limit.limit))
+            raw.append((remaining_name, b"%d" % decision.remaining))
+            raw.append((reset_name, b"%ds" % math.ceil(decision.reset_s)))
         return response
+
+
+@functools.cache
+def _header_names(dimension: str) -> tuple[bytes, bytes, bytes]:
+    """The raw ``x-ratelimit-limit-``, ``-remaining-`` and ``-reset-`` header names of ``dimension``."""
+    limit, remaining, reset = (f"x-ratelimit-{part}-{dimension}".encode("latin-1")
+                               for part in ("limit", "remaining", "reset"))
+    return limit, remaining, reset
 
 
 def headers(decisions: Sequence[Decision]) -> dict[str, str]:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from starlette.responses import StreamingResponse
 
+from mock_server import jsoncodec
+
 DONE = "[DONE]"
 
 
 def encode_event(data: Any) -> bytes:
-    """One SSE event: a JSON value (or a raw string such as ``[DONE]``) as ``data: ...\\n\\n``."""
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {text}\n\n".encode()
+    """One SSE event: a JSON value (or a raw string such as ``[DONE]``) as ``data: ...\\n\\n``
+    (compact UTF-8 JSON, :func:`mock_server.jsoncodec.dumps`)."""
+    if isinstance(data, str):
+        return f"data: {data}\n\n".encode()
+    return b"data: " + jsoncodec.dumps(data) + b"\n\n"
 
 
 async def _events(payloads: Iterable[Any], terminator: str | None) -> AsyncIterator[bytes]:
@@ -36,7 +39,7 @@ def encode_typed_event(payload: Mapping[str, Any]) -> bytes:
     The Responses and Messages protocols (003; OpenAI Responses and Anthropic streaming) repeat each
     payload's ``type`` as the ``event:`` name, and end without a ``[DONE]`` sentinel.
     """
-    return f"event: {payload['type']}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+    return f"event: {payload['type']}\ndata: ".encode() + jsoncodec.dumps(payload) + b"\n\n"
 
 
 async def _typed_events(payloads: Iterable[Mapping[str, Any]]) -> AsyncIterator[bytes]:

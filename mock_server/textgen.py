@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 _PIECE = re.compile(r"\s*(?:\w+|[^\w\s])")
 
 _WORDS = (
@@ -25,8 +27,16 @@ _WORDS = (
 
 
 def rng_for(seed: int, *parts: Any) -> random.Random:
-    """A ``random.Random`` seeded by ``seed`` and a stable hash of ``parts`` (JSON-serialisable)."""
-    digest = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True, default=str).encode()).digest()
+    """A ``random.Random`` seeded by ``seed`` and a stable hash of ``parts`` (JSON-serialisable).
+
+    The hash is of the parts' canonical JSON (sorted keys; orjson, else the stdlib for what orjson
+    refuses, such as integers past 64 bits): the same parts always give the same generator.
+    """
+    try:
+        canonical = orjson.dumps([seed, *parts], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(canonical).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
@@ -45,8 +55,19 @@ def count_tokens(text: str) -> int:
 
 
 def sentence(rng: random.Random, count: int) -> str:
-    """Plain prose of exactly ``count`` tokens (``count`` >= 1) ending in a full stop."""
-    words = [rng.choice(_WORDS) for _ in range(max(count - 1, 1))]
+    """Plain prose of exactly ``count`` tokens (``count`` >= 1) ending in a full stop.
+
+    The words are the ones ``rng.choice(_WORDS)`` would draw, drawn without its per-call overhead
+    (the same ``getrandbits`` rejection sampling, inlined: a third of a chat answer's cost before).
+    """
+    bits, size = rng.getrandbits, len(_WORDS)
+    width = size.bit_length()
+    words = []
+    for _ in range(max(count - 1, 1)):
+        index = bits(width)
+        while index >= size:
+            index = bits(width)
+        words.append(_WORDS[index])
     words[0] = words[0].capitalize()
     return " ".join(words) + "." if count > 1 else words[0]
 

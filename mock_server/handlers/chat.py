@@ -14,12 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from mock_server.catalogue import PART_MODALITY, Model
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
 from mock_server.textgen import count_tokens, pieces, rng_for, safe_instance_of, sentence
@@ -42,11 +43,14 @@ class Answer:
     finish_reason: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
+    content_tokens: int | None = None
+    """Tokens of ``content`` when already known (counted on demand otherwise)."""
 
     @property
     def text_tokens(self) -> int:
         calls = sum(count_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in self.tool_calls)
-        return count_tokens(self.content or "") + calls
+        content = self.content_tokens if self.content_tokens is not None else count_tokens(self.content or "")
+        return content + calls
 
     @property
     def image_tokens(self) -> int:
@@ -74,7 +78,7 @@ async def create_chat_completion(call: Call) -> Response:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return sse_response(_chunks(completion_id, created, model.id, answers, usage if include_usage else None))
-    return JSONResponse(
+    return json_response(
         {
             "id": completion_id,
             "object": "chat.completion",
@@ -142,15 +146,17 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
         call = {"id": services.new_id("call"), "type": "function",
                 "function": {"name": function["name"], "arguments": arguments}}
         return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
-    text = _text(model, body.get("response_format"), rng)
+    text, known = _text(model, body.get("response_format"), rng)
     images = []
     if "image" in model.output:
         png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, rng.randrange(64))
         images.append({"type": "image_url", "image_url": {"url": data_url(png, "image/png")}})
+    if limit is None:  # no need to split the text into tokens (the hot path of a plain completion)
+        return Answer(content=text, finish_reason="stop", images=images, content_tokens=known)
     tokens = pieces(text)
-    if limit is not None and len(tokens) > limit:
-        return Answer(content="".join(tokens[:limit]), finish_reason="length", images=images)
-    return Answer(content=text, finish_reason="stop", images=images)
+    if len(tokens) > limit:
+        return Answer(content="".join(tokens[:limit]), finish_reason="length", images=images, content_tokens=limit)
+    return Answer(content=text, finish_reason="stop", images=images, content_tokens=len(tokens))
 
 
 def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, messages: Sequence[Mapping[str, Any]]
@@ -169,18 +175,19 @@ def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, messages: Sequ
     return None
 
 
-def _text(model: Model, response_format: Mapping[str, Any] | None, rng: Any) -> str:
+def _text(model: Model, response_format: Mapping[str, Any] | None, rng: Any) -> tuple[str, int | None]:
+    """The answer's text, and its token count when known without counting (a sentence of N tokens)."""
     kind = (response_format or {}).get("type", "text")
     if kind != "text" and not model.structured_output:
         raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
     if kind == "json_schema":
         schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
-        return json.dumps(safe_instance_of(schema, rng))
+        return json.dumps(safe_instance_of(schema, rng)), None
     if kind == "json_object":
-        return json.dumps({"answer": sentence(rng, 8)})
+        return json.dumps({"answer": sentence(rng, 8)}), None
     if "image" in model.output:
-        return "Here is the image you asked for."
-    return sentence(rng, ANSWER_TOKENS)
+        return "Here is the image you asked for.", None
+    return sentence(rng, ANSWER_TOKENS), ANSWER_TOKENS
 
 
 def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:

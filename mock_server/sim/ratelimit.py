@@ -45,13 +45,42 @@ class Decision:
     retry_after_s: float
 
 
+class _Log:
+    """One key's log for one limit: admission times (s) and weights, oldest first, and their running
+    total ``used`` (units), so a decision costs O(expired entries), not O(entries in the window)."""
+
+    __slots__ = ("times", "used", "weights")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.weights: deque[int] = deque()
+        self.used = 0
+
+    def expire(self, cutoff: float) -> None:
+        """Drop the entries logged at or before ``cutoff`` (s)."""
+        times, weights = self.times, self.weights
+        while times and times[0] <= cutoff:
+            times.popleft()
+            self.used -= weights.popleft()
+
+    def append(self, now: float, weight: int) -> None:
+        """Log ``weight`` units at ``now`` (s)."""
+        self.times.append(now)
+        self.weights.append(weight)
+        self.used += weight
+
+
 class SlidingWindowLog:
     """Admission control over :class:`Limit`s per key. Not thread-safe: use it from one event loop,
-    where :meth:`admit` runs without awaiting and so is atomic."""
+    where :meth:`admit` runs without awaiting and so is atomic.
+
+    Each log keeps a running total of its weights, so admitting costs O(1) amortised however many
+    requests the window holds (a high limit at thousands of requests per second stays cheap).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._logs: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._logs: dict[tuple[str, str, float], _Log] = {}
 
     def admit(self, key: str, limits: Sequence[Limit], weights: dict[str, int]) -> list[Decision]:
         """Admit a request under every limit, or none: nothing is recorded unless all admit it.
@@ -59,29 +88,36 @@ class SlidingWindowLog:
         ``weights`` gives the request's units per dimension (requests: 1; tokens: its estimate).
         """
         now = self._clock()
-        decisions = [self._judge(key, limit, weights.get(limit.dimension, 1), now) for limit in limits]
-        if all(decision.admitted for decision in decisions):
-            for limit in limits:
-                self._logs.setdefault((key, limit.dimension + str(limit.window_s)), deque()).append(
-                    (now, weights.get(limit.dimension, 1)))
+        decisions, logs, admitted = [], [], True
+        for limit in limits:
+            log_key = (key, limit.dimension, limit.window_s)
+            log = self._logs.get(log_key)
+            if log is None:
+                log = self._logs[log_key] = _Log()
+            weight = weights.get(limit.dimension, 1)
+            decision = self._judge(log, limit, weight, now)
+            admitted = admitted and decision.admitted
+            decisions.append(decision)
+            logs.append((log, weight))
+        if admitted:
+            for log, weight in logs:
+                log.append(now, weight)
         return decisions
 
-    def _judge(self, key: str, limit: Limit, weight: int, now: float) -> Decision:
-        log = self._logs.setdefault((key, limit.dimension + str(limit.window_s)), deque())
-        while log and log[0][0] <= now - limit.window_s:
-            log.popleft()
-        used = sum(units for _, units in log)
+    def _judge(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
+        log.expire(now - limit.window_s)
+        used = log.used
         admitted = used + weight <= limit.limit
         remaining = max(limit.limit - used - (weight if admitted else 0), 0)
-        reset = (log[0][0] + limit.window_s - now) if log else (limit.window_s if admitted else 0.0)
+        reset = (log.times[0] + limit.window_s - now) if log.times else (limit.window_s if admitted else 0.0)
         retry = 0.0 if admitted else self._wait(log, used + weight - limit.limit, limit.window_s, now)
         return Decision(limit, admitted, remaining, max(reset, 0.0), retry)
 
     @staticmethod
-    def _wait(log: deque[tuple[float, int]], excess: int, window_s: float, now: float) -> float:
+    def _wait(log: _Log, excess: int, window_s: float, now: float) -> float:
         """Seconds until ``excess`` units have left the window (the window if the request can never fit)."""
         freed = 0
-        for stamp, units in log:
+        for stamp, units in zip(log.times, log.weights, strict=True):
             freed += units
             if freed >= excess:
                 return max(stamp + window_s - now, 0.0)

@@ -1,0 +1,197 @@
+"""The hot path's fast libraries agree with the slow ones they stand in for (issue 7).
+
+- ``mock_server.validation``: the Rust validator (``jsonschema_rs``) only answers "valid?"; a body it
+  accepts is never looked at by Python ``jsonschema``, so the two must give the same verdict.
+- ``mock_server.jsoncodec``: orjson must read and write what the stdlib would.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.responses import JSONResponse
+from starlette.testclient import TestClient
+
+import spec.loader
+from conformance.golden import load_cases, render
+from conformance.target import Target
+from mock_server import MockConfig, create_app, jsoncodec
+from mock_server.cli import STACKS, build_parser, default_stack
+from mock_server.validation import BodyValidator, fast_validator
+from spec import operations, request_body_schema, schema_validator
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Target(name="fixtures", base_url="http://127.0.0.1:9", api_key="sk-test")
+JSON_OPERATIONS = [op for api in ("openai_gateway", "multi_protocol", "credits_api") for op in operations(api)
+                   if request_body_schema(op, "application/json") is not None]
+
+
+def _golden_bodies() -> list[tuple[str, str, Any]]:
+    """(api, operationId, rendered JSON body) of every golden fixture that sends JSON without ``${last:}``."""
+    out = []
+    for case in load_cases(ROOT / "fixtures"):
+        body = case.request.get("json")
+        if body is None or "${last:" in json.dumps(body):
+            continue
+        out.append((case.operation.api, case.operation.operation_id, render(body, TARGET)))
+    return out
+
+
+GOLDEN = _golden_bodies()
+
+
+def _validators(api: str, operation_id: str) -> tuple[Any, Any]:
+    operation = next(op for op in JSON_OPERATIONS if op.api == api and op.operation_id == operation_id)
+    schema = request_body_schema(operation, "application/json")
+    assert schema is not None
+    fast = fast_validator(api, schema)
+    assert fast is not None, f"{api}.{operation_id}: the Rust validator could not compile its request body"
+    return fast, schema_validator(api, schema)
+
+
+@pytest.mark.parametrize("operation", JSON_OPERATIONS, ids=lambda op: f"{op.api}.{op.operation_id}")
+def test_every_json_request_body_compiles_to_a_fast_validator(operation: Any) -> None:
+    _validators(operation.api, operation.operation_id)
+
+
+def test_golden_fixture_bodies_get_the_same_verdict_from_both_validators() -> None:
+    assert len(GOLDEN) > 40
+    verdicts = set()
+    for api, operation_id, body in GOLDEN:
+        fast, slow = _validators(api, operation_id)
+        assert fast.is_valid(body) == slow.is_valid(body), f"{api}.{operation_id}: {body}"
+        verdicts.add(slow.is_valid(body))
+    assert verdicts == {True, False}  # both kinds were compared
+
+
+#: JSON leaves a mutation may put anywhere: wrong types, out-of-range numbers, bad enums, formats.
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
+                   st.sampled_from(["", "user", "auto", "not a uri", "data:image/png;base64,AAAA", "https://x.y/z",
+                                    "1024x1024", "mp3", "wav", "x" * 5000]),
+                   st.text(max_size=8))
+JSON_VALUES = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.sampled_from(["type", "text", "role", "url", "x"]), inner, max_size=3),
+                           max_leaves=6)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, (*prefix, index))
+    return out
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(value))
+    node = copy
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = new
+    return copy
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(GOLDEN), choice=st.integers(0, 10**6), new=JSON_VALUES, drop=st.booleans())
+def test_mutated_bodies_get_the_same_verdict_from_both_validators(case: tuple[str, str, Any], choice: int,
+                                                                  new: Any, drop: bool) -> None:
+    api, operation_id, body = case
+    paths = _paths(body)
+    path = paths[choice % len(paths)]
+    mutated = _replaced(body, path, new)
+    if drop and path and isinstance(path[-1], str):  # or remove the field altogether (a missing required one)
+        mutated = _replaced(body, path[:-1], {k: v for k, v in _at(body, path[:-1]).items() if k != path[-1]})
+    fast, slow = _validators(api, operation_id)
+    assert fast.is_valid(mutated) == slow.is_valid(mutated), f"{api}.{operation_id}: {mutated}"
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+def test_a_body_the_rust_validator_cannot_take_is_judged_by_python() -> None:
+    operation = next(op for op in JSON_OPERATIONS if op.operation_id == "createChatCompletion")
+    validator = BodyValidator(operation)
+    huge = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2**70}
+    validator.validate({**huge, "max_tokens": 5})  # valid: no error
+    with pytest.raises(Exception) as raised:  # the Python validator words the error, naming the field
+        validator.validate({**huge, "messages": "not a list"})
+    assert "messages" in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a": 1, "b": [true, null, 1.5, "\\u00e9\\ud83d\\ude00"]}',
+    b'{"big": 123456789012345678901234567890}',      # past 64 bits: the stdlib keeps it exact
+    b'{"n": -9223372036854775809}',
+    b'[NaN, Infinity, -Infinity]',                     # the stdlib reads these; orjson refuses them
+    b'"\\ud800"',                                      # a lone surrogate escape
+    b'{"a": 1, "a": 2}',                               # duplicate keys: the last wins in both
+])
+def test_loads_reads_what_the_stdlib_reads(raw: bytes) -> None:
+    expected, got = json.loads(raw), jsoncodec.loads(raw)
+    assert json.dumps(got) == json.dumps(expected)
+
+
+@pytest.mark.parametrize("raw", [b"{", b'{"a": }', b"\xff\xfe", b"[1,]"])
+def test_loads_refuses_what_the_stdlib_refuses(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        jsoncodec.loads(raw)
+
+
+@pytest.mark.parametrize("value", [
+    {"id": "x", "n": [1, 2.5, None, True], "text": "caf\u00e9 \U0001f600"},
+    {"big": 2**70},                                    # orjson refuses: the stdlib encoder renders it
+    {1: "non-string key"},
+    [],
+])
+def test_dumps_sends_the_bytes_jsonresponse_sends(value: Any) -> None:
+    assert json.loads(jsoncodec.dumps(value)) == json.loads(JSONResponse(value).body)
+    assert jsoncodec.dumps(value) == JSONResponse(value).body
+
+
+def test_dumps_refuses_what_jsonresponse_refuses() -> None:
+    with pytest.raises(TypeError):
+        jsoncodec.dumps({"x": object()})
+    assert jsoncodec.dumps({"x": math.inf}) == b'{"x":null}'  # the documented difference
+
+
+def test_serve_defaults_to_the_measured_stack() -> None:
+    assert default_stack() == "uvloop"  # uvloop and httptools are runtime dependencies
+    assert STACKS["uvloop"] == {"loop": "uvloop", "http": "httptools"}
+    args = build_parser().parse_args(["serve", "--stack", "asyncio", "--no-access-log"])
+    assert (args.stack, args.no_access_log) == ("asyncio", True)
+
+
+def test_the_chat_hot_path_reads_no_file_and_loads_no_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: "the hot path should do no schema loading, no per-request file I/O"."""
+    with TestClient(create_app(MockConfig())) as client:
+        headers = {"Authorization": "Bearer sk-test"}
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        assert client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200  # warm
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"file or schema read on the hot path: {args[:1]}")
+
+        for target, name in ((builtins, "open"), (io, "open"), (yaml, "safe_load"), (spec.loader, "load_api")):
+            monkeypatch.setattr(target, name, refuse)
+        for request in (body, {**body, "stream": True}, {**body, "messages": "x"}, {**body, "max_tokens": 3}):
+            answer = client.post("/v1/chat/completions", json=request, headers=headers)
+            assert answer.status_code in (200, 400), answer.text
