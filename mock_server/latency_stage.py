@@ -11,8 +11,9 @@ spoken length, or a transcript's words at the speaking rate), seconds of video, 
   slot of the request's model (``model``, else ``provider``, else the operationId; at most
   ``latency.gpu_slots`` at once per model, so concurrent requests queue as on a real provider).
 - A stream (``StreamingResponse``: SSE) waits ``queue``, takes the GPU slot, waits ``first`` before its
-  first chunk and one inter-token gap (``per_unit``) before each following one; the slot is freed when
-  the stream ends, also when the client disconnects (:class:`PacedStream`).
+  first chunk and one inter-token gap before each following one: the request's one ``per_unit`` draw,
+  so a stream has one speed as a whole answer has; the slot is freed when the stream ends, also when
+  the client disconnects (:class:`PacedStream`).
 - An answer whose handler started an asynchronous job (``call.state["job"]``: videos) is not delayed:
   the job carries the latency (``sim/jobs.py``). Errors are not delayed either.
 
@@ -162,7 +163,8 @@ class Latency(Stage):
         return response
 
     async def paced(self, call: Call, chunks: AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
-        """``chunks`` after ``queue + first``, one inter-token gap apart, holding a GPU slot throughout."""
+        """``chunks`` after ``queue + first``, one inter-token gap (``plan.unit_s``) apart, holding a GPU
+        slot throughout."""
         services = call.services
         plan = services.latency.plan(self.operation_id, 0)
         try:
@@ -172,7 +174,7 @@ class Latency(Stage):
                 first = True
                 async for chunk in chunks:
                     if not first:
-                        await asyncio.sleep(services.latency.gap_s(self.operation_id))
+                        await asyncio.sleep(plan.unit_s)
                     first = False
                     yield chunk
         finally:

@@ -97,11 +97,13 @@ class LatencyModel:
 @dataclass(frozen=True)
 class Plan:
     """Drawn delays for one request, already scaled, in s: waiting for a GPU (``queue_s``), to the
-    first token or byte (``first_s``) and for the rest of the work (``generation_s``)."""
+    first token or byte (``first_s``), for the rest of the work (``generation_s``), and for one unit
+    of it (``unit_s``, the request's one ``per_unit`` draw: a stream's inter-chunk gap)."""
 
     queue_s: float
     first_s: float
     generation_s: float
+    unit_s: float = 0.0
 
     @property
     def total_s(self) -> float:
@@ -150,15 +152,10 @@ class LatencySimulator:
 
     def plan(self, operation_id: str, work: float) -> Plan:
         """Delays for ``work`` units (the model's ``unit``; negative counts as 0) of ``operation_id``,
-        scaled by the time scale: generation is one ``per_unit`` draw times ``work``."""
+        scaled by the time scale: generation is one ``per_unit`` draw (``unit_s``) times ``work``."""
         model = self.model(operation_id)
         scale = self.time_scale
-        return Plan(
-            queue_s=model.queue.sample(self._rng) * scale,
-            first_s=model.first.sample(self._rng) * scale,
-            generation_s=model.per_unit.sample(self._rng) * max(work, 0.0) * scale,
-        )
-
-    def gap_s(self, operation_id: str) -> float:
-        """One inter-chunk gap of a stream of ``operation_id`` (one unit's generation time), scaled."""
-        return self.model(operation_id).per_unit.sample(self._rng) * self.time_scale
+        queue_s = model.queue.sample(self._rng) * scale
+        first_s = model.first.sample(self._rng) * scale
+        unit_s = model.per_unit.sample(self._rng) * scale
+        return Plan(queue_s=queue_s, first_s=first_s, generation_s=unit_s * max(work, 0.0), unit_s=unit_s)
