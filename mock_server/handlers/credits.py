@@ -108,10 +108,11 @@ async def _ensure_affordable(call: Call, credits: int) -> None:
 
 
 async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: str = COMPLETED) -> UsageRecord:
-    """Debit and record the call in one transaction; 402 (nothing charged) when the balance is short."""
+    """Debit and record the call atomically, by the ledger's group commit (concurrent charges share one
+    transaction, each in its own savepoint; answered after COMMIT); 402 (nothing charged) when the balance is short."""
     endpoint_type = ENDPOINT_TYPE[call.operation.operation_id]
     try:
-        return await _off_loop(call.services.ledger.charge, _key(call), endpoint_type, credits, result, status)
+        return await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
     except InsufficientCredits as short:
         raise _payment_required(short.needed, short.balance) from None
 

@@ -6,9 +6,17 @@ usage record in ONE ``BEGIN IMMEDIATE`` transaction: it either debits and record
 
 Storage is stdlib :mod:`sqlite3`: ``":memory:"`` (one app's lifetime) or a file path (WAL mode, so it
 survives the process and several processes may share it). One connection serves every thread,
-serialised by a lock; each call is a short transaction, so callers on an event loop may run it in a
-worker thread (``anyio.to_thread.run_sync``). An account is opened, with the ledger's starting
-balance, the first time a charge or top-up touches its key; reopening a file keeps every balance.
+serialised by a lock; each synchronous call is a short transaction, so callers on an event loop may
+run it in a worker thread (``anyio.to_thread.run_sync``). An account is opened, with the ledger's
+starting balance, the first time a charge or top-up touches its key; reopening a file keeps every balance.
+
+Group commit: :meth:`Ledger.charge_async` queues a charge for the ledger's ONE writer thread, which
+takes everything queued (up to :data:`MAX_BATCH` charges) and applies it, under the same lock, in ONE
+``BEGIN IMMEDIATE ... COMMIT``, each charge inside its own ``SAVEPOINT``: a charge that fails
+(:class:`InsufficientCredits`, any error) is rolled back alone and raised to its caller only. Charges
+are applied in the order they were queued (so per key too), and a caller is answered only after the
+COMMIT of its batch: an answered charge survives the process being killed (WAL, ``synchronous=NORMAL``).
+If the batch itself cannot commit, every charge of it fails, each caller getting the error.
 
 Tables (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
 
@@ -24,7 +32,11 @@ status"). :meth:`Ledger.fail_unfinished` marks the jobs a stopped process left u
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import copy
 import json
+import queue
 import secrets
 import sqlite3
 import threading
@@ -56,6 +68,12 @@ SCHEMA_VERSION = 1
 SQLITE_MAX_INT = 2**63 - 1
 #: Seconds a write waits for another process's lock on a shared file before failing.
 BUSY_TIMEOUT_S = 5.0
+#: Most charges one group-commit transaction applies; the rest wait for the next batch. Bounds how
+#: long a batch holds the lock (synchronous calls wait for it) to a few ms.
+MAX_BATCH = 64
+#: Seconds the writer thread waits for a charge before it ends (the next charge starts another), so
+#: an idle ledger holds no thread and a ledger dropped without :meth:`Ledger.close` can be collected.
+WRITER_IDLE_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -123,6 +141,19 @@ class UsagePage:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A charge waiting for the writer thread, and where its answer goes (a future of ``loop``)."""
+
+    api_key: str
+    endpoint_type: str
+    credits: int
+    payload: str
+    status: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[UsageRecord]
+
+
 def new_usage_id() -> str:
     """A fresh ``usage_<24 hex>`` id, random so ids stay unique in a file reused across runs."""
     return f"usage_{secrets.token_hex(12)}"
@@ -133,7 +164,12 @@ class Ledger:
 
     ``path`` is a file path or ``":memory:"``; ``starting_credits`` is the balance of a key not seen
     before, unless ``starting_by_key`` names the key. ``clock`` (s since the epoch) and ``new_id`` are
-    injectable for tests. Thread-safe. Raises ``sqlite3.Error`` if the file cannot be opened.
+    injectable for tests; ``trace``, if given, is called with each SQL statement the connection runs
+    (any thread: the caller's or the writer's). Raises ``sqlite3.Error`` if the file cannot be opened.
+
+    Thread-safe: every method may be called from any thread (one lock serialises the connection);
+    :meth:`charge_async` from a coroutine on any asyncio loop. ``commits`` counts the transactions
+    this object committed (schema set-up included); a group-commit batch is one.
     """
 
     def __init__(
@@ -144,6 +180,7 @@ class Ledger:
         starting_by_key: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[], str] = new_usage_id,
+        trace: Callable[[str], object] | None = None,
     ) -> None:
         if starting_credits < 0:
             raise ValueError("starting_credits must be >= 0")
@@ -153,7 +190,14 @@ class Ledger:
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
+        self.commits = 0
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_guard = threading.Lock()  # the writer's start and stop, and the closed flag
+        self._closed = False
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        if trace is not None:
+            self._db.set_trace_callback(trace)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL mode
@@ -163,7 +207,15 @@ class Ledger:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        """Close the database; the ledger is unusable afterwards."""
+        """Apply the charges already queued, stop the writer thread, close the database; the ledger is
+        unusable afterwards (its methods raise ``sqlite3.ProgrammingError``)."""
+        with self._writer_guard:
+            self._closed = True
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                self._queue.put(None)
+        if writer is not None:
+            writer.join()
         with self._lock:
             self._db.close()
 
@@ -175,14 +227,17 @@ class Ledger:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` (the write lock up front) ... COMMIT, or ROLLBACK on any exception."""
+        """``BEGIN IMMEDIATE`` (the write lock up front) ... COMMIT, or ROLLBACK on any exception (the
+        COMMIT's included; none when SQLite already rolled back). Call with the lock held."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        self.commits += 1
 
     def account(self, api_key: str) -> Account:
         """The key's :class:`Account`; a key never charged has the starting balance and 0 used."""
@@ -202,24 +257,110 @@ class Ledger:
 
         Raises :class:`InsufficientCredits` (nothing charged, nothing recorded) when the balance is
         smaller than ``credits``; ValueError for an ``endpoint_type`` not in :data:`ENDPOINT_TYPES`
-        or negative ``credits``.
+        or negative ``credits``. One transaction of its own; from an event loop prefer :meth:`charge_async`.
         """
-        if endpoint_type not in ENDPOINT_TYPES:
-            raise ValueError(f"unknown endpoint_type {endpoint_type!r}")
-        if credits < 0:
-            raise ValueError("credits must be >= 0")
-        payload = json.dumps(dict(result or {}))
+        payload = _payload(endpoint_type, credits, result)
         with self._lock, self._transaction() as db:
-            balance = self._open(db, api_key)
-            if balance < credits:
-                raise InsufficientCredits(api_key, credits, balance)
-            db.execute("UPDATE accounts SET balance = balance - ?, used = used + ? WHERE api_key = ?",
-                       (credits, credits, api_key))
-            record = UsageRecord(self._new_id(), api_key, endpoint_type, credits, status, self._clock(),
-                                 balance - credits, json.loads(payload))
-            db.execute(f"INSERT INTO usage ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (record.usage_id, api_key, endpoint_type, credits, status, record.created_at,
-                        record.balance_after, payload))
+            return self._apply_charge(db, api_key, endpoint_type, credits, payload, status)
+
+    async def charge_async(self, api_key: str, endpoint_type: str, credits: int,
+                           result: Mapping[str, Any] | None = None, status: str = COMPLETED) -> UsageRecord:
+        """:meth:`charge` by group commit (see the module docstring): queued for the writer thread,
+        applied with the charges queued alongside in one transaction, answered after its COMMIT.
+
+        Same record and errors as :meth:`charge` (ValueError at once, before queueing). A charge once
+        queued is applied even if the awaiting task is cancelled, as one run in a worker thread was.
+        Raises ``sqlite3.ProgrammingError`` on a closed ledger, any ``sqlite3.Error`` of its batch.
+        """
+        payload = _payload(endpoint_type, credits, result)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[UsageRecord] = loop.create_future()
+        queued = _Queued(api_key, endpoint_type, credits, payload, status, loop, future)
+        with self._writer_guard:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_batches, name="ledger-writer", daemon=True)
+                self._writer.start()
+            self._queue.put(queued)
+        return await future
+
+    def _write_batches(self) -> None:
+        """The writer thread: take what is queued (at most :data:`MAX_BATCH`), commit it, answer; until
+        ``None`` (:meth:`close`) is taken or nothing came for :data:`WRITER_IDLE_S`."""
+        while True:
+            try:
+                first = self._queue.get(timeout=WRITER_IDLE_S)
+            except queue.Empty:
+                with self._writer_guard:  # charge_async queues under this guard: nothing can slip in
+                    if self._queue.empty():
+                        if self._writer is threading.current_thread():
+                            self._writer = None
+                        return
+                continue
+            if first is None:
+                return
+            batch, stop = [first], False
+            while len(batch) < MAX_BATCH:
+                try:
+                    queued = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    stop = True
+                    break
+                batch.append(queued)
+            self._answer(batch, self._commit_batch(batch))
+            if stop:
+                return
+
+    def _commit_batch(self, batch: list[_Queued]) -> list[UsageRecord | Exception]:
+        """Apply ``batch`` in one transaction, each charge in a SAVEPOINT; the outcome of each, in order.
+        When the transaction fails as a whole (BEGIN, COMMIT, or SQLite rolling it all back), nothing
+        of it is kept and every charge's outcome is that error."""
+        outcomes: list[UsageRecord | Exception] = []
+        try:
+            with self._lock, self._transaction() as db:
+                for queued in batch:
+                    db.execute("SAVEPOINT charge")
+                    try:
+                        outcomes.append(self._apply_charge(db, queued.api_key, queued.endpoint_type,
+                                                           queued.credits, queued.payload, queued.status))
+                    except Exception as error:
+                        if not db.in_transaction:  # SQLite rolled the whole transaction back (e.g. disk full)
+                            raise
+                        db.execute("ROLLBACK TO charge")
+                        outcomes.append(error)
+                    db.execute("RELEASE charge")
+        except Exception as error:
+            failed: list[UsageRecord | Exception] = [error]
+            return failed + [copy.copy(error) for _ in batch[1:]]  # one exception object per caller
+        return outcomes
+
+    @staticmethod
+    def _answer(batch: list[_Queued], outcomes: list[UsageRecord | Exception]) -> None:
+        """Hand each outcome to its caller's future: one callback per event loop, not one per charge."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[UsageRecord], UsageRecord | Exception]]]
+        by_loop = {}
+        for queued, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(queued.loop, []).append((queued.future, outcome))
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, answers)
+
+    def _apply_charge(self, db: sqlite3.Connection, api_key: str, endpoint_type: str, credits: int, payload: str,
+                      status: str) -> UsageRecord:
+        """Inside a transaction: debit and record one charge, or raise InsufficientCredits having written nothing."""
+        balance = self._open(db, api_key)
+        if balance < credits:
+            raise InsufficientCredits(api_key, credits, balance)
+        db.execute("UPDATE accounts SET balance = balance - ?, used = used + ? WHERE api_key = ?",
+                   (credits, credits, api_key))
+        record = UsageRecord(self._new_id(), api_key, endpoint_type, credits, status, self._clock(),
+                             balance - credits, json.loads(payload))
+        db.execute(f"INSERT INTO usage ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (record.usage_id, api_key, endpoint_type, credits, status, record.created_at,
+                    record.balance_after, payload))
         return record
 
     def top_up(self, api_key: str, credits: int) -> int:
@@ -288,6 +429,27 @@ class Ledger:
         db.execute("INSERT OR IGNORE INTO accounts (api_key, balance, used) VALUES (?, ?, 0)",
                    (api_key, self.starting_by_key.get(api_key, self.starting_credits)))
         return int(db.execute("SELECT balance FROM accounts WHERE api_key = ?", (api_key,)).fetchone()[0])
+
+
+def _payload(endpoint_type: str, credits: int, result: Mapping[str, Any] | None) -> str:
+    """A charge's checked arguments: ``result`` as JSON. Raises ValueError for an unknown endpoint_type
+    or negative credits."""
+    if endpoint_type not in ENDPOINT_TYPES:
+        raise ValueError(f"unknown endpoint_type {endpoint_type!r}")
+    if credits < 0:
+        raise ValueError("credits must be >= 0")
+    return json.dumps(dict(result or {}))
+
+
+def _settle(answers: list[tuple[asyncio.Future[UsageRecord], UsageRecord | Exception]]) -> None:
+    """On the callers' loop: resolve each future (a cancelled one is left alone)."""
+    for future, outcome in answers:
+        if future.done():
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _record(row: tuple[Any, ...]) -> UsageRecord:
