@@ -5,7 +5,9 @@ credits ledger on, serves at least 50% of the requests/s of the bare Starlette a
 (``bare_app.py``) on the same uvicorn stack and worker count (1). Both servers run side by side;
 for each stack and connection count the runs alternate bare, mock, bare, mock... (``--rounds``),
 so a busy neighbour hurts both alike, and the ratio is the median of the per-round ratios.
-p50 and p99 latency are wrk's, at 64 and 256 connections.
+p50 and p99 latency are wrk's, at 64 and 256 connections. Each server's CPU time per request (us,
+from ``/proc``) is printed too: on a shared machine it moves less than requests/s, so its ratio
+(bare CPU per request over the mock's) is a steadier view of the same budget.
 
     .venv/bin/python -m benchmarks.bench_throughput [--duration 8] [--rounds 3] [--stacks uvloop,asyncio]
 """
@@ -54,19 +56,25 @@ def run(duration_s: float, rounds: int, stacks: list[str], connections: tuple[in
                     wrk(mock.url + PATH, CHAT_BODY, conns, 2)
                     bares: list[WrkResult] = []
                     mocks: list[WrkResult] = []
+                    cpu_us: dict[str, list[float]] = {"bare": [], "mock": []}
                     for _ in range(rounds):
-                        bares.append(wrk(bare.url + PATH, CHAT_BODY, conns, duration_s))
-                        mocks.append(wrk(mock.url + PATH, CHAT_BODY, conns, duration_s))
-                    rows.append(_row(stack, conns, bares, mocks, mock.rss_mb()))
+                        for name, server, results in (("bare", bare, bares), ("mock", mock, mocks)):
+                            before = server.cpu_s()
+                            results.append(wrk(server.url + PATH, CHAT_BODY, conns, duration_s))
+                            cpu_us[name].append((server.cpu_s() - before) / max(results[-1].requests, 1) * 1e6)
+                    rows.append(_row(stack, conns, bares, mocks, mock.rss_mb(), cpu_us))
     print_table(["stack", "conns", "bare req/s", "mock req/s", "ratio (median)", "ratios", "bare p50/p99 ms",
-                 "mock p50/p99 ms", "mock non-2xx/errors", "mock RSS MB", "budget >= 0.50"],
+                 "mock p50/p99 ms", "CPU us/req bare / mock", "CPU ratio", "mock non-2xx/errors", "mock RSS MB",
+                 "budget >= 0.50"],
                 [[r["stack"], r["conns"], r["bare_rps"], r["mock_rps"], r["ratio"], r["ratios"], r["bare_lat"],
-                  r["mock_lat"], r["failures"], r["rss"], r["verdict"]] for r in rows])
+                  r["mock_lat"], r["cpu"], r["cpu_ratio"], r["failures"], r["rss"], r["verdict"]] for r in rows])
     return rows
 
 
-def _row(stack: str, conns: int, bares: list[WrkResult], mocks: list[WrkResult], rss: float) -> dict[str, object]:
+def _row(stack: str, conns: int, bares: list[WrkResult], mocks: list[WrkResult], rss: float,
+         cpu_us: dict[str, list[float]]) -> dict[str, object]:
     ratios = [m.rps / b.rps for b, m in zip(bares, mocks, strict=True)]
+    bare_cpu, mock_cpu = statistics.median(cpu_us["bare"]), statistics.median(cpu_us["mock"])
     ratio = statistics.median(ratios)
     bare = statistics.median(r.rps for r in bares)
     mock = statistics.median(r.rps for r in mocks)
@@ -76,6 +84,7 @@ def _row(stack: str, conns: int, bares: list[WrkResult], mocks: list[WrkResult],
         "mock_rps": f"{mock:,.0f}", "ratio": f"{ratio:.2f}", "ratios": " ".join(f"{x:.2f}" for x in ratios),
         "bare_lat": " / ".join(f"{statistics.median(getattr(r, k) for r in bares):.1f}" for k in ("p50_ms", "p99_ms")),
         "mock_lat": " / ".join(f"{statistics.median(getattr(r, k) for r in mocks):.1f}" for k in ("p50_ms", "p99_ms")),
+        "cpu": f"{bare_cpu:.0f} / {mock_cpu:.0f}", "cpu_ratio": f"{bare_cpu / mock_cpu:.2f}",
         "failures": failures, "rss": f"{rss:.0f}", "ratio_value": ratio,
         "verdict": verdict(ratio >= MIN_RATIO and failures == 0),
     }

@@ -54,6 +54,12 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, in s (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     """A server process on 127.0.0.1:``port``; ``ready_s`` is the time from spawn to its first answer (s)."""
@@ -70,6 +76,10 @@ class Server:
     def rss_mb(self) -> float:
         """The process's current RSS, in MB."""
         return rss_mb(self.process.pid)
+
+    def cpu_s(self) -> float:
+        """CPU time the process has used so far, in s."""
+        return cpu_s(self.process.pid)
 
 
 @contextmanager

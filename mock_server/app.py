@@ -28,6 +28,7 @@ from mock_server.errors import STYLES, ApiError
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
+from mock_server.stages import Stage
 from mock_server.stages import build as build_stages
 from mock_server.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
@@ -82,6 +83,9 @@ def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any
     style = error_style(operation)
     keys = services.config.api_keys
     stages = build_stages(operation, services)
+    # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
+    befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
+    afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
 
     async def endpoint(request: Request) -> Response:
         body = Body(None)
@@ -91,11 +95,11 @@ def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any
             body = await reader.read(request) if reader.expects_body else body
             validator.validate(body.data)
             call = Call(request, operation, body.data, api_key, services, params, body.files)
-            for stage in stages:
-                await stage.before(call)
+            for before in befores:
+                await before(call)
             response = await handler(call)
-            for stage in reversed(stages):
-                response = await stage.after(call, response)
+            for after in afters:
+                response = await after(call, response)
             return response
         except ApiError as error:
             return error.response(style)

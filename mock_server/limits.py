@@ -95,7 +95,7 @@ class RateLimits(Stage):
         """Raises ApiError 429 rate_limit_error (with Retry-After) when a limit is reached."""
         limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
-        decisions = call.services.limiter.admit(f"{call.api_key}:{self.operation_id}", limits, weights)
+        decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
         refused = [d for d in decisions if not d.admitted]
         if refused:
@@ -109,19 +109,20 @@ class RateLimits(Stage):
         ``MutableHeaders`` would rescan the list for each one)."""
         raw = response.raw_headers
         for decision in call.state.get("rate_limits", ()):
-            limit_name, remaining_name, reset_name = _header_names(decision.limit.dimension)
-            raw.append((limit_name, b"%d" % decision.limit.limit))
+            limit_header, remaining_name, reset_name = _raw_headers(decision.limit)
+            raw.append(limit_header)
             raw.append((remaining_name, b"%d" % decision.remaining))
             raw.append((reset_name, b"%ds" % math.ceil(decision.reset_s)))
         return response
 
 
 @functools.cache
-def _header_names(dimension: str) -> tuple[bytes, bytes, bytes]:
-    """The raw ``x-ratelimit-limit-``, ``-remaining-`` and ``-reset-`` header names of ``dimension``."""
-    limit, remaining, reset = (f"x-ratelimit-{part}-{dimension}".encode("latin-1")
-                               for part in ("limit", "remaining", "reset"))
-    return limit, remaining, reset
+def _raw_headers(limit: Limit) -> tuple[tuple[bytes, bytes], bytes, bytes]:
+    """``limit``'s whole raw ``x-ratelimit-limit-<dimension>`` header, and the raw ``-remaining-`` and
+    ``-reset-`` header names (their values change per request)."""
+    dimension = limit.dimension
+    return ((f"x-ratelimit-limit-{dimension}".encode("latin-1"), b"%d" % limit.limit),
+            f"x-ratelimit-remaining-{dimension}".encode("latin-1"), f"x-ratelimit-reset-{dimension}".encode("latin-1"))
 
 
 def headers(decisions: Sequence[Decision]) -> dict[str, str]:

@@ -23,11 +23,68 @@ _WORDS = (
     "deterministic", "reply", "drawn", "from", "a", "seeded", "vocabulary", "so", "that", "tests", "can",
     "rely", "on", "stable", "output", "while", "still", "exercising", "streaming", "tokens", "usage",
     "accounting", "images", "audio", "video", "documents", "tools", "and", "structured", "results",
+    "gateway", "prompt", "context", "clear", "useful", "example", "detail", "format", "provider", "latency",
+    "credits", "limits", "schema", "fields", "values", "answer", "signal", "quality", "review", "summary",
+    "method", "system", "content", "message",
 )
+#: One random byte picks a word (``byte & _WORD_MASK``): the vocabulary is a power of two, so every word is
+#: equally likely without rejection sampling.
+_WORD_MASK = len(_WORDS) - 1
+assert len(_WORDS) & _WORD_MASK == 0, "the vocabulary must have a power-of-two size"
+
+
+class HashRandom(random.Random):
+    """A ``random.Random`` whose bits are SHA-256 of a key and a counter (counter mode).
+
+    Seeding costs one hash where the Mersenne Twister's costs about 4 us, a tenth of a chat
+    completion's time in the mock (``benchmarks/profile_chat.py``). Every other method of
+    ``random.Random`` (choice, randrange, uniform, lognormvariate...) runs on :meth:`getrandbits` and
+    :meth:`random`. Deterministic (the same key, the same draws); not for cryptography.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        """Start the stream of key ``a`` (bytes; anything else is hashed from its ``repr``)."""
+        self._key = bytes(a) if isinstance(a, bytes | bytearray) else hashlib.sha256(repr(a).encode()).digest()
+        self._counter = 0
+        self._pool = 0  # bits drawn from the stream and not used yet
+        self._pool_bits = 0
+
+    def getrandbits(self, k: int) -> int:
+        """``k`` random bits as a non-negative int. Raises ValueError for ``k`` < 0."""
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        while self._pool_bits < k:
+            self._counter += 1
+            block = hashlib.sha256(self._key + self._counter.to_bytes(8, "big")).digest()
+            self._pool = (self._pool << 256) | int.from_bytes(block, "big")
+            self._pool_bits += 256
+        self._pool_bits -= k
+        value = self._pool >> self._pool_bits
+        self._pool &= (1 << self._pool_bits) - 1
+        return value
+
+    def random(self) -> float:
+        """A float in [0, 1) with 53 random bits."""
+        return self.getrandbits(53) * 2.0**-53
+
+    def randbytes(self, n: int) -> bytes:
+        """``n`` random bytes."""
+        return self.getrandbits(n * 8).to_bytes(n, "big")
+
+    def getstate(self) -> tuple[Any, ...]:
+        """The stream's position (for ``setstate``)."""
+        return (self._key, self._counter, self._pool, self._pool_bits)
+
+    def setstate(self, state: tuple[Any, ...]) -> None:
+        """Return to a position :meth:`getstate` gave."""
+        self._key, self._counter, self._pool, self._pool_bits = state
 
 
 def rng_for(seed: int, *parts: Any) -> random.Random:
-    """A ``random.Random`` seeded by ``seed`` and a stable hash of ``parts`` (JSON-serialisable).
+    """A generator (:class:`HashRandom`) keyed by ``seed`` and a stable hash of ``parts`` (JSON-serialisable).
 
     The hash is of the parts' canonical JSON (sorted keys; orjson, else the stdlib for what orjson
     refuses, such as integers past 64 bits): the same parts always give the same generator.
@@ -36,8 +93,7 @@ def rng_for(seed: int, *parts: Any) -> random.Random:
         canonical = orjson.dumps([seed, *parts], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         canonical = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
-    digest = hashlib.sha256(canonical).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    return HashRandom(hashlib.sha256(canonical).digest())
 
 
 def pieces(text: str) -> list[str]:
@@ -57,17 +113,9 @@ def count_tokens(text: str) -> int:
 def sentence(rng: random.Random, count: int) -> str:
     """Plain prose of exactly ``count`` tokens (``count`` >= 1) ending in a full stop.
 
-    The words are the ones ``rng.choice(_WORDS)`` would draw, drawn without its per-call overhead
-    (the same ``getrandbits`` rejection sampling, inlined: a third of a chat answer's cost before).
+    Each word is one random byte's pick of the vocabulary (one ``randbytes`` call for the sentence).
     """
-    bits, size = rng.getrandbits, len(_WORDS)
-    width = size.bit_length()
-    words = []
-    for _ in range(max(count - 1, 1)):
-        index = bits(width)
-        while index >= size:
-            index = bits(width)
-        words.append(_WORDS[index])
+    words = [_WORDS[byte & _WORD_MASK] for byte in rng.randbytes(max(count - 1, 1))]
     words[0] = words[0].capitalize()
     return " ".join(words) + "." if count > 1 else words[0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mock_server.sim.ratelimit import Limit, SlidingWindowLog, retry_after_header
+from mock_server.sim.ratelimit import RESOLUTION, Limit, SlidingWindowLog, retry_after_header
 
 
 class Clock:
@@ -47,3 +47,20 @@ def test_keys_are_independent_and_refusals_record_nothing() -> None:
     assert [d.admitted for d in refused] == [True, False]
     assert log.admit("a", [RPM, tpm], {"requests": 1, "tokens": 10})[1].remaining == 0  # the refusal took nothing
     assert log.admit("b", [RPM, tpm], {"requests": 1, "tokens": 100})[1].admitted
+
+
+def test_memory_stays_bounded_and_no_window_admits_more_than_the_limit() -> None:
+    """Admissions closer than RESOLUTION of a window share one entry; the merge never frees units early."""
+    clock = Clock()
+    log = SlidingWindowLog(clock)
+    limit = Limit("requests", 50_000, 60.0)
+    admitted = 0
+    for step in range(100_000):  # 2,000 requests/s for 50 s of the injected clock
+        clock.now = 1000.0 + step * 0.0005
+        admitted += log.admit("k", [limit], {})[0].admitted
+    assert admitted == 50_000  # the first 25 s filled the window
+    assert len(log._logs[("k", "requests", 60.0)].times) <= 25 / (60 * RESOLUTION) + 1  # not one per request
+    clock.now = 1060.0 - 0.001  # nothing admitted at 1000.0 has left yet
+    assert not log.admit("k", [limit], {})[0].admitted
+    clock.now = 1060.0 + 60 * RESOLUTION  # the first entry has left, at most a granule late
+    assert log.admit("k", [limit], {})[0].admitted

@@ -106,19 +106,18 @@ def _model(services: Services, model_id: str) -> Model:
     return model
 
 
-def _normalise(message: Mapping[str, Any]) -> dict[str, Any]:
-    """001 "Provider routing": developer roles are rewritten to system."""
-    out = dict(message)
-    if out["role"] == "developer":
-        out["role"] = "system"
-    return out
+def _normalise(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """001 "Provider routing": developer roles are rewritten to system (in a copy; other messages as sent)."""
+    if message["role"] != "developer":
+        return message
+    return {**message, "role": "system"}
 
 
 def _parts(message: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
     content = message.get("content")
     if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return content if isinstance(content, list) else []
+        return ({"type": "text", "text": content},)
+    return content if isinstance(content, list) else ()
 
 
 def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
@@ -133,7 +132,7 @@ def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
                                code="unsupported_content_part")
 
 
-def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: list[dict[str, Any]],
+def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],
             index: int, limit: int | None) -> Answer:
     rng = rng_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
     tools = body.get("tools") or []
