@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import io
 import json
@@ -25,7 +26,9 @@ import spec.loader
 from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
+from mock_server.body import BodyReader
 from mock_server.cli import STACKS, build_parser, default_stack
+from mock_server.textgen import HashRandom
 from mock_server.validation import BodyValidator, fast_validator
 from spec import operations, request_body_schema, schema_validator
 
@@ -195,3 +198,64 @@ def test_the_chat_hot_path_reads_no_file_and_loads_no_schema(monkeypatch: pytest
         for request in (body, {**body, "stream": True}, {**body, "messages": "x"}, {**body, "max_tokens": 3}):
             answer = client.post("/v1/chat/completions", json=request, headers=headers)
             assert answer.status_code in (200, 400), answer.text
+
+
+async def _asgi_post(app: Any, path: str, pieces: list[bytes]) -> tuple[int, Any]:
+    """POST ``pieces`` as one ASGI ``http.request`` message each; returns (status, JSON body)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"authorization", b"Bearer sk-test")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": piece, "more_body": index < len(pieces) - 1}
+                for index, piece in enumerate(pieces)]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_a_json_body_sent_in_several_messages_is_read_whole_and_counted_against_the_limit() -> None:
+    app = create_app(MockConfig())
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi " * 50}]}).encode()
+    pieces = [body[start:start + 16] for start in range(0, len(body), 16)]
+    status, answer = asyncio.run(_asgi_post(app, "/v1/chat/completions", pieces))
+    assert status == 200, answer
+    limit = BodyReader(next(op for op in JSON_OPERATIONS if op.operation_id == "createChatCompletion")).limit
+    status, answer = asyncio.run(_asgi_post(app, "/v1/chat/completions", [b" " * (limit // 2)] * 3))
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+
+
+def test_hash_random_is_deterministic_uniform_and_a_full_random_random() -> None:
+    first, second, other = HashRandom(b"k"), HashRandom(b"k"), HashRandom(b"other")
+    draws = [first.random() for _ in range(20_000)]
+    assert draws == [second.random() for _ in range(20_000)]
+    assert draws[:100] != [other.random() for _ in range(100)]
+    assert all(0.0 <= x < 1.0 for x in draws) and abs(sum(draws) / len(draws) - 0.5) < 0.01
+    counts = [0] * 10
+    for _ in range(20_000):
+        counts[first.randrange(10)] += 1
+    assert min(counts) > 1_800  # each of 10 values near 2,000
+    state = first.getstate()
+    ahead = [first.getrandbits(70), first.choice("abcdef"), first.uniform(1, 2), first.randbytes(5)]
+    first.setstate(state)
+    assert [first.getrandbits(70), first.choice("abcdef"), first.uniform(1, 2), first.randbytes(5)] == ahead
+    assert first.getrandbits(0) == 0 and first.getrandbits(300) < 2**300
+    with pytest.raises(ValueError):
+        first.getrandbits(-1)
+
+
+def test_the_same_chat_request_gets_the_same_answer() -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Same question"}]}
+    answers = []
+    for _ in range(2):
+        with TestClient(create_app(MockConfig())) as client:
+            answer = client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-test"})
+            answers.append(answer.json()["choices"][0]["message"]["content"])
+    assert answers[0] == answers[1] and len(answers[0].split()) == 23
