@@ -20,9 +20,10 @@ from benchmarks.common import ROOT, machine
 #: Benchmarks by name: (module, arguments of a full run, arguments of a quick run).
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "throughput": ("benchmarks.bench_throughput", [], ["--duration", "3", "--rounds", "1"]),
-    "streaming": ("benchmarks.bench_streaming", [], ["--streams", "200"]),
+    "streaming": ("benchmarks.bench_streaming", ["--stacks", "uvloop,asyncio"],
+                  ["--streams", "200", "--rounds", "1", "--starts", "2"]),
     "latency": ("benchmarks.bench_latency", [], ["--quick"]),
-    "ledger": ("benchmarks.bench_ledger", [], ["--quick"]),
+    "ledger": ("benchmarks.bench_ledger", ["--http"], ["--charges", "500", "--rounds", "1", "--concurrency", "1,64"]),
     "suite": ("benchmarks.bench_suite", [], []),
 }
 
