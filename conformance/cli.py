@@ -24,6 +24,7 @@ from conformance import report
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
+from spec import load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -84,7 +85,7 @@ def _served(target: str) -> Iterator[str]:
 def _baseline(path: Path | None) -> frozenset[str]:
     if path is None:
         return frozenset()
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml(path.read_text(encoding="utf-8")) or {}
     return frozenset(str(item) for item in data.get("known_failures", []))
 
 

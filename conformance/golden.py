@@ -52,7 +52,7 @@ from conformance.checks.contract import validate_against
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
 from conformance.target import Target
-from spec import Operation, find_operation
+from spec import Operation, find_operation, load_yaml
 
 CHECK = "golden_fixture"
 _PLACEHOLDER = re.compile(r"\$\{(model|media|last):([A-Za-z0-9_.]+)\}")
@@ -77,7 +77,7 @@ def load_cases(root: Path) -> list[GoldenCase]:
     for path in sorted(root.glob("*/*/*.yaml")):
         api, operation_id = path.parent.parent.name, path.parent.name
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
             source = data["source"]
             cases.append(GoldenCase(
                 id=f"{api}/{operation_id}/{path.stem}",

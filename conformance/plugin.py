@@ -82,7 +82,7 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
-        profiles.activate(self.run.profile, self.run.report_dir / ".hypothesis")
+        profiles.activate(self.run.profile, profiles.cache_dir())
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         api, operation = _api(item)

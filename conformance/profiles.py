@@ -6,6 +6,7 @@ vendor's full report. Both are derandomised, so the same target gets the same ca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +15,18 @@ from hypothesis import HealthCheck, Phase, configuration, settings
 
 #: profile name -> generated cases per operation and generation mode (fuzzing phase)
 PROFILES: Mapping[str, int] = MappingProxyType({"quick": 15, "thorough": 200})
+
+
+def cache_dir() -> Path:
+    """Where Hypothesis keeps its files between runs: ``$XDG_CACHE_HOME`` (else ``~/.cache``)
+    ``/gateway-conformance/hypothesis``.
+
+    Not the run's report folder: Hypothesis caches there the characters each codec can encode,
+    which takes seconds to compute (a loop over every code point) and would be redone by every run.
+    Nothing in it changes a run's cases: the profiles are derandomised and keep no example database.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gateway-conformance" / "hypothesis"
 
 
 def activate(name: str, storage: Path) -> None:

@@ -35,7 +35,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from spec import api_names
+from spec import api_names, load_yaml
 
 #: Model per capability when the target names none: the ids the seed documents use.
 DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({
@@ -133,7 +133,7 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
     Raises :class:`TargetFileError` naming the bad key, or the missing key source.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TargetFileError(f"{path}: {exc}") from exc
     error = best_match(Draft202012Validator(TARGET_FILE_SCHEMA).iter_errors(data))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from spec import load_yaml
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "data" / "models.yaml"
 
@@ -61,7 +61,7 @@ class Model:
 
 def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> dict[str, Model]:
     """Read a catalogue file into ``{model id: Model}``. Raises ValueError on a malformed entry."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml(path.read_text(encoding="utf-8"))
     models: dict[str, Model] = {}
     for entry in data.get("models", []):
         try:

@@ -21,6 +21,7 @@ from jsonschema.exceptions import best_match
 from mock_server.catalogue import DEFAULT_CATALOGUE
 from mock_server.sim.latency import LatencyModel
 from mock_server.sim.ledger import DEFAULT_STARTING_CREDITS
+from spec import load_yaml
 
 #: The development key the mock accepts when no keys are configured (README "Development key").
 DEV_API_KEY = "sk-test"
@@ -181,7 +182,7 @@ def load_config(path: Path, **overrides: Any) -> MockConfig:
     Raises :class:`ConfigError` naming the bad key.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     error = best_match(Draft202012Validator(CONFIG_SCHEMA).iter_errors(data))

@@ -48,13 +48,21 @@ def api_names() -> list[str]:
     return sorted(p.stem for p in SPEC_DIR.glob("*.yaml") if p.name != SHARED_FILE)
 
 
+#: PyYAML's libyaml-backed safe loader where the wheel has libyaml (about 10x faster), else the pure one.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, by libyaml when available. Raises ``yaml.YAMLError`` as it does."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
+
+
 @functools.cache
 def _read(file: str) -> dict[str, Any]:
     path = SPEC_DIR / file
     if not path.is_file():
         raise SpecError(f"no spec file {path}")
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = load_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise SpecError(f"{path} is not a YAML mapping")
     return data
