@@ -68,13 +68,14 @@ class Services:
         return f"{prefix}-{digest[:24]}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """One authenticated, validated request.
 
     ``body`` is the parsed JSON or form (None without a body); ``params`` the query, header and path
-    parameters by name; ``files`` a multipart form's uploads by field name. Frozen, but ``state``
-    is a per-request scratch dict for the stages.
+    parameters by name; ``files`` a multipart form's uploads by field name; ``state`` a per-request
+    scratch dict for the stages. Treat the other fields as read-only (not frozen: a frozen dataclass
+    costs a microsecond more per request to build, on the hot path).
     """
 
     request: Request
