@@ -7,6 +7,7 @@ vendor's full report. Both are derandomised, so the same target gets the same ca
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -24,9 +25,17 @@ def cache_dir() -> Path:
     Not the run's report folder: Hypothesis caches there the characters each codec can encode,
     which takes seconds to compute (a loop over every code point) and would be redone by every run.
     Nothing in it changes a run's cases: the profiles are derandomised and keep no example database.
+    When that folder cannot be made (a read-only home), one under the system's temporary folder.
     """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gateway-conformance" / "hypothesis"
+    for folder in (Path(base) / "gateway-conformance" / "hypothesis",
+                   Path(tempfile.gettempdir()) / "gateway-conformance-hypothesis"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        return folder
+    return folder  # neither could be made: Hypothesis then recomputes its caches
 
 
 def activate(name: str, storage: Path) -> None:
