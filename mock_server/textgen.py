@@ -33,6 +33,10 @@ _WORD_MASK = len(_WORDS) - 1
 assert len(_WORDS) & _WORD_MASK == 0, "the vocabulary must have a power-of-two size"
 
 
+#: Bytes of one SHA-256 block of :class:`HashRandom`'s stream.
+_BLOCK_BYTES = 32
+
+
 class HashRandom(random.Random):
     """A ``random.Random`` whose bits are SHA-256 of a key and a counter (counter mode).
 
@@ -71,7 +75,14 @@ class HashRandom(random.Random):
         return self.getrandbits(53) * 2.0**-53
 
     def randbytes(self, n: int) -> bytes:
-        """``n`` random bytes."""
+        """``n`` random bytes: the same as ``getrandbits(8 * n)`` gives, taken straight from a fresh
+        block when no bits are pooled and one block holds them (a sentence's draw)."""
+        if self._pool_bits == 0 and 0 < n <= _BLOCK_BYTES:
+            self._counter += 1
+            block = hashlib.sha256(self._key + self._counter.to_bytes(8, "big")).digest()
+            self._pool = int.from_bytes(block[n:], "big")
+            self._pool_bits = (_BLOCK_BYTES - n) * 8
+            return block[:n]
         return self.getrandbits(n * 8).to_bytes(n, "big")
 
     def getstate(self) -> tuple[Any, ...]:

@@ -247,6 +247,10 @@ def test_hash_random_is_deterministic_uniform_and_a_full_random_random() -> None
     first.setstate(state)
     assert [first.getrandbits(70), first.choice("abcdef"), first.uniform(1, 2), first.randbytes(5)] == ahead
     assert first.getrandbits(0) == 0 and first.getrandbits(300) < 2**300
+    for size in (1, 23, 32, 33, 70):  # randbytes' one-block fast path draws what getrandbits draws
+        fast, slow = HashRandom(b"same"), HashRandom(b"same")
+        assert fast.randbytes(size) == slow.getrandbits(8 * size).to_bytes(size, "big")
+        assert fast.getrandbits(99) == slow.getrandbits(99)
     with pytest.raises(ValueError):
         first.getrandbits(-1)
 

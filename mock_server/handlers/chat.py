@@ -35,7 +35,7 @@ IMAGE_SIDE = 1024
 ANSWER_TOKENS = 24
 
 
-@dataclass
+@dataclass(slots=True)
 class Answer:
     """One choice's output before it is rendered as a message or as stream deltas."""
 
@@ -48,9 +48,10 @@ class Answer:
 
     @property
     def text_tokens(self) -> int:
-        calls = sum(count_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in self.tool_calls)
         content = self.content_tokens if self.content_tokens is not None else count_tokens(self.content or "")
-        return content + calls
+        if not self.tool_calls:
+            return content
+        return content + sum(count_tokens(c["function"]["name"] + c["function"]["arguments"]) for c in self.tool_calls)
 
     @property
     def image_tokens(self) -> int:
@@ -203,8 +204,11 @@ def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
 
 def _usage(messages: Sequence[Mapping[str, Any]], answers: Sequence[Answer]) -> dict[str, Any]:
     prompt = _prompt_tokens(messages)
-    images = sum(a.image_tokens for a in answers)
-    completion = sum(a.text_tokens for a in answers) + images
+    images = completion = 0
+    for answer in answers:
+        images += answer.image_tokens
+        completion += answer.text_tokens
+    completion += images
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
