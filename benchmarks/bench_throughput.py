@@ -80,7 +80,7 @@ def _row(stack: str, conns: int, bares: list[WrkResult], mocks: list[WrkResult],
     mock = statistics.median(r.rps for r in mocks)
     failures = sum(r.non2xx + r.errors + r.timeouts for r in mocks)
     return {
-        "stack": f"{stack} ({'+'.join(STACKS[stack])})", "conns": conns, "bare_rps": f"{bare:,.0f}",
+        "stack": f"{stack} ({'+'.join(STACKS[stack].values())})", "conns": conns, "bare_rps": f"{bare:,.0f}",
         "mock_rps": f"{mock:,.0f}", "ratio": f"{ratio:.2f}", "ratios": " ".join(f"{x:.2f}" for x in ratios),
         "bare_lat": " / ".join(f"{statistics.median(getattr(r, k) for r in bares):.1f}" for k in ("p50_ms", "p99_ms")),
         "mock_lat": " / ".join(f"{statistics.median(getattr(r, k) for r in mocks):.1f}" for k in ("p50_ms", "p99_ms")),

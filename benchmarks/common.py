@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 import yaml
 
+from mock_server.cli import STACKS  # the server stacks compared: uvicorn's --loop and --http
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-#: The server stacks compared: uvicorn's ``--loop`` and ``--http`` implementations.
-STACKS: Mapping[str, tuple[str, str]] = {"uvloop": ("uvloop", "httptools"), "asyncio": ("asyncio", "h11")}
 #: The development key of every benchmark configuration.
 KEY = "sk-test"
 #: A plain chat completion request, the throughput benchmark's body.
@@ -125,7 +125,7 @@ def mock_argv(config: Path, port: int, stack: str | None = None) -> list[str]:
 
 def bare_argv(port: int, stack: str) -> list[str]:
     """The bare app (``benchmarks/bare_app.py``) under uvicorn with the same stack and worker count (1)."""
-    loop, http = STACKS[stack]
+    loop, http = STACKS[stack]["loop"], STACKS[stack]["http"]
     return [str(VENV_BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
             "--loop", loop, "--http", http, "--workers", "1", "--log-level", "warning", "--no-access-log"]
 

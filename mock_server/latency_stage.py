@@ -23,7 +23,6 @@ Every delay is multiplied by ``latency.time_scale`` and drawn from an RNG seeded
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from mock_server import jsoncodec
 from mock_server.context import Call, Services
 from mock_server.media_av import WORDS_PER_MINUTE, speech_duration_ms
 from mock_server.stages import Stage
@@ -49,7 +49,7 @@ def _json(response: Response) -> Mapping[str, Any]:
     if not response.headers.get("content-type", "").startswith("application/json"):
         return {}
     try:
-        body = json.loads(bytes(response.body))
+        body = jsoncodec.loads(bytes(response.body))
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

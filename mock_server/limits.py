@@ -109,31 +109,29 @@ class RateLimits(Stage):
         ``MutableHeaders`` would rescan the list for each one)."""
         raw = response.raw_headers
         for decision in call.state.get("rate_limits", ()):
-            limit_header, remaining_name, reset_name = _raw_headers(decision.limit)
-            raw.append(limit_header)
-            raw.append((remaining_name, b"%d" % decision.remaining))
-            raw.append((reset_name, b"%ds" % math.ceil(decision.reset_s)))
+            raw += _raw_headers(decision)
         return response
 
 
 @functools.cache
-def _raw_headers(limit: Limit) -> tuple[tuple[bytes, bytes], bytes, bytes]:
-    """``limit``'s whole raw ``x-ratelimit-limit-<dimension>`` header, and the raw ``-remaining-`` and
-    ``-reset-`` header names (their values change per request)."""
-    dimension = limit.dimension
-    return ((f"x-ratelimit-limit-{dimension}".encode("latin-1"), b"%d" % limit.limit),
-            f"x-ratelimit-remaining-{dimension}".encode("latin-1"), f"x-ratelimit-reset-{dimension}".encode("latin-1"))
+def _header_names(dimension: str) -> tuple[bytes, bytes, bytes]:
+    """The raw ``x-ratelimit-limit-``, ``-remaining-`` and ``-reset-`` header names of ``dimension``."""
+    limit, remaining, reset = (f"x-ratelimit-{part}-{dimension}".encode("latin-1")
+                               for part in ("limit", "remaining", "reset"))
+    return limit, remaining, reset
+
+
+def _raw_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) of one decision, raw."""
+    limit, remaining, reset = _header_names(decision.limit.dimension)
+    return [(limit, b"%d" % decision.limit.limit), (remaining, b"%d" % decision.remaining),
+            (reset, b"%ds" % math.ceil(decision.reset_s))]
 
 
 def headers(decisions: Sequence[Decision]) -> dict[str, str]:
     """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) per limit."""
-    out = {}
-    for decision in decisions:
-        name = decision.limit.dimension
-        out[f"x-ratelimit-limit-{name}"] = str(decision.limit.limit)
-        out[f"x-ratelimit-remaining-{name}"] = str(decision.remaining)
-        out[f"x-ratelimit-reset-{name}"] = f"{math.ceil(decision.reset_s)}s"
-    return out
+    return {name.decode("latin-1"): value.decode("latin-1")
+            for decision in decisions for name, value in _raw_headers(decision)}
 
 
 def build(operation: Operation, services: Services) -> Stage | None:

@@ -101,8 +101,6 @@ class SlidingWindowLog:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._logs: dict[tuple[Hashable, str, float], _Log] = {}
-        self._by_key: dict[Hashable, tuple[Sequence[Limit], list[_Log]]] = {}
-        """Per key, the last limits sequence admitted against (by identity) and its logs."""
 
     def admit(self, key: Hashable, limits: Sequence[Limit], weights: dict[str, int]) -> list[Decision]:
         """Admit a request under every limit, or none: nothing is recorded unless all admit it.
@@ -110,26 +108,21 @@ class SlidingWindowLog:
         ``weights`` gives the request's units per dimension (requests: 1; tokens: its estimate).
         """
         now = self._clock()
-        found = self._by_key.get(key)
-        if found is None or found[0] is not limits:  # the logs of these limits, looked up once per key
-            found = self._by_key[key] = (limits, [self._log(key, limit) for limit in limits])
-        decisions, admitted = [], True
-        for limit, log in zip(limits, found[1], strict=True):
-            decision = self._judge(log, limit, weights.get(limit.dimension, 1), now)
+        decisions, logs, admitted = [], [], True
+        for limit in limits:
+            log_key = (key, limit.dimension, limit.window_s)
+            log = self._logs.get(log_key)
+            if log is None:
+                log = self._logs[log_key] = _Log(limit.window_s * RESOLUTION)
+            weight = weights.get(limit.dimension, 1)
+            decision = self._judge(log, limit, weight, now)
             admitted = admitted and decision.admitted
             decisions.append(decision)
+            logs.append((log, weight))
         if admitted:
-            for limit, log in zip(limits, found[1], strict=True):
-                log.append(now, weights.get(limit.dimension, 1))
+            for log, weight in logs:
+                log.append(now, weight)
         return decisions
-
-    def _log(self, key: Hashable, limit: Limit) -> _Log:
-        """The log of ``key`` under ``limit`` (made on first use)."""
-        log_key = (key, limit.dimension, limit.window_s)
-        log = self._logs.get(log_key)
-        if log is None:
-            log = self._logs[log_key] = _Log(limit.window_s * RESOLUTION)
-        return log
 
     def _judge(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
         log.expire(now - limit.window_s)
@@ -153,7 +146,6 @@ class SlidingWindowLog:
     def reset(self) -> None:
         """Forget every log (the control API's reset)."""
         self._logs.clear()
-        self._by_key.clear()
 
 
 def retry_after_header(decisions: Sequence[Decision]) -> str:
