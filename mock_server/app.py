@@ -14,10 +14,12 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mock_server import control
 from mock_server.auth import authenticate, key_sources
@@ -52,8 +54,9 @@ def create_app(config: MockConfig | None = None) -> Starlette:
                 continue  # the same path in two vendors' specs: one route serves both
             seen.add(key)
             handler = HANDLERS.get(operation.operation_id, _not_implemented)
-            endpoint = _endpoint(operation, handler, services)
-            routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()]))
+            endpoint = OperationEndpoint(operation, handler, services)
+            routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()],
+                                name=operation.operation_id))
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
         routes += control.routes(services)
@@ -74,42 +77,81 @@ def _priority(api: str) -> tuple[int, str]:
     return (PRIORITY.index(api) if api in PRIORITY else len(PRIORITY), api)
 
 
-def _endpoint(operation: Operation, handler: Handler, services: Services) -> Any:
-    schemes = load_api(operation.api).get("components", {}).get("securitySchemes", {})
-    sources = key_sources(operation.security, schemes)
-    parameters = ParameterReader(operation)
-    reader = BodyReader(operation)
-    validator = BodyValidator(operation, media_type="application/json" if reader.json else "multipart/form-data")
-    style = error_style(operation)
-    keys = services.config.api_keys
-    stages = build_stages(operation, services)
-    # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
-    befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
-    afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
+class _Headers(Headers):
+    """Starlette's request headers with a ``get`` that scans once: ``Mapping.get`` goes through
+    ``__getitem__`` and a KeyError for every absent header (the fault header, on each request)."""
 
-    async def endpoint(request: Request) -> Response:
+    def get(self, key: str, default: Any = None) -> Any:
+        wanted = key.lower().encode("latin-1")
+        for name, value in self._list:
+            if name == wanted:  # the first occurrence, as Headers[key]
+                return value.decode("latin-1")
+        return default
+
+
+class MockRequest(Request):
+    """The request the pipeline reads: Starlette's, with :class:`_Headers`."""
+
+    @property
+    def headers(self) -> Headers:
+        if not hasattr(self, "_headers"):
+            self._headers = _Headers(scope=self.scope)
+        return self._headers
+
+
+class OperationEndpoint:
+    """The ASGI app of one spec operation: the request pipeline of the module docstring.
+
+    Built at start-up with everything the pipeline needs (the key sources, parameter and body
+    readers, the compiled validator, the error style, the stage hooks). An ASGI app rather than a
+    Starlette request/response function: Starlette would wrap each request in one more
+    exception-handling layer, through which every message sent passes, and the pipeline already
+    answers every :class:`ApiError` itself; anything else still reaches the app's handler of
+    unexpected exceptions (a 500 envelope).
+    """
+
+    def __init__(self, operation: Operation, handler: Handler, services: Services) -> None:
+        schemes = load_api(operation.api).get("components", {}).get("securitySchemes", {})
+        self.operation = operation
+        self.handler = handler
+        self.services = services
+        self.sources = key_sources(operation.security, schemes)
+        self.keys = services.config.api_keys
+        self.parameters = ParameterReader(operation)
+        self.reader = BodyReader(operation)
+        media_type = "application/json" if self.reader.json else "multipart/form-data"
+        self.validator = BodyValidator(operation, media_type=media_type)
+        self.style = error_style(operation)
+        stages = build_stages(operation, services)
+        # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
+        self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
+        self.afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.answer(MockRequest(scope, receive))
+        await response(scope, receive, send)
+
+    async def answer(self, request: Request) -> Response:
+        """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`."""
         body = Body(None)
         try:
-            api_key = authenticate(request, sources, keys) if sources else None
-            params = parameters.read(request)
-            body = await reader.read(request) if reader.expects_body else body
-            validator.validate(body.data)
-            call = Call(request, operation, body.data, api_key, services, params, body.files)
-            for before in befores:
+            api_key = authenticate(request, self.sources, self.keys) if self.sources else None
+            params = self.parameters.read(request)
+            body = await self.reader.read(request) if self.reader.expects_body else body
+            self.validator.validate(body.data)
+            call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
+            for before in self.befores:
                 await before(call)
-            response = await handler(call)
-            for after in afters:
+            response = await self.handler(call)
+            for after in self.afters:
                 response = await after(call, response)
             return response
         except ApiError as error:
-            return error.response(style)
+            return error.response(self.style)
         finally:
             for uploads in body.files.values():  # an upload over 1 MiB is a temporary file: close it
                 for upload in uploads:
                     await upload.close()
-
-    endpoint.__name__ = operation.operation_id
-    return endpoint
 
 
 def error_style(operation: Operation) -> str:

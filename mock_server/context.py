@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ class Services:
     config: MockConfig
     models: dict[str, Model] = field(init=False)
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
-    _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
+    _id_bits: random.Random = field(init=False)
     ledger: Ledger = field(init=False)
     files: FileStore = field(init=False, default_factory=FileStore)
     limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
@@ -55,6 +53,7 @@ class Services:
         self.gpus = GpuPool(config.latency.gpu_slots)
         self.jobs = JobRunner(self.ledger, self.gpus)
         self.fault_rng = random.Random(config.seed)
+        self._id_bits = random.Random(f"ids:{config.seed}")
         self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}
 
     def tier(self, api_key: str | None) -> str:
@@ -63,9 +62,9 @@ class Services:
         return entry.tier if entry is not None else PREMIUM
 
     def new_id(self, prefix: str) -> str:
-        """A fresh id such as ``chatcmpl-<24 hex>``; the sequence is fixed by the seed."""
-        digest = hashlib.sha256(f"{self.config.seed}:{next(self._ids)}".encode()).hexdigest()
-        return f"{prefix}-{digest[:24]}"
+        """A fresh id such as ``chatcmpl-<24 hex>``: 96 bits of a generator seeded by the seed, so the
+        sequence of ids is fixed by the seed."""
+        return f"{prefix}-{self._id_bits.getrandbits(96):024x}"
 
 
 @dataclass(slots=True)

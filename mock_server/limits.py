@@ -31,23 +31,27 @@ from spec.extensions import rate_limit
 MINUTE_S = 60.0
 
 
-def _collect_strings(value: Any, out: list[str]) -> None:
-    """Append every string of a JSON value (nested objects and arrays included) to ``out``."""
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_strings(item, out)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_strings(item, out)
+def _strings(body: Any) -> list[str]:
+    """Every string of a JSON value, nested objects and arrays included (in no particular order)."""
+    out: list[str] = []
+    pending = [body]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is str:
+            out.append(value)
+        elif kind is dict:
+            pending += value.values()
+        elif kind is list:
+            pending += value
+    return out
 
 
 def estimated_tokens(body: Any) -> int:
     """A request's TPM weight: the tokens of its text plus the output it asks room for (max_tokens).
 
     The strings are counted joined by spaces, in one pass: a token never spans white space, so the
-    count is the sum of the strings' counts.
+    count is the sum of the strings' counts, whatever their order.
     """
     room = 0
     if isinstance(body, dict):
@@ -55,9 +59,7 @@ def estimated_tokens(body: Any) -> int:
             if isinstance(body.get(name), int | float):
                 room = int(body[name])
                 break
-    strings: list[str] = []
-    _collect_strings(body, strings)
-    return count_tokens(" ".join(strings)) + room
+    return count_tokens(" ".join(_strings(body))) + room
 
 
 class RateLimits(Stage):
@@ -97,8 +99,8 @@ class RateLimits(Stage):
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
-        refused = [d for d in decisions if not d.admitted]
-        if refused:
+        if not all(decision.admitted for decision in decisions):
+            refused = [d for d in decisions if not d.admitted]
             what = ", ".join(f"{d.limit.limit} {d.limit.dimension} per {d.limit.window_s:g} s" for d in refused)
             raise ApiError(429, f"Rate limit reached for {self.operation_id}: {what}. Retry after the "
                                 f"Retry-After header's seconds.", code="rate_limit_exceeded",
@@ -114,17 +116,18 @@ class RateLimits(Stage):
 
 
 @functools.cache
-def _header_names(dimension: str) -> tuple[bytes, bytes, bytes]:
-    """The raw ``x-ratelimit-limit-``, ``-remaining-`` and ``-reset-`` header names of ``dimension``."""
-    limit, remaining, reset = (f"x-ratelimit-{part}-{dimension}".encode("latin-1")
-                               for part in ("limit", "remaining", "reset"))
-    return limit, remaining, reset
+def _fixed_headers(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
+    """The raw ``x-ratelimit-limit-<dimension>`` header and value of ``limit``, and the names of its
+    ``-remaining-`` and ``-reset-`` headers (the same on every answer: built once per limit)."""
+    limit_name, remaining, reset = (f"x-ratelimit-{part}-{limit.dimension}".encode("latin-1")
+                                    for part in ("limit", "remaining", "reset"))
+    return limit_name, b"%d" % limit.limit, remaining, reset
 
 
 def _raw_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
     """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) of one decision, raw."""
-    limit, remaining, reset = _header_names(decision.limit.dimension)
-    return [(limit, b"%d" % decision.limit.limit), (remaining, b"%d" % decision.remaining),
+    limit_name, limit_value, remaining, reset = _fixed_headers(decision.limit)
+    return [(limit_name, limit_value), (remaining, b"%d" % decision.remaining),
             (reset, b"%ds" % math.ceil(decision.reset_s))]
 
 

@@ -31,10 +31,19 @@ _WORDS = (
 #: equally likely without rejection sampling.
 _WORD_MASK = len(_WORDS) - 1
 assert len(_WORDS) & _WORD_MASK == 0, "the vocabulary must have a power-of-two size"
+assert all(word == word.lower() for word in _WORDS), "sentence() capitalises by upper-casing the first letter"
+#: The word each byte value picks.
+_WORD_OF_BYTE = tuple(_WORDS[byte & _WORD_MASK] for byte in range(256))
 
 
 #: Bytes of one SHA-256 block of :class:`HashRandom`'s stream.
 _BLOCK_BYTES = 32
+
+
+def _block(key: bytes, counter: int) -> bytes:
+    """Block ``counter`` (1, 2, ...) of :class:`HashRandom`'s stream for ``key``: SHA-256 of the key and the
+    counter as 8 big-endian bytes."""
+    return hashlib.sha256(key + counter.to_bytes(8, "big")).digest()
 
 
 class HashRandom(random.Random):
@@ -62,7 +71,7 @@ class HashRandom(random.Random):
             raise ValueError("number of bits must be non-negative")
         while self._pool_bits < k:
             self._counter += 1
-            block = hashlib.sha256(self._key + self._counter.to_bytes(8, "big")).digest()
+            block = _block(self._key, self._counter)
             self._pool = (self._pool << 256) | int.from_bytes(block, "big")
             self._pool_bits += 256
         self._pool_bits -= k
@@ -79,7 +88,7 @@ class HashRandom(random.Random):
         block when no bits are pooled and one block holds them (a sentence's draw)."""
         if self._pool_bits == 0 and 0 < n <= _BLOCK_BYTES:
             self._counter += 1
-            block = hashlib.sha256(self._key + self._counter.to_bytes(8, "big")).digest()
+            block = _block(self._key, self._counter)
             self._pool = int.from_bytes(block[n:], "big")
             self._pool_bits = (_BLOCK_BYTES - n) * 8
             return block[:n]
@@ -95,16 +104,19 @@ class HashRandom(random.Random):
 
 
 def rng_for(seed: int, *parts: Any) -> random.Random:
-    """A generator (:class:`HashRandom`) keyed by ``seed`` and a stable hash of ``parts`` (JSON-serialisable).
+    """A generator (:class:`HashRandom`) keyed by ``seed`` and a stable hash of ``parts`` (JSON-serialisable):
+    ``HashRandom(key_for(seed, *parts))``."""
+    return HashRandom(key_for(seed, *parts))
 
-    The hash is of the parts' canonical JSON (sorted keys; orjson, else the stdlib for what orjson
-    refuses, such as integers past 64 bits): the same parts always give the same generator.
-    """
+
+def key_for(seed: int, *parts: Any) -> bytes:
+    """The 32-byte key of :func:`rng_for`: SHA-256 of the parts' canonical JSON (sorted keys; orjson, else
+    the stdlib for what orjson refuses, such as integers past 64 bits). The same parts give the same key."""
     try:
         canonical = orjson.dumps([seed, *parts], default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         canonical = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
-    return HashRandom(hashlib.sha256(canonical).digest())
+    return hashlib.sha256(canonical).digest()
 
 
 def pieces(text: str) -> list[str]:
@@ -116,9 +128,28 @@ def pieces(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
+def _ascii_classes() -> bytes:
+    """A ``bytes.translate`` table for ASCII: word characters (``\\w``) to ``a``, white space (``\\s``) to
+    a space, every other character to ``.``; taken from the regex engine's own classes."""
+    return bytes(ord("a") if re.match(r"\w", chr(b)) else ord(" ") if re.match(r"\s", chr(b)) else ord(".")
+                 for b in range(256))
+
+
+_CLASSES = _ascii_classes()
+
+
 def count_tokens(text: str) -> int:
-    """Number of mock tokens in ``text`` (see :func:`pieces`)."""
-    return len(_PIECE.findall(text))
+    """Number of mock tokens in ``text`` (see :func:`pieces`): its words plus its other non-space characters.
+
+    ASCII text is counted without the regex (about 4x faster; it is counted on every request, for
+    TPM and for usage): after mapping each character to its class, a word is an ``a`` that starts a
+    run, and every ``.`` is a token. Other text goes through the regex.
+    """
+    if not text.isascii():
+        return len(_PIECE.findall(text))
+    classes = text.encode().translate(_CLASSES)
+    starts = classes.count(b" a") + classes.count(b".a") + classes.startswith(b"a")
+    return starts + classes.count(b".")
 
 
 def sentence(rng: random.Random, count: int) -> str:
@@ -126,9 +157,24 @@ def sentence(rng: random.Random, count: int) -> str:
 
     Each word is one random byte's pick of the vocabulary (one ``randbytes`` call for the sentence).
     """
-    words = [_WORDS[byte & _WORD_MASK] for byte in rng.randbytes(max(count - 1, 1))]
-    words[0] = words[0].capitalize()
-    return " ".join(words) + "." if count > 1 else words[0]
+    return _prose(rng.randbytes(max(count - 1, 1)), count)
+
+
+def sentence_for(key: bytes, count: int) -> str:
+    """``sentence(HashRandom(key), count)``, without building the generator when one block holds the
+    draw (the plain chat answer, on every request)."""
+    draw = max(count - 1, 1)
+    if draw > _BLOCK_BYTES:
+        return sentence(HashRandom(key), count)
+    return _prose(_block(key, 1)[:draw], count)  # a fresh stream's first randbytes(draw)
+
+
+def _prose(draw: bytes, count: int) -> str:
+    """The words the bytes of ``draw`` pick, the first capitalised, with a full stop when ``count`` > 1."""
+    if count == 1:
+        return _WORD_OF_BYTE[draw[0]].capitalize()
+    text = " ".join([_WORD_OF_BYTE[byte] for byte in draw])
+    return text[0].upper() + text[1:] + "."  # the vocabulary is lower case: capitalize() of the first word
 
 
 def instance_of(schema: Mapping[str, Any], rng: random.Random, root: Mapping[str, Any] | None = None) -> Any:

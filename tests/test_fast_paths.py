@@ -26,9 +26,11 @@ import spec.loader
 from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
+from mock_server.app import MockRequest
 from mock_server.body import BodyReader
 from mock_server.cli import STACKS, build_parser, default_stack
-from mock_server.textgen import HashRandom
+from mock_server.limits import estimated_tokens
+from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, sentence, sentence_for
 from mock_server.validation import BodyValidator, fast_validator
 from spec import operations, request_body_schema, schema_validator
 
@@ -263,3 +265,36 @@ def test_the_same_chat_request_gets_the_same_answer() -> None:
             answer = client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-test"})
             answers.append(answer.json()["choices"][0]["message"]["content"])
     assert answers[0] == answers[1] and len(answers[0].split()) == 23
+
+
+#: Text with every ASCII character class the token regex tells apart (\\w, \\s, the rest), and some beyond.
+TEXTS = st.text(alphabet=st.sampled_from([chr(c) for c in range(128)] + ["\u00e9", "\u00a0", "\u2028", "\U0001f600"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=TEXTS)
+def test_count_tokens_counts_what_the_token_regex_finds(text: str) -> None:
+    assert count_tokens(text) == len(_PIECE.findall(text))
+
+
+def test_estimated_tokens_counts_every_string_of_the_body() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hello, world"}, {"role": "x", "n": [1, "a b"]}],
+            "max_tokens": 7}
+    assert estimated_tokens(body) == count_tokens("m user Hello, world x a b") + 7
+    assert estimated_tokens({"max_completion_tokens": 3.0, "nested": {"deep": [["one two"]]}}) == 2 + 3
+
+
+@pytest.mark.parametrize("count", [1, 2, 24, 33, 34, 80])
+def test_sentence_for_a_key_is_the_sentence_of_its_generator(count: int) -> None:
+    for part in range(40):
+        key = key_for(0, "model", part)
+        assert sentence_for(key, count) == sentence(HashRandom(key), count)
+        assert count_tokens(sentence_for(key, count)) == count
+
+
+def test_the_pipeline_reads_headers_as_starlette_does() -> None:
+    raw = [(b"authorization", b"Bearer a"), (b"x-two", b"1"), (b"authorization", b"Bearer b")]
+    headers = MockRequest({"type": "http", "headers": raw}).headers
+    assert headers.get("Authorization") == headers["authorization"] == "Bearer a"  # the first occurrence
+    assert headers.get("x-mock-fault") is None and headers.get("x-mock-fault", "d") == "d"
+    assert headers.getlist("authorization") == ["Bearer a", "Bearer b"] and "X-Two" in headers

@@ -23,7 +23,7 @@ from mock_server.handlers import handles
 from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
-from mock_server.textgen import count_tokens, pieces, rng_for, safe_instance_of, sentence
+from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence, sentence_for
 
 #: Prompt tokens a non-text content part counts for (the documents leave the rates open).
 PART_TOKENS: Mapping[str, int] = {"image_url": 85, "input_audio": 50, "video_url": 300, "video": 100, "file": 200}
@@ -135,21 +135,22 @@ def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
 
 def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],
             index: int, limit: int | None) -> Answer:
-    rng = rng_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
+    # the answer's random stream; a generator is only built off the plain-text path (sentence_for)
+    key = key_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
     tools = body.get("tools") or []
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
     tool = _chosen_tool(tools, body.get("tool_choice"), messages)
     if tool is not None:
         function = tool["function"]
-        arguments = json.dumps(safe_instance_of(function.get("parameters") or {"type": "object"}, rng))
+        arguments = json.dumps(safe_instance_of(function.get("parameters") or {"type": "object"}, HashRandom(key)))
         call = {"id": services.new_id("call"), "type": "function",
                 "function": {"name": function["name"], "arguments": arguments}}
         return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
-    text, known = _text(model, body.get("response_format"), rng)
+    text, known = _text(model, body.get("response_format"), key)
     images = []
     if "image" in model.output:
-        png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, rng.randrange(64))
+        png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, HashRandom(key).randrange(64))
         images.append({"type": "image_url", "image_url": {"url": data_url(png, "image/png")}})
     if limit is None:  # no need to split the text into tokens (the hot path of a plain completion)
         return Answer(content=text, finish_reason="stop", images=images, content_tokens=known)
@@ -175,27 +176,32 @@ def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, messages: Sequ
     return None
 
 
-def _text(model: Model, response_format: Mapping[str, Any] | None, rng: Any) -> tuple[str, int | None]:
-    """The answer's text, and its token count when known without counting (a sentence of N tokens)."""
+def _text(model: Model, response_format: Mapping[str, Any] | None, key: bytes) -> tuple[str, int | None]:
+    """The answer's text from the stream of ``key``, and its token count when known without counting
+    (a sentence of N tokens)."""
     kind = (response_format or {}).get("type", "text")
     if kind != "text" and not model.structured_output:
         raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
     if kind == "json_schema":
         schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
-        return json.dumps(safe_instance_of(schema, rng)), None
+        return json.dumps(safe_instance_of(schema, HashRandom(key))), None
     if kind == "json_object":
-        return json.dumps({"answer": sentence(rng, 8)}), None
+        return json.dumps({"answer": sentence(HashRandom(key), 8)}), None
     if "image" in model.output:
         return "Here is the image you asked for.", None
-    return sentence(rng, ANSWER_TOKENS), ANSWER_TOKENS
+    return sentence_for(key, ANSWER_TOKENS), ANSWER_TOKENS
 
 
 def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     total = 0
     for message in messages:
         total += 3  # role and separators
-        for part in _parts(message):
-            total += count_tokens(part["text"]) if part["type"] == "text" else PART_TOKENS.get(part["type"], 0)
+        content = message.get("content")
+        if isinstance(content, str):  # a plain text message, the usual case: no part to build
+            total += count_tokens(content)
+        else:
+            for part in _parts(message):
+                total += count_tokens(part["text"]) if part["type"] == "text" else PART_TOKENS.get(part["type"], 0)
         total += IMAGE_TOKENS * len(message.get("images") or [])
         for tool_call in message.get("tool_calls") or []:
             total += count_tokens(tool_call["function"]["arguments"])

@@ -24,16 +24,15 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 #: Fraction of a window within which admissions share a log entry (60 ms of a one-minute window).
 RESOLUTION = 0.001
 
 
-@dataclass(frozen=True)
-class Limit:
-    """``limit`` units (requests, or tokens) per ``window_s`` s; ``dimension`` names it (requests, tokens)."""
+class Limit(NamedTuple):
+    """``limit`` units (requests, or tokens) per ``window_s`` s; ``dimension`` names it (requests, tokens).
+    A named tuple: it keys caches on every request, and a tuple hashes in C."""
 
     dimension: str
     limit: int
@@ -125,13 +124,17 @@ class SlidingWindowLog:
         return decisions
 
     def _judge(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
-        log.expire(now - limit.window_s)
+        window_s = limit.window_s
+        times = log.times
+        if times and times[0] <= now - window_s:
+            log.expire(now - window_s)
         used = log.used
-        admitted = used + weight <= limit.limit
-        remaining = max(limit.limit - used - (weight if admitted else 0), 0)
-        reset = (log.times[0] + limit.window_s - now) if log.times else (limit.window_s if admitted else 0.0)
-        retry = 0.0 if admitted else self._wait(log, used + weight - limit.limit, limit.window_s, now)
-        return Decision(limit, admitted, remaining, max(reset, 0.0), retry)
+        if used + weight <= limit.limit:  # admitted
+            reset = times[0] + window_s - now if times else window_s
+            return Decision(limit, True, limit.limit - used - weight, reset if reset > 0.0 else 0.0, 0.0)
+        reset = times[0] + window_s - now if times else 0.0
+        retry = self._wait(log, used + weight - limit.limit, window_s, now)
+        return Decision(limit, False, max(limit.limit - used, 0), max(reset, 0.0), retry)
 
     @staticmethod
     def _wait(log: _Log, excess: int, window_s: float, now: float) -> float:
