@@ -58,12 +58,16 @@ class BodyReader:
     async def read(self, request: Request) -> Body:
         """Read and parse the body. Raises ApiError 413 over the limit, 400 for an unparsable body or a
         content type the operation does not take."""
+        if self.multipart and (not self.json or _media_type(request) == "multipart/form-data"):
+            self._check_declared(request)
+            return await self._multipart(request)
+        return Body(_parse_json(await self._bytes(request)))
+
+    def _check_declared(self, request: Request) -> None:
+        """Raises ApiError 413 when the Content-Length header already says the body is over the limit."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.limit:
             raise self._too_large()
-        if self.multipart and (not self.json or _media_type(request) == "multipart/form-data"):
-            return await self._multipart(request)
-        return Body(_parse_json(await self._bytes(request)))
 
     def _too_large(self) -> ApiError:
         return ApiError(413, f"Request body too large: the limit is {self.limit} bytes.", code="request_too_large")
@@ -87,6 +91,7 @@ class BodyReader:
             raise self._too_large()
         if not message.get("more_body", False):
             return first
+        self._check_declared(request)  # before reading the rest of a body that will not fit
         chunks, total = [first], len(first)
         while True:
             message = await request.receive()

@@ -54,4 +54,19 @@ def dumps(value: Any) -> bytes:
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """``content`` as an ``application/json`` answer: ``JSONResponse(content, status_code, headers)``, faster."""
-    return Response(dumps(content), status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+    if headers or status_code != 200:
+        return Response(dumps(content), status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+    return _JsonBody(dumps(content))
+
+
+class _JsonBody(Response):
+    """A 200 ``application/json`` answer of ready bytes and no extra header: the two headers Starlette's
+    ``init_headers`` would work out (the same names, values and order), set at once."""
+
+    media_type = JSON_MEDIA_TYPE
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]

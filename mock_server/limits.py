@@ -56,7 +56,7 @@ def estimated_tokens(body: Any) -> int:
     room = 0
     if isinstance(body, dict):
         for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-            if isinstance(body.get(name), int | float):
+            if isinstance(body.get(name), (int, float)):
                 room = int(body[name])
                 break
     return count_tokens(" ".join(_strings(body))) + room
@@ -99,12 +99,17 @@ class RateLimits(Stage):
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
-        if not all(decision.admitted for decision in decisions):
-            refused = [d for d in decisions if not d.admitted]
-            what = ", ".join(f"{d.limit.limit} {d.limit.dimension} per {d.limit.window_s:g} s" for d in refused)
-            raise ApiError(429, f"Rate limit reached for {self.operation_id}: {what}. Retry after the "
-                                f"Retry-After header's seconds.", code="rate_limit_exceeded",
-                           headers={"Retry-After": retry_after_header(refused), **headers(decisions)})
+        for decision in decisions:
+            if not decision.admitted:
+                self._refuse(decisions)
+
+    def _refuse(self, decisions: Sequence[Decision]) -> None:
+        """Raises the 429 of the refused ``decisions``."""
+        refused = [d for d in decisions if not d.admitted]
+        what = ", ".join(f"{d.limit.limit} {d.limit.dimension} per {d.limit.window_s:g} s" for d in refused)
+        raise ApiError(429, f"Rate limit reached for {self.operation_id}: {what}. Retry after the "
+                            f"Retry-After header's seconds.", code="rate_limit_exceeded",
+                       headers={"Retry-After": retry_after_header(refused), **headers(decisions)})
 
     async def after(self, call: Call, response: Response) -> Response:
         """Adds the ``x-ratelimit-*`` headers (appended to the raw list: no other part sets them, and

@@ -124,6 +124,8 @@ def _parts(message: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
 def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
     """003 "Multimodal input": whether a model supports a media type depends on the model."""
     for m_index, message in enumerate(messages):
+        if isinstance(message.get("content"), str) and "text" in model.input:
+            continue  # a plain text message (every chat model takes text)
         for p_index, part in enumerate(_parts(message)):
             modality = PART_MODALITY.get(part["type"], part["type"])
             if modality not in model.input:
