@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from mock_server import control
 from mock_server.auth import authenticate, key_sources
-from mock_server.body import Body, BodyReader
+from mock_server.body import NO_BODY, BodyReader
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
 from mock_server.errors import STYLES, ApiError
@@ -79,7 +79,12 @@ def _priority(api: str) -> tuple[int, str]:
 
 class _Headers(Headers):
     """Starlette's request headers with a ``get`` that scans once: ``Mapping.get`` goes through
-    ``__getitem__`` and a KeyError for every absent header (the fault header, on each request)."""
+    ``__getitem__`` and a KeyError for every absent header (the fault header, on each request).
+    The server's list of headers is read in place, not copied."""
+
+    def __init__(self, scope: Scope) -> None:
+        headers = scope["headers"]
+        self._list = headers if isinstance(headers, list) else list(headers)
 
     def get(self, key: str, default: Any = None) -> Any:
         wanted = key.lower().encode("latin-1")
@@ -95,7 +100,7 @@ class MockRequest(Request):
     @property
     def headers(self) -> Headers:
         if not hasattr(self, "_headers"):
-            self._headers = _Headers(scope=self.scope)
+            self._headers = _Headers(self.scope)
         return self._headers
 
 
@@ -133,11 +138,11 @@ class OperationEndpoint:
 
     async def answer(self, request: Request) -> Response:
         """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`."""
-        body = Body(None)
+        body = NO_BODY
         try:
             api_key = authenticate(request, self.sources, self.keys) if self.sources else None
             params = self.parameters.read(request)
-            body = await self.reader.read(request) if self.reader.expects_body else body
+            body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
             self.validator.validate(body.data)
             call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
             for before in self.befores:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -29,13 +29,20 @@ DEFAULT_LIMIT_BYTES = 32 * 1024 * 1024
 MAX_FIELD_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Body:
+#: The uploads of a body without files (shared: read-only).
+NO_FILES: Mapping[str, list[UploadFile]] = MappingProxyType({})
+
+
+class Body(NamedTuple):
     """A read body: ``data`` is what the spec's schema validates (for multipart, each file stands as
     its filename); ``files`` maps a form field to its uploads (Starlette ``UploadFile``s)."""
 
     data: Any
-    files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
+    files: Mapping[str, list[UploadFile]] = NO_FILES
+
+
+#: The body of an operation that takes none.
+NO_BODY = Body(None)
 
 
 class BodyReader:

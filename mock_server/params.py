@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -31,6 +32,10 @@ class Parameter:
     validator: Draft202012Validator
 
 
+#: The parameters of an operation that documents none (shared: read-only).
+NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
+
+
 class ParameterReader:
     """Reads and validates one operation's parameters; build at start-up, call per request."""
 
@@ -49,8 +54,10 @@ class ParameterReader:
                 validator=schema_validator(operation.api, spec.get("schema", {})),
             ))
 
-    def read(self, request: Request) -> dict[str, Any]:
+    def read(self, request: Request) -> Mapping[str, Any]:
         """``{name: value}`` of every parameter given or defaulted. Raises ApiError 400 naming a bad one."""
+        if not self.parameters:
+            return NO_PARAMETERS
         values: dict[str, Any] = {}
         for parameter in self.parameters:
             source: Mapping[str, str] = {"query": request.query_params, "header": request.headers,
