@@ -19,7 +19,7 @@ from benchmarks.common import ROOT, machine
 
 #: Benchmarks by name: (module, arguments of a full run, arguments of a quick run).
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
-    "throughput": ("benchmarks.bench_throughput", [], ["--duration", "3", "--rounds", "1"]),
+    "throughput": ("benchmarks.bench_throughput", [], ["--duration", "2", "--rounds", "2"]),
     "streaming": ("benchmarks.bench_streaming", ["--stacks", "uvloop,asyncio"],
                   ["--streams", "200", "--rounds", "1", "--starts", "2"]),
     "latency": ("benchmarks.bench_latency", [], ["--quick"]),

@@ -3,13 +3,14 @@
 Budget (issue 7): the mock, with latency off but auth, request validation, rate limiting and the
 credits ledger on, serves at least 50% of the requests/s of the bare Starlette app
 (``bare_app.py``) on the same uvicorn stack and worker count (1). Both servers run side by side;
-for each stack and connection count the runs alternate bare, mock, bare, mock... (``--rounds``),
-so a busy neighbour hurts both alike, and the ratio is the median of the per-round ratios.
+for each stack and connection count the runs alternate bare, mock, mock, bare, bare, mock...
+(``--rounds`` pairs of short runs, the order flipped every round so a drift in the machine's speed
+weighs on both alike), and the ratio is the median of the per-round ratios.
 p50 and p99 latency are wrk's, at 64 and 256 connections. Each server's CPU time per request (us,
 from ``/proc``) is printed too: on a shared machine it moves less than requests/s, so its ratio
 (bare CPU per request over the mock's) is a steadier view of the same budget.
 
-    .venv/bin/python -m benchmarks.bench_throughput [--duration 8] [--rounds 3] [--stacks uvloop,asyncio]
+    .venv/bin/python -m benchmarks.bench_throughput [--duration 3] [--rounds 8] [--stacks uvloop,asyncio]
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ def run(duration_s: float, rounds: int, stacks: list[str], connections: tuple[in
                     bares: list[WrkResult] = []
                     mocks: list[WrkResult] = []
                     cpu_us: dict[str, list[float]] = {"bare": [], "mock": []}
-                    for _ in range(rounds):
-                        for name, server, results in (("bare", bare, bares), ("mock", mock, mocks)):
+                    for index in range(rounds):
+                        pair = [("bare", bare, bares), ("mock", mock, mocks)]
+                        for name, server, results in pair if index % 2 == 0 else reversed(pair):  # ABBA
                             before = server.cpu_s()
                             results.append(wrk(server.url + PATH, CHAT_BODY, conns, duration_s))
                             cpu_us[name].append((server.cpu_s() - before) / max(results[-1].requests, 1) * 1e6)
@@ -93,8 +95,8 @@ def _row(stack: str, conns: int, bares: list[WrkResult], mocks: list[WrkResult],
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse options, run, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/mock rounds (default 3)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating bare/mock rounds (default 8)")
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated: uvloop,asyncio")
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
     args = parser.parse_args(argv)

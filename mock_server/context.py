@@ -62,9 +62,9 @@ class Services:
         return entry.tier if entry is not None else PREMIUM
 
     def new_id(self, prefix: str) -> str:
-        """A fresh id such as ``chatcmpl-<24 hex>``: 96 bits of a generator seeded by the seed, so the
+        """A fresh id such as ``chatcmpl-<24 hex>``: 12 bytes of a generator seeded by the seed, so the
         sequence of ids is fixed by the seed."""
-        return f"{prefix}-{self._id_bits.getrandbits(96):024x}"
+        return prefix + "-" + self._id_bits.randbytes(12).hex()
 
 
 @dataclass(slots=True)

@@ -31,6 +31,10 @@ from spec.extensions import rate_limit
 MINUTE_S = 60.0
 
 
+#: The fields that ask for output room, first found counts: chat's two spellings, then the Responses API's.
+ROOM_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
 def _strings(body: Any) -> list[str]:
     """Every string of a JSON value, nested objects and arrays included (in no particular order)."""
     out: list[str] = []
@@ -54,8 +58,8 @@ def estimated_tokens(body: Any) -> int:
     count is the sum of the strings' counts, whatever their order.
     """
     room = 0
-    if isinstance(body, dict):
-        for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+    if isinstance(body, dict) and not body.keys().isdisjoint(ROOM_FIELDS):
+        for name in ROOM_FIELDS:
             if isinstance(body.get(name), (int, float)):
                 room = int(body[name])
                 break
