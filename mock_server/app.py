@@ -154,9 +154,10 @@ class OperationEndpoint:
         except ApiError as error:
             return error.response(self.style)
         finally:
-            for uploads in body.files.values():  # an upload over 1 MiB is a temporary file: close it
-                for upload in uploads:
-                    await upload.close()
+            if body.files:  # an upload over 1 MiB is a temporary file: close it
+                for uploads in body.files.values():
+                    for upload in uploads:
+                        await upload.close()
 
 
 def error_style(operation: Operation) -> str:
