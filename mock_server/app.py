@@ -11,6 +11,7 @@ operation's protocol.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,7 +19,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from mock_server import control
@@ -60,12 +61,51 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
         routes += control.routes(services)
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
-    )
+    app = Starlette(exception_handlers={HTTPException: _http_exception, Exception: _unexpected})
+    app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
     app.state.services = services
     return app
+
+
+class StaticPathRouter(Router):
+    """Starlette's router with a table of its static routes by (path, method).
+
+    Starlette tries each route's regex in turn, so a request pays for every route listed before its
+    own (``/v1/messages`` is the 18th). A request for a path in the table goes straight to its
+    route. The table only holds a route that Starlette's first match would pick (no earlier route
+    matches its path), so every answer is the one Starlette gives; anything else (path
+    parameters, a 405, a trailing-slash redirect, a ``root_path``, lifespan) goes through
+    Starlette's own matching.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        super().__init__(routes=routes)
+        self.static: dict[tuple[str, str], Route] = {}
+        for index, route in enumerate(self.routes):
+            if not isinstance(route, Route) or route.param_convertors or not route.methods:
+                continue
+            for method in route.methods:
+                if not any(_answers(other, route.path, method) for other in self.routes[:index]):
+                    self.static.setdefault((route.path, method), route)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.static.get((scope["path"], scope["method"])) if scope["type"] == "http" else None
+        if route is None or scope.get("root_path"):
+            await super().app(scope, receive, send)
+            return
+        scope.setdefault("router", self)
+        scope["route"] = route
+        scope["endpoint"] = route.endpoint  # the child scope Route.matches gives a static path
+        scope["path_params"] = dict(scope.get("path_params", {}))
+        await route.handle(scope, receive, send)
+
+
+def _answers(route: BaseRoute, path: str, method: str) -> bool:
+    """Whether Starlette would hand a ``method`` request for ``path`` to ``route`` (any route but a
+    plain :class:`Route` counts as answering: the table leaves such paths to Starlette)."""
+    if not isinstance(route, Route):
+        return True
+    return route.path_regex.match(path) is not None and (route.methods is None or method in route.methods)
 
 
 #: Which spec serves a path that several document (``/v1/chat/completions``): the OpenAI-compatible

@@ -19,16 +19,19 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.testclient import TestClient
 
 import spec.loader
 from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
-from mock_server.app import MockRequest
+from mock_server.app import MockRequest, StaticPathRouter
 from mock_server.body import BodyReader
 from mock_server.cli import STACKS, build_parser, default_stack
+from mock_server.config import ControlConfig
 from mock_server.limits import estimated_tokens
 from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, sentence, sentence_for
 from mock_server.validation import BodyValidator, fast_validator
@@ -298,3 +301,63 @@ def test_the_pipeline_reads_headers_as_starlette_does() -> None:
     assert headers.get("Authorization") == headers["authorization"] == "Bearer a"  # the first occurrence
     assert headers.get("x-mock-fault") is None and headers.get("x-mock-fault", "d") == "d"
     assert headers.getlist("authorization") == ["Bearer a", "Bearer b"] and "X-Two" in headers
+
+
+def _starlette_pick(router: Router, path: str, method: str) -> BaseRoute | None:
+    """The route Starlette's own matching gives a full match (the first one), as ``Router.app`` does."""
+    scope = {"type": "http", "path": path, "root_path": "", "method": method}
+    return next((route for route in router.routes if route.matches(scope)[0] is Match.FULL), None)
+
+
+def test_the_static_path_table_picks_the_route_starlettes_matching_picks() -> None:
+    config = MockConfig(control=ControlConfig(enabled=True, key="sk-control"))
+    router = create_app(config).router
+    assert isinstance(router, StaticPathRouter) and ("/v1/chat/completions", "POST") in router.static
+    for (path, method), route in router.static.items():
+        assert _starlette_pick(router, path, method) is route, (path, method)
+    static_paths = {(route.path, method) for route in router.routes if isinstance(route, Route)
+                    and not route.param_convertors for method in route.methods or ()}
+    assert set(router.static) == static_paths  # every static route is in the table
+
+
+def test_a_route_behind_an_earlier_match_is_left_to_starlette() -> None:
+    async def first(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("dynamic")(scope, receive, send)
+
+    async def second(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("static")(scope, receive, send)
+
+    seen: list[tuple[Any, ...]] = []
+
+    class Endpoint:  # an ASGI endpoint (Starlette wraps plain functions as request/response)
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append((scope["endpoint"], scope["path_params"], scope["route"].path))
+            await self.app(scope, receive, send)
+
+    router = StaticPathRouter([Route("/items/{name}", Endpoint(first), methods=["GET"]),
+                               Route("/items/new", Endpoint(second), methods=["GET", "POST"])])
+    assert set(router.static) == {("/items/new", "POST")}  # GET /items/new is the dynamic route's
+    app = Starlette()
+    app.router = router
+    client = TestClient(app)
+    assert client.get("/items/new").text == "dynamic" and client.post("/items/new").text == "static"
+    assert client.delete("/items/new").status_code == 405
+    assert seen[0][1:] == ({"name": "new"}, "/items/{name}")  # Starlette's matching
+    assert seen[1][0] is router.routes[1].endpoint and seen[1][1:] == ({}, "/items/new")  # the table: the same keys
+
+
+def test_the_mock_answers_through_the_table_as_through_starlette() -> None:
+    with TestClient(create_app(MockConfig())) as client:
+        headers = {"Authorization": "Bearer sk-test"}
+        assert client.get("/v1/models", headers=headers).status_code == 200
+        assert client.head("/v1/models", headers=headers).status_code == 200
+        wrong = client.get("/v1/chat/completions", headers=headers)
+        assert wrong.status_code == 405 and wrong.json()["error"]["message"].startswith("Method GET")
+        assert client.post("/v1/nothing", headers=headers).status_code == 404
+    with TestClient(create_app(MockConfig()), root_path="/gateway") as client:  # Starlette's own matching
+        answer = client.post("/gateway/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200, answer.text
