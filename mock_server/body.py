@@ -52,15 +52,13 @@ class BodyReader:
         content = operation.spec.get("requestBody", {}).get("content", {})
         self.json = "application/json" in content
         self.multipart = "multipart/form-data" in content
+        self.expects_body = self.json or self.multipart
+        """Whether the operation documents a request body at all."""
         self.limit = upload_limit_bytes(operation) or DEFAULT_LIMIT_BYTES
         self._fields: Mapping[str, Any] = {}
         if self.multipart:
             self._fields = _properties(operation.api, content["multipart/form-data"].get("schema", {}))
 
-    @property
-    def expects_body(self) -> bool:
-        """Whether the operation documents a request body at all."""
-        return self.json or self.multipart
 
     async def read(self, request: Request) -> Body:
         """Read and parse the body. Raises ApiError 413 over the limit, 400 for an unparsable body or a

@@ -64,7 +64,7 @@ class Services:
     def new_id(self, prefix: str) -> str:
         """A fresh id such as ``chatcmpl-<24 hex>``: 12 bytes of a generator seeded by the seed, so the
         sequence of ids is fixed by the seed."""
-        return prefix + "-" + self._id_bits.randbytes(12).hex()
+        return prefix + "-" + self._id_bits.getrandbits(96).to_bytes(12, "big").hex()
 
 
 @dataclass(slots=True)

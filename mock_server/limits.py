@@ -99,7 +99,7 @@ class RateLimits(Stage):
 
     async def before(self, call: Call) -> None:
         """Raises ApiError 429 rate_limit_error (with Retry-After) when a limit is reached."""
-        limits = self.limits(call)
+        limits = self.fixed or self._by_key.get(call.api_key) or self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
@@ -118,9 +118,9 @@ class RateLimits(Stage):
     async def after(self, call: Call, response: Response) -> Response:
         """Adds the ``x-ratelimit-*`` headers (appended to the raw list: no other part sets them, and
         ``MutableHeaders`` would rescan the list for each one)."""
-        raw = response.raw_headers
-        for decision in call.state.get("rate_limits", ()):
-            raw += _raw_headers(decision)
+        decisions = call.state.get("rate_limits")
+        if decisions:
+            response.raw_headers += _raw_headers(decisions)
         return response
 
 
@@ -133,17 +133,19 @@ def _fixed_headers(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
     return limit_name, b"%d" % limit.limit, remaining, reset
 
 
-def _raw_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
-    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) of one decision, raw."""
-    limit_name, limit_value, remaining, reset = _fixed_headers(decision.limit)
-    return [(limit_name, limit_value), (remaining, b"%d" % decision.remaining),
-            (reset, b"%ds" % math.ceil(decision.reset_s))]
+def _raw_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
+    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) of each decision, raw."""
+    raw: list[tuple[bytes, bytes]] = []
+    for decision in decisions:
+        limit_name, limit_value, remaining, reset = _fixed_headers(decision.limit)
+        raw += ((limit_name, limit_value), (remaining, b"%d" % decision.remaining),
+                (reset, b"%ds" % math.ceil(decision.reset_s)))
+    return raw
 
 
 def headers(decisions: Sequence[Decision]) -> dict[str, str]:
     """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) per limit."""
-    return {name.decode("latin-1"): value.decode("latin-1")
-            for decision in decisions for name, value in _raw_headers(decision)}
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in _raw_headers(decisions)}
 
 
 def build(operation: Operation, services: Services) -> Stage | None:

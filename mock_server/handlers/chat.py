@@ -142,7 +142,7 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
     tools = body.get("tools") or []
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
-    tool = _chosen_tool(tools, body.get("tool_choice"), messages)
+    tool = _chosen_tool(tools, body.get("tool_choice"), messages) if tools else None
     if tool is not None:
         function = tool["function"]
         arguments = json.dumps(safe_instance_of(function.get("parameters") or {"type": "object"}, HashRandom(key)))

@@ -20,6 +20,7 @@ turns a :class:`Decision` into headers and a 429.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -52,6 +53,11 @@ class Decision(NamedTuple):
     remaining: int
     reset_s: float
     retry_after_s: float
+
+
+#: ``Decision`` from a tuple of its fields, without the Python-level ``__new__`` of a named tuple
+#: (two decisions on every rate-limited request).
+_decision = functools.partial(tuple.__new__, Decision)
 
 
 class _Log:
@@ -108,33 +114,31 @@ class SlidingWindowLog:
         """
         now = self._clock()
         decisions, logs, admitted = [], [], True
-        for limit in limits:
+        for limit in limits:  # one pass per limit, written out: admit runs on every request
             log_key = (key, limit.dimension, limit.window_s)
             log = self._logs.get(log_key)
             if log is None:
                 log = self._logs[log_key] = _Log(limit.window_s * RESOLUTION)
             weight = weights.get(limit.dimension, 1)
-            decision = self._judge(log, limit, weight, now)
-            admitted = admitted and decision.admitted
-            decisions.append(decision)
+            times, window_s = log.times, limit.window_s
+            if times and times[0] <= now - window_s:
+                log.expire(now - window_s)
+            if log.used + weight <= limit.limit:
+                reset = times[0] + window_s - now if times else window_s
+                decisions.append(_decision((limit, True, limit.limit - log.used - weight, max(reset, 0.0), 0.0)))
+            else:
+                admitted = False
+                decisions.append(self._refusal(log, limit, weight, now))
             logs.append((log, weight))
         if admitted:
             for log, weight in logs:
                 log.append(now, weight)
         return decisions
 
-    def _judge(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
-        window_s = limit.window_s
-        times = log.times
-        if times and times[0] <= now - window_s:
-            log.expire(now - window_s)
-        used = log.used
-        if used + weight <= limit.limit:  # admitted
-            reset = times[0] + window_s - now if times else window_s
-            return Decision(limit, True, limit.limit - used - weight, reset if reset > 0.0 else 0.0, 0.0)
-        reset = times[0] + window_s - now if times else 0.0
-        retry = self._wait(log, used + weight - limit.limit, window_s, now)
-        return Decision(limit, False, max(limit.limit - used, 0), max(reset, 0.0), retry)
+    def _refusal(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
+        reset = log.times[0] + limit.window_s - now if log.times else 0.0
+        retry = self._wait(log, log.used + weight - limit.limit, limit.window_s, now)
+        return Decision(limit, False, max(limit.limit - log.used, 0), max(reset, 0.0), retry)
 
     @staticmethod
     def _wait(log: _Log, excess: int, window_s: float, now: float) -> float:
