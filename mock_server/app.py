@@ -71,10 +71,10 @@ class StaticPathRouter(Router):
     """Starlette's router with a table of its static routes by (path, method).
 
     Starlette tries each route's regex in turn, so a request pays for every route listed before its
-    own (``/v1/messages`` is the 18th). A request for a path in the table goes straight to its
-    route. The table only holds a route that Starlette's first match would pick (no earlier route
-    matches its path), so every answer is the one Starlette gives; anything else (path
-    parameters, a 405, a trailing-slash redirect, a ``root_path``, lifespan) goes through
+    own (``/v1/messages`` is the 18th). A request for a (path, method) in the table goes straight
+    to its route. The table only holds a route that Starlette's first match would pick (no earlier
+    route takes that path and method), so every answer is the one Starlette gives; anything else
+    (path parameters, a 405, a trailing-slash redirect, a ``root_path``, lifespan) goes through
     Starlette's own matching.
     """
 
