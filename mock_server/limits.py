@@ -99,7 +99,7 @@ class RateLimits(Stage):
 
     async def before(self, call: Call) -> None:
         """Raises ApiError 429 rate_limit_error (with Retry-After) when a limit is reached."""
-        limits = self.fixed or self._by_key.get(call.api_key) or self.limits(call)
+        limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
