@@ -11,6 +11,7 @@ operation's protocol.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from mock_server.errors import STYLES, ApiError
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
+from mock_server.scripted import StreamReset
 from mock_server.stages import Stage
 from mock_server.stages import build as build_stages
 from mock_server.validation import BodyValidator
@@ -174,25 +176,37 @@ class OperationEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.answer(MockRequest(scope, receive))
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except StreamReset:  # a scripted reset: return with the body unfinished, uvicorn drops the connection
+            log.info("scripted reset of %s %s mid-stream", scope["method"], scope["path"])
 
     async def answer(self, request: Request) -> Response:
-        """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`."""
+        """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`;
+        recorded in the request journal when it is on (``journal.py``)."""
+        journal = self.services.journal
+        clock = time.monotonic() if journal is not None else 0.0
         body = NO_BODY
+        call = None
         try:
-            api_key = authenticate(request, self.sources, self.keys) if self.sources else None
-            params = self.parameters.read(request)
-            body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
-            self.validator.validate(body.data)
-            call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
-            for before in self.befores:
-                await before(call)
-            response = await self.handler(call)
-            for after in self.afters:
-                response = await after(call, response)
+            try:
+                api_key = authenticate(request, self.sources, self.keys) if self.sources else None
+                params = self.parameters.read(request)
+                body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
+                self.validator.validate(body.data)
+                call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
+                for before in self.befores:
+                    await before(call)
+                response = await self.handler(call)
+                for after in self.afters:
+                    response = await after(call, response)
+            except ApiError as error:
+                response = error.response(self.style)
+            if journal is not None:  # before the uploads close: the journal keeps their digests
+                entry = journal.open(request.scope, self.operation.operation_id, body.data, clock)
+                entry.script = call.state.get("script") if call is not None else None
+                response = journal.close(entry, response, body.files)
             return response
-        except ApiError as error:
-            return error.response(self.style)
         finally:
             if body.files:  # an upload over 1 MiB is a temporary file: close it
                 for uploads in body.files.values():

@@ -19,6 +19,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from mock_server.catalogue import DEFAULT_CATALOGUE
+from mock_server.journal import DEFAULT_BODY_BYTES as DEFAULT_JOURNAL_BODY_BYTES
+from mock_server.journal import DEFAULT_SIZE as DEFAULT_JOURNAL_SIZE
 from mock_server.sim.latency import LatencyModel
 from mock_server.sim.ledger import DEFAULT_STARTING_CREDITS
 from spec import load_yaml
@@ -83,6 +85,9 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "operations": {"type": "object", "additionalProperties": _RATES},
             "blocklist": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "header": {"type": "boolean"}}},
+        "journal": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}, "size": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "body_bytes": {"type": "integer", "minimum": 0}}},
         "control": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "key": {"type": ["string", "null"], "minLength": 1}}},
     },
@@ -142,6 +147,16 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """The request journal (``mock_server/journal.py``): on by default, read through the control API.
+    ``size`` is the most entries kept (a ring), ``body_bytes`` the most answer-body bytes kept."""
+
+    enabled: bool = True
+    size: int = DEFAULT_JOURNAL_SIZE
+    body_bytes: int = DEFAULT_JOURNAL_BODY_BYTES
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """The control API under ``/_mock``: off unless enabled, and then only with its own ``key``."""
 
@@ -165,6 +180,7 @@ class MockConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
 
     @property
     def api_keys(self) -> frozenset[str]:
@@ -220,6 +236,7 @@ def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
                                          faults.get("operations", {}).items()}),
             blocklist=tuple(word.lower() for word in faults.get("blocklist", [])), header=faults.get("header", True)),
         "control": ControlConfig(**data.get("control", {})),
+        "journal": JournalConfig(**data.get("journal", {})),
     }
     fields.update(overrides)
     return MockConfig(**fields)

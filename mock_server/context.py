@@ -14,10 +14,12 @@ from starlette.responses import Response
 from mock_server.catalogue import Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
+from mock_server.journal import Journal
 from mock_server.sim import PREMIUM, FileStore, Ledger
 from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
 from mock_server.sim.ratelimit import SlidingWindowLog
+from mock_server.sim.scripts import ScriptBook
 from spec import Operation
 
 
@@ -38,6 +40,10 @@ class Services:
     gpus: GpuPool = field(init=False)
     jobs: JobRunner = field(init=False)
     """Asynchronous generations (videos, ``sim/jobs.py``); built after the ledger, whose unfinished jobs it fails."""
+    journal: Journal | None = field(init=False)
+    """The request journal (``journal.py``), None when ``journal.enabled`` is off."""
+    scripts: ScriptBook = field(init=False)
+    """Scripted upstream behaviour in force (``scripted.py``), set through the control API."""
     fault_rng: random.Random = field(init=False)
     fault_rates: dict[str, dict[str, float]] = field(init=False)
     """Fault rates by operationId then kind (``faults.py``), from ``config.faults.operations``;
@@ -52,6 +58,8 @@ class Services:
                                         config.latency.time_scale, config.seed)
         self.gpus = GpuPool(config.latency.gpu_slots)
         self.jobs = JobRunner(self.ledger, self.gpus)
+        self.journal = Journal(config.journal.size, config.journal.body_bytes) if config.journal.enabled else None
+        self.scripts = ScriptBook()
         self.fault_rng = random.Random(config.seed)
         self._id_bits = random.Random(f"ids:{config.seed}")
         self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}

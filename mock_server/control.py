@@ -14,6 +14,17 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 - ``GET /_mock/ledger?api_key=K&limit=N``: ``{"api_key", "balance", "credits_used", "total_records",
   "usage": [...]}``, the ``limit`` (1 .. :data:`MAX_RECORDS`, default 100) newest usage records with
   ``credits``, ``balance_after`` and ``created_at`` (s since the epoch).
+- ``GET /_mock/journal?nonce=&operation_id=&request_id=&trace_id=&since_id=&limit=``: the request
+  journal (``journal.py``), ``{"entries": [...], "size", "count"}``, the ``limit`` (1 ..
+  :data:`MAX_JOURNAL_LIMIT`, default 100) newest entries matching every filter, oldest first;
+  ``GET /_mock/journal/{id}/response`` the raw answer body of one entry (while kept);
+  ``DELETE /_mock/journal`` empties it.
+- ``POST /_mock/scripts`` ``{"match": {"nonce", "operation_id"}, "steps": [...]}``: scripted upstream
+  behaviour (``scripted.py``), answers the script with its ``id``; ``GET /_mock/scripts`` lists those
+  in force; ``DELETE /_mock/scripts`` (all) and ``DELETE /_mock/scripts/{id}`` remove them.
+
+Bad input (an unknown operationId or fault kind, a negative count, a journal query too wide) is a
+400 naming the field in ``param``.
 """
 
 from __future__ import annotations
@@ -32,7 +43,9 @@ from starlette.routing import Route
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Services
 from mock_server.errors import ApiError
+from mock_server.journal import Journal
 from mock_server.sim import UsageRecord
+from mock_server.sim.scripts import ScriptError, parse_steps
 from spec import api_names, operations
 
 #: The reserved path prefix of the control API.
@@ -41,6 +54,10 @@ PREFIX = "/_mock"
 MAX_TOP_UP = 10**12
 #: Most usage records ``GET /_mock/ledger`` lists.
 MAX_RECORDS = 1000
+#: Most journal entries one ``GET /_mock/journal`` returns.
+MAX_JOURNAL_LIMIT = 1000
+#: Longest nonce, request id or trace id a journal query may filter by, in characters.
+MAX_FILTER_CHARS = 256
 #: Largest control request body, in bytes.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -53,7 +70,8 @@ class Control:
     def __init__(self, services: Services, key: str) -> None:
         self.services = services
         self.key = key
-        self.operation_ids = frozenset(op.operation_id for api in api_names() for op in operations(api))
+        self.operations = {op.operation_id: op for api in api_names() for op in operations(api)}
+        self.operation_ids = frozenset(self.operations)
 
     def endpoint(self, handler: ControlEndpoint) -> Callable[[Request], Awaitable[Response]]:
         """``handler`` behind the control key, its result as JSON, an ApiError as the error envelope."""
@@ -62,7 +80,8 @@ class Control:
         async def guarded(request: Request) -> Response:
             try:
                 self.authorize(request)
-                return JSONResponse(await handler(request))
+                answer = await handler(request)
+                return answer if isinstance(answer, Response) else JSONResponse(answer)
             except ApiError as error:
                 return error.response()
 
@@ -84,7 +103,10 @@ class Control:
         services.fault_rates.clear()
         services.fault_rates.update({op: dict(rates) for op, rates in services.config.faults.operations.items()})
         services.fault_rng.seed(services.config.seed)
-        return {"reset": ["rate_limits", "ledger", "fault_rates", "fault_rng"]}
+        services.scripts.clear()
+        if services.journal is not None:
+            services.journal.clear()
+        return {"reset": ["rate_limits", "ledger", "fault_rates", "fault_rng", "scripts", "journal"]}
 
     async def credits(self, request: Request) -> Any:
         """POST /_mock/credits: ``{"api_key", "credits"}`` -> ``{"api_key", "credits_added", "balance"}``."""
@@ -127,14 +149,100 @@ class Control:
     async def ledger(self, request: Request) -> Any:
         """GET /_mock/ledger?api_key=K&limit=N (see the module docstring)."""
         api_key = self.configured_key(request.query_params.get("api_key"))
-        text = request.query_params.get("limit", "100")
-        if not text.isdigit() or not 1 <= int(text) <= MAX_RECORDS:
-            raise ApiError(400, f"limit must be an integer from 1 to {MAX_RECORDS}.", param="limit")
+        limit = _count(request.query_params.get("limit", "100"), "limit", 1, MAX_RECORDS)
         ledger = self.services.ledger
         account = await anyio.to_thread.run_sync(ledger.account, api_key)
-        page = await anyio.to_thread.run_sync(functools.partial(ledger.usage, api_key, 0, int(text)))
+        page = await anyio.to_thread.run_sync(functools.partial(ledger.usage, api_key, 0, limit))
         return {"api_key": api_key, "balance": account.balance, "credits_used": account.used,
                 "total_records": page.total, "usage": [_record(record) for record in page.items]}
+
+    def _journal(self) -> Journal:
+        journal = self.services.journal
+        if journal is None:
+            raise ApiError(409, "The request journal is off (journal.enabled: false).", code="journal_off")
+        return journal
+
+    async def journal(self, request: Request) -> Any:
+        """GET /_mock/journal (see the module docstring); 400 naming a bad filter or limit."""
+        journal = self._journal()
+        query = request.query_params
+        unknown = sorted(set(query) - {"nonce", "operation_id", "request_id", "trace_id", "since_id", "limit"})
+        if unknown:
+            raise ApiError(400, f"Unknown journal filter {unknown[0]!r}.", param=unknown[0], code="unknown_filter")
+        filters: dict[str, Any] = {}
+        for name in ("nonce", "request_id", "trace_id"):
+            value = query.get(name)
+            if value is not None:
+                if not 1 <= len(value) <= MAX_FILTER_CHARS:
+                    raise ApiError(400, f"{name} must be 1 to {MAX_FILTER_CHARS} characters.", param=name)
+                filters[name] = value
+        operation_id = query.get("operation_id")
+        if operation_id is not None:
+            filters["operation_id"] = self.operation(operation_id, "operation_id")
+        filters["since_id"] = _count(query.get("since_id", "0"), "since_id", 0, 2**62)
+        filters["limit"] = _count(query.get("limit", "100"), "limit", 1, MAX_JOURNAL_LIMIT)
+        entries = journal.select(**filters)
+        return {"entries": [entry.as_dict() for entry in entries], "count": len(entries), "size": journal.size}
+
+    async def journal_response(self, request: Request) -> Response:
+        """GET /_mock/journal/{id}/response: the raw answer body of one entry; 404 when gone or not kept."""
+        journal = self._journal()
+        entry_id = _count(request.path_params["entry_id"], "id", 1, 2**62)
+        entry = journal.find(entry_id)
+        if entry is None or entry.response_body is None:
+            raise ApiError(404, f"Journal entry {entry_id} is gone or its answer body was not kept.", param="id",
+                           code="not_kept")
+        return Response(entry.response_body, media_type=entry.response_type or "application/octet-stream")
+
+    async def clear_journal(self, request: Request) -> Any:
+        """DELETE /_mock/journal: ``{"cleared": n}``."""
+        return {"cleared": self._journal().clear()}
+
+    async def add_script(self, request: Request) -> Any:
+        """POST /_mock/scripts: put a script in force; 400 naming the bad field."""
+        body = await _json_object(request)
+        unknown = sorted(set(body) - {"match", "steps"})
+        if unknown:
+            raise ApiError(400, f"Unknown field {unknown[0]!r}.", param=unknown[0])
+        match = body.get("match", {})
+        if not isinstance(match, Mapping) or set(match) - {"nonce", "operation_id"}:
+            raise ApiError(400, "match must be an object with nonce and/or operation_id.", param="match")
+        nonce = match.get("nonce")
+        if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= MAX_FILTER_CHARS):
+            raise ApiError(400, f"match.nonce must be a string of 1 to {MAX_FILTER_CHARS} characters.",
+                           param="match.nonce")
+        operation_id = match.get("operation_id")
+        messages = False
+        if operation_id is not None:
+            operation_id = self.operation(operation_id, "match.operation_id")
+            messages = self.operations[operation_id].spec.get("x-mirrors") == "anthropic"
+        try:
+            steps = parse_steps(body.get("steps"), messages)
+            script = self.services.scripts.add(steps, nonce, operation_id)
+        except ScriptError as error:
+            raise ApiError(400, str(error), param=error.param, code="invalid_script") from None
+        return script.as_dict()
+
+    async def scripts(self, request: Request) -> Any:
+        """GET /_mock/scripts: ``{"scripts": [...]}`` in force, oldest first."""
+        return {"scripts": [script.as_dict() for script in self.services.scripts.scripts]}
+
+    async def clear_scripts(self, request: Request) -> Any:
+        """DELETE /_mock/scripts: ``{"deleted": n}``."""
+        return {"deleted": self.services.scripts.clear()}
+
+    async def delete_script(self, request: Request) -> Any:
+        """DELETE /_mock/scripts/{id}: ``{"deleted": 1}``, or 404 for a script not in force."""
+        script_id = request.path_params["script_id"]
+        if not self.services.scripts.remove(script_id):
+            raise ApiError(404, f"No script {script_id!r} is in force.", param="id", code="unknown_script")
+        return {"deleted": 1}
+
+    def operation(self, value: Any, param: str) -> str:
+        """``value`` if it is an operationId of the specs. Raises ApiError 400 naming ``param`` otherwise."""
+        if not isinstance(value, str) or value not in self.operations:
+            raise ApiError(400, f"Unknown operationId {value!r}.", param=param, code="unknown_operation")
+        return value
 
     def configured_key(self, value: Any) -> str:
         """``value`` if it is one of the mock's API keys. Raises ApiError 400 (param api_key) otherwise."""
@@ -142,6 +250,13 @@ class Control:
             raise ApiError(400, "api_key must be one of the mock's configured API keys.", param="api_key",
                            code="unknown_api_key")
         return value
+
+
+def _count(text: str, param: str, low: int, high: int) -> int:
+    """A query parameter as an integer from ``low`` to ``high``. Raises ApiError 400 naming ``param``."""
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ApiError(400, f"{param} must be an integer from {low} to {high}.", param=param)
+    return int(text)
 
 
 def _record(record: UsageRecord) -> dict[str, Any]:
@@ -178,4 +293,11 @@ def routes(services: Services) -> list[Route]:
         Route(f"{PREFIX}/faults", control.endpoint(control.get_faults), methods=["GET"]),
         Route(f"{PREFIX}/faults", control.endpoint(control.put_faults), methods=["PUT"]),
         Route(f"{PREFIX}/ledger", control.endpoint(control.ledger), methods=["GET"]),
+        Route(f"{PREFIX}/journal", control.endpoint(control.journal), methods=["GET"]),
+        Route(f"{PREFIX}/journal", control.endpoint(control.clear_journal), methods=["DELETE"]),
+        Route(PREFIX + "/journal/{entry_id}/response", control.endpoint(control.journal_response), methods=["GET"]),
+        Route(f"{PREFIX}/scripts", control.endpoint(control.add_script), methods=["POST"]),
+        Route(f"{PREFIX}/scripts", control.endpoint(control.scripts), methods=["GET"]),
+        Route(f"{PREFIX}/scripts", control.endpoint(control.clear_scripts), methods=["DELETE"]),
+        Route(PREFIX + "/scripts/{script_id}", control.endpoint(control.delete_script), methods=["DELETE"]),
     ]

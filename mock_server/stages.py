@@ -33,7 +33,8 @@ StageFactory = Callable[[Operation, Services], Stage | None]
 
 def build(operation: Operation, services: Services) -> Sequence[Stage]:
     """The stages of ``operation``, in order; a factory returns None when its concern does not apply."""
-    from mock_server import access, faults, latency_stage, limits
+    from mock_server import access, faults, latency_stage, limits, scripted
 
-    factories: Sequence[StageFactory] = (access.build, faults.build, limits.build, latency_stage.build)
+    factories: Sequence[StageFactory] = (access.build, scripted.build, faults.build, limits.build,
+                                      latency_stage.build)
     return [stage for factory in factories if (stage := factory(operation, services)) is not None]
