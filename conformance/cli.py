@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             target = _target(args, url)
             report_dir = _report_dir(args.reports, target.name)
             plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
-            code = pytest.main(_pytest_args(args, report_dir), plugins=[plugin])
+            code = pytest.main(_pytest_args(args, report_dir, target), plugins=[plugin])
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
@@ -120,17 +120,25 @@ def run(args: argparse.Namespace) -> int:
     return 1 if plugin.regressions else 0
 
 
-def _phase_modules(phases: str) -> list[str]:
-    """The suite modules of the named phases; raises TargetFileError for an unknown phase."""
+def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[str]:
+    """The suite modules of the named phases; raises TargetFileError for an unknown phase, or for the
+    upstream phase asked for by name when the target has no ``upstream`` section (without one, the
+    default phases leave it out: it needs the gateway's upstream mock)."""
     wanted = {phase.strip() for phase in phases.split(",") if phase.strip()}
     unknown = wanted - set(PHASES)
     if unknown or not wanted:
         raise TargetFileError(f"--phases takes {', '.join(PHASES)}; got {phases!r}")
+    if "upstream" in wanted and target.upstream is None:
+        if explicit:
+            raise TargetFileError("the upstream phase needs a target file with an upstream section "
+                                  "(the control URL and key of the mock the gateway uses as its upstream)")
+        wanted.discard("upstream")
     return sorted(str(path) for path in SUITE_DIR.glob("test_*.py") if phase_of_module(path.name) in wanted)
 
 
-def _pytest_args(args: argparse.Namespace, report_dir: Path) -> list[str]:
-    pytest_args = [*_phase_modules(args.phases), "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
+def _pytest_args(args: argparse.Namespace, report_dir: Path, target: Target) -> list[str]:
+    modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+    pytest_args = [*modules, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                    "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",

@@ -27,13 +27,18 @@ class Evidence:
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     response_excerpt: str = ""
+    upstream: Any = None
+    """What reached the gateway's upstream (the upstream phase: journal entries, excerpted), if known."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for report.json."""
-        return {
+        shown = {
             "request": {"method": self.method, "url": self.url, "body": _excerpt_value(self.request_body)},
             "response": {"status": self.status, "headers": self.headers, "body_excerpt": self.response_excerpt},
         }
+        if self.upstream is not None:
+            shown["upstream"] = self.upstream
+        return shown
 
 
 def _excerpt_value(value: Any) -> Any:

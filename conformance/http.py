@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from conformance.failures import Evidence, TargetError, excerpt
 from conformance.target import Target
@@ -60,6 +61,33 @@ class Exchange:
         keep = ("content-type", "retry-after", "x-request-id")
         headers = {k: v for k, v in self.headers.items() if k in keep or k.startswith("x-ratelimit")}
         return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body))
+
+
+@dataclass(frozen=True)
+class TimedEvent:
+    """One server-sent event as it arrived: ``t_s`` s after the request was sent, its ``event`` name
+    (``message`` when the stream names none) and ``data``."""
+
+    t_s: float
+    event: str
+    data: str
+
+
+@dataclass(frozen=True)
+class TimedStream:
+    """A streamed answer read event by event (httpx-sse): the :class:`Exchange` (its body rebuilt from
+    the events), each event with its arrival time, and ``broken``: why the stream ended abnormally
+    (the connection dropped mid-body), or None when it ended cleanly."""
+
+    exchange: Exchange
+    events: tuple[TimedEvent, ...]
+    broken: str | None
+    elapsed_s: float
+
+    @property
+    def data(self) -> list[str]:
+        """The events' ``data`` payloads, in order."""
+        return [event.data for event in self.events]
 
 
 #: Most times one request is re-sent after a 429 whose Retry-After the target's patience allows.
@@ -119,6 +147,40 @@ class TargetClient:
                 return exchange
             time.sleep(wait)
         return exchange
+
+    def stream(self, method: str, path: str, *, json_body: Any, headers: Mapping[str, str] | None = None,
+               auth: str | None = "bearer", max_events: int = 10_000) -> TimedStream:
+        """Send one request whose answer is an SSE stream and read it event by event, recording when each
+        arrives (a stream buffered and sent in one piece shows as events arriving together). A non-SSE
+        answer is read whole. At most ``max_events`` events are read. Raises :class:`TargetError` when the
+        target does not answer at all; a connection dropped mid-stream is ``broken``, not an error.
+        """
+        sent = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
+        url = str(self._client.base_url.join(path))
+        began = time.monotonic()
+        events: list[TimedEvent] = []
+        broken = None
+        try:
+            with self._client.stream(method, path, json=json_body, headers=sent) as response:
+                status, answer_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
+                if "text/event-stream" not in answer_headers.get("content-type", ""):
+                    body = response.read()
+                    exchange = Exchange(method, str(response.request.url), json_body, status, answer_headers, body)
+                    return TimedStream(exchange, (), None, time.monotonic() - began)
+                try:
+                    for event in EventSource(response).iter_sse():
+                        events.append(TimedEvent(time.monotonic() - began, event.event, event.data))
+                        if len(events) >= max_events:
+                            break
+                except httpx.HTTPError as exc:  # dropped mid-body: a verdict for the checks, not a crash
+                    broken = f"{type(exc).__name__}: {exc}"
+        except httpx.HTTPError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TargetError("target_reachable", "an HTTP answer", reason, Evidence(method, url, json_body)) from exc
+        body = "".join((f"event: {e.event}\n" if e.event != "message" else "") + f"data: {e.data}\n\n"
+                       for e in events).encode()
+        exchange = Exchange(method, url, json_body, status, answer_headers, body)
+        return TimedStream(exchange, tuple(events), broken, time.monotonic() - began)
 
     def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
               files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:

@@ -25,13 +25,16 @@ from conformance.http import TargetClient
 from conformance.target import Target
 
 #: The suite's phases, in the order they run.
-PHASES = ("golden", "behavioural", "property")
+PHASES = ("golden", "behavioural", "upstream", "property")
 
 
 def phase_of_module(module: str) -> str:
-    """The phase of a suite module (file name or path): test_golden, test_properties, else behavioural."""
+    """The phase of a suite module (file name or path): test_golden, test_upstream, test_properties,
+    else behavioural."""
     if module.endswith("test_golden.py"):
         return "golden"
+    if module.endswith("test_upstream.py"):
+        return "upstream"
     return "property" if module.endswith("test_properties.py") else "behavioural"
 
 
@@ -129,8 +132,11 @@ class ConformancePlugin:
             else:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
+        upstream = next((value for key, value in rep.user_properties if key == "upstream" and isinstance(value, dict)),
+                        None)
         return report.Row(id=row_id, check=name, api=_api(item)[0] or "all", capability=capability, source=source,
-                          outcome=outcome, duration_s=round(rep.duration, 4), failure=failure, phase=phase_of(item))
+                          outcome=outcome, duration_s=round(rep.duration, 4), failure=failure, phase=phase_of(item),
+                          upstream=upstream)
 
     @property
     def regressions(self) -> list[report.Row]:

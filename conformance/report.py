@@ -5,10 +5,14 @@ report.json shape::
     {"target": {"name", "base_url", "apis"}, "started", "finished" (ISO 8601 UTC), "duration_s",
      "summary": {"passed", "failed", "known_failures", "skipped", "not_claimed", "total"},
      "capabilities": {api: {capability: "pass" | "fail" | "known failure" | "skip" | "not claimed"}},
-     "checks": [{"id", "check", "api", "capability", "source", "outcome", "duration_s", "failure"}]}
+     "checks": [{"id", "check", "api", "capability", "source", "outcome", "duration_s", "failure", "phase",
+                 "upstream"}]}
 
 ``outcome`` is passed, failed, known_failure (failed but in the baseline), skipped or not_claimed;
-``failure`` is None or ``{"check", "expected", "received", "evidence": {"request", "response"}}``.
+``failure`` is None or ``{"check", "expected", "received", "evidence": {"request", "response"}}``
+(and ``"upstream"`` in the evidence of an upstream-phase check); ``upstream`` is None, or for an
+upstream-phase check what was sent against what reached the gateway's upstream
+(``conformance.upstream.Relay.view``), shown as the report's "Upstream view".
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Row:
     duration_s: float
     failure: dict[str, Any] | None = None
     phase: str = ""
+    upstream: dict[str, Any] | None = None
+    """Upstream-phase rows: what was sent against what reached the upstream (``Relay.view``)."""
 
 
 def phase_seconds(rows: Sequence[Row]) -> dict[str, float]:
@@ -144,7 +150,81 @@ def markdown(report: dict[str, Any]) -> str:
                 "```",
                 "",
             ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _upstream_markdown(report)) + "\n"
+
+
+#: Longest JSON excerpt of one body in the upstream view, in characters.
+UPSTREAM_VIEW_CHARS = 600
+
+
+def upstream_view(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The upstream phase's evidence, ``{capability: {scenario: {"relay": view, "checks": {check: outcome}}}}``:
+    per capability, what was sent to the gateway against what reached its upstream."""
+    view: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in report["checks"]:
+        relay = row.get("upstream")
+        if not relay:
+            continue
+        scenario = view.setdefault(row["capability"], {}).setdefault(relay["scenario"], {"relay": relay, "checks": {}})
+        scenario["relay"] = relay  # the last view of a scenario carries every check's figures
+        scenario["checks"][row["check"]] = row["outcome"]
+    return view
+
+
+def _json_excerpt(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= UPSTREAM_VIEW_CHARS else text[:UPSTREAM_VIEW_CHARS] + "..."
+
+
+def _upstream_markdown(report: dict[str, Any]) -> list[str]:
+    view = upstream_view(report)
+    if not view:
+        return []
+    lines = ["", "## Upstream view", "",
+             "What the suite sent the gateway against what reached the gateway's upstream (the mock's journal).", ""]
+    for capability, scenarios in sorted(view.items()):
+        lines += [f"### {capability}", ""]
+        for name, seen in scenarios.items():
+            relay = seen["relay"]
+            verdicts = ", ".join(f"{check} {_MD[outcome]}" for check, outcome in seen["checks"].items())
+            lines += [f"#### {name} (nonce `{relay['nonce']}`): {verdicts}", "",
+                      f"- sent: `{_json_excerpt(relay['sent'])}`"]
+            if relay["scripted"]:
+                lines.append(f"- upstream scripted: `{_json_excerpt(relay['scripted'])}`")
+            for entry in relay["arrived"] or [{"operation_id": None}]:
+                if entry["operation_id"] is None:
+                    lines.append("- arrived upstream: nothing")
+                    continue
+                lines.append(f"- arrived upstream: {entry['operation_id']} -> {entry['status']}: "
+                             f"`{_json_excerpt(entry['body'])}`")
+            lines.append(f"- gateway answered: {relay['client_status']}")
+            measured = {k: v for k, v in relay["measured"].items() if k not in ("protocol", "must_arrive")}
+            if measured:
+                lines.append(f"- measured: {', '.join(f'{k} {v}' for k, v in measured.items())}")
+            lines.append("")
+    return lines
+
+
+def _upstream_html(report: dict[str, Any]) -> list[str]:
+    e = html.escape
+    view = upstream_view(report)
+    if not view:
+        return []
+    parts = ["<h2>Upstream view</h2><p>What the suite sent the gateway against what reached the gateway's "
+             "upstream (the mock's journal).</p>"]
+    for capability, scenarios in sorted(view.items()):
+        parts.append(f"<h3>{e(capability)}</h3>")
+        for name, seen in scenarios.items():
+            relay = seen["relay"]
+            verdicts = ", ".join(f"<span class='{_css(o)}'>{e(c)} {e(o)}</span>" for c, o in seen["checks"].items())
+            arrived = "".join(f"<li>{e(str(a['operation_id']))} &rarr; {e(str(a['status']))}: "
+                              f"<code>{e(_json_excerpt(a['body']))}</code>" for a in relay["arrived"]) or "<li>nothing"
+            measured = {k: v for k, v in relay["measured"].items() if k not in ("protocol", "must_arrive")}
+            parts.append(f"<details><summary>{e(name)}: {verdicts}</summary><ul><li>sent: "
+                         f"<code>{e(_json_excerpt(relay['sent']))}</code><li>scripted: "
+                         f"<code>{e(_json_excerpt(relay['scripted']))}</code>{arrived}<li>gateway answered "
+                         f"{e(str(relay['client_status']))}<li>measured: {e(_json_excerpt(measured))}</ul></details>")
+    return parts
 
 
 _STYLE = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
@@ -182,7 +262,7 @@ def page(report: dict[str, Any]) -> str:
                          f"<br>received {e(str(failure['received']))}<br>request <code>{e(str(request.get('method')))} "
                          f"{e(str(request.get('url')))}</code>, response status {e(str(response.get('status')))}</p>"
                          f"<pre>{e(str(response.get('body_excerpt', '')))}</pre>")
-    return "".join(parts) + "\n"
+    return "".join(parts + _upstream_html(report)) + "\n"
 
 
 def compare(reports: Iterable[dict[str, Any]]) -> str:

@@ -16,6 +16,15 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     request_interval_s: 0.2              # pacing between requests (default 0)
     max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
     timeout_s: 60                        # an answer slower than this is a failed check (target_reachable)
+    upstream:                            # optional: the mock the gateway talks to (its upstream provider)
+      control_url: http://127.0.0.1:9100 # that mock's root URL (`mock-server serve` with control enabled)
+      control_key_env: MOCK_CONTROL_KEY  # or control_key: ...; the mock's control.key
+      models: {acme-chat: gpt-4o-mini}   # gateway model id -> the upstream id it routes to (default: same)
+      max_first_byte_overhead_ms: 1000   # most time the gateway may add before a stream's first event
+
+With ``upstream`` the suite's upstream phase runs (``conformance/suite/test_upstream.py``): it marks
+each request with a nonce in its prompt, scripts the upstream's behaviour, and reads the upstream's
+request journal to judge how the gateway translated.
 
 The file is validated against :data:`TARGET_FILE_SCHEMA`; an error names the bad key.
 """
@@ -76,8 +85,37 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "request_interval_s": {"type": "number", "minimum": 0},
         "max_retry_wait_s": {"type": "number", "minimum": 0},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        "upstream": {
+            "type": "object", "additionalProperties": False, "required": ["control_url"],
+            "properties": {
+                "control_url": {"type": "string", "pattern": "^https?://"},
+                "control_key": {"type": "string", "minLength": 1},
+                "control_key_env": {"type": "string", "minLength": 1},
+                "models": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+                "max_first_byte_overhead_ms": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
     },
 }
+
+#: Most time a gateway may add before a stream's first event, in ms, when the target file sets none.
+DEFAULT_FIRST_BYTE_OVERHEAD_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The mock a gateway under test uses as its upstream provider: its root ``control_url`` and
+    ``control_key`` (the control API's, ``mock_server/control.py``), how the gateway renames models
+    (``models``: gateway id -> upstream id), and the most ms it may add before a stream's first event."""
+
+    control_url: str
+    control_key: str
+    models: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    max_first_byte_overhead_ms: float = DEFAULT_FIRST_BYTE_OVERHEAD_MS
+
+    def upstream_model(self, model: str) -> str:
+        """The upstream model id a gateway model id routes to."""
+        return self.models.get(model, model)
 
 
 class TargetFileError(ValueError):
@@ -105,6 +143,8 @@ class Target:
     empty_api_key: str | None = None
     fault_header: str | None = None
     timeout_s: float = 60.0
+    upstream: Upstream | None = None
+    """The gateway's upstream mock, for the upstream phase; None skips that phase."""
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
@@ -158,7 +198,20 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         empty_api_key=_key(data, "empty_api_key"),
         fault_header=data.get("fault_header"),
         timeout_s=float(data.get("timeout_s", 60.0)),
+        upstream=_upstream(path, data.get("upstream")),
     )
+
+
+def _upstream(path: Path, data: Mapping[str, Any] | None) -> Upstream | None:
+    """The ``upstream`` section as an :class:`Upstream`. Raises TargetFileError without a control key."""
+    if data is None:
+        return None
+    key = _key(data, "control_key")
+    if not key:
+        raise TargetFileError(f"{path}: upstream: no control key: set control_key, or control_key_env to a "
+                              "variable that is set")
+    return Upstream(root_url(data["control_url"]), key, MappingProxyType(dict(data.get("models", {}))),
+                    float(data.get("max_first_byte_overhead_ms", DEFAULT_FIRST_BYTE_OVERHEAD_MS)))
 
 
 def _key(data: Mapping[str, Any], name: str) -> str | None:

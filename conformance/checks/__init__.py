@@ -49,6 +49,7 @@ def get(name: str) -> Check:
     return REGISTRY[name]
 
 
-from conformance.checks import contract, credits, errors, media, sdk, streaming  # noqa: E402  (registers by import)
+from conformance.checks import contract, credits, errors, media, sdk, streaming, upstream  # noqa: E402  (registers)
 
-__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming"]
+__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming",
+           "upstream"]
