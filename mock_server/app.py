@@ -203,9 +203,8 @@ class OperationEndpoint:
             except ApiError as error:
                 response = error.response(self.style)
             if journal is not None:  # before the uploads close: the journal keeps their digests
-                entry = journal.open(request.scope, self.operation.operation_id, body.data, clock)
-                entry.script = call.state.get("script") if call is not None else None
-                response = journal.close(entry, response, body.files)
+                response = journal.record(request.scope, self.operation.operation_id, body, clock, response,
+                                          call.state.get("script") if call is not None else None)
             return response
         finally:
             if body.files:  # an upload over 1 MiB is a temporary file: close it

@@ -39,6 +39,8 @@ class Body(NamedTuple):
 
     data: Any
     files: Mapping[str, list[UploadFile]] = NO_FILES
+    raw: bytes | None = None
+    """The bytes of a JSON body as received (the request journal keeps them: one object, not a tree)."""
 
 
 #: The body of an operation that takes none.
@@ -66,7 +68,8 @@ class BodyReader:
         if self.multipart and (not self.json or _media_type(request) == "multipart/form-data"):
             self._check_declared(request)
             return await self._multipart(request)
-        return Body(_parse_json(await self._bytes(request)))
+        raw = await self._bytes(request)
+        return Body(_parse_json(raw), NO_FILES, raw)
 
     def _check_declared(self, request: Request) -> None:
         """Raises ApiError 413 when the Content-Length header already says the body is over the limit."""

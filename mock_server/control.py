@@ -192,7 +192,7 @@ class Control:
         if entry is None or entry.response_body is None:
             raise ApiError(404, f"Journal entry {entry_id} is gone or its answer body was not kept.", param="id",
                            code="not_kept")
-        return Response(entry.response_body, media_type=entry.response_type or "application/octet-stream")
+        return Response(entry.response_body, media_type=entry.content_type or "application/octet-stream")
 
     async def clear_journal(self, request: Request) -> Any:
         """DELETE /_mock/journal: ``{"cleared": n}``."""

@@ -22,13 +22,14 @@ import hashlib
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from mock_server import jsoncodec
+from mock_server.body import Body
 from mock_server.sim.scripts import strings
 
 #: Request headers whose values the journal never shows (credentials).
@@ -45,33 +46,78 @@ EVENT_TEXT_CHARS = 4000
 
 
 class JournalEntry:
-    """One request and its answer. Times: ``time`` s since the epoch when the pipeline took the
-    request; ``started_ms`` (the answer's start) and each stream event's ``t_ms`` in ms after it."""
+    """One request and its answer, kept as flat values (strings, bytes, tuples: objects the garbage
+    collector need not walk, so a full ring costs the other requests nothing); bodies are parsed when
+    the journal is read. Times: ``time`` s since the epoch when the pipeline took the request;
+    ``started_ms`` (the answer's start) and each stream event's ``t_ms`` in ms after it."""
 
-    __slots__ = ("_clock", "body", "complete", "events", "headers", "id", "method", "operation_id", "path",
-                 "query", "response_body", "response_digest", "response_type", "script", "started_ms", "status",
-                 "time", "uploads")
+    __slots__ = (
+        "_clock",
+        "_data",
+        "_raw",
+        "_started",
+        "complete",
+        "content_type",
+        "dropped",
+        "events",
+        "headers",
+        "id",
+        "method",
+        "operation_id",
+        "path",
+        "query",
+        "response_body",
+        "script",
+        "status",
+        "uploads",
+    )
 
-    def __init__(self, entry_id: int, scope: Mapping[str, Any], operation_id: str, body: Any,
-                 clock: float, received: float) -> None:
+    def __init__(self, entry_id: int, scope: Mapping[str, Any], operation_id: str, body: Body, clock: float,
+                 response: Response) -> None:
         self.id = entry_id
-        self.time = received
         self._clock = clock
+        self._started = time.monotonic()
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query: bytes = scope.get("query_string", b"")
-        self.headers: Sequence[tuple[bytes, bytes]] = scope["headers"]
+        self.headers: tuple[tuple[bytes, bytes], ...] = tuple(scope["headers"])
         self.operation_id = operation_id
-        self.body = body
-        self.uploads: dict[str, list[dict[str, Any]]] | None = None
-        self.status = 0
-        self.response_type = ""
+        self._raw = body.raw
+        self._data = body.data if body.raw is None else None
+        self.status: int = response.status_code
+        self.content_type = ""
+        for key, value in response.raw_headers:
+            if key == b"content-type":
+                self.content_type = value.decode("latin-1")
+                break
         self.response_body: bytes | None = None
-        self.response_digest: tuple[int, str] | None = None
-        self.started_ms = 0.0
+        """The answer's body while it is kept (never a stream's: its events are)."""
+        self.dropped: tuple[int, str] | None = None
+        """(bytes, sha256) of an answer whose body is no longer kept."""
         self.events: list[tuple[float, bytes]] | None = None
         self.complete = True
+        self.uploads: dict[str, list[dict[str, Any]]] | None = None
         self.script: str | None = None
+
+    @property
+    def body(self) -> Any:
+        """The request body, parsed (None when it was refused before it was read)."""
+        if self._raw is None:
+            return self._data
+        try:
+            return jsoncodec.loads(self._raw)
+        except ValueError:
+            return self._raw.decode("utf-8", "replace")[:EVENT_TEXT_CHARS]
+
+    @property
+    def time(self) -> float:
+        """When the pipeline took the request, in s since the epoch."""
+        return time.time() - (time.monotonic() - self._clock)
+
+    @property
+    def started_ms(self) -> float:
+        """When the answer was ready to send, in ms after the request was taken."""
+        return (self._started - self._clock) * 1000.0
 
     def header(self, name: str) -> str | None:
         """The first value of request header ``name`` (lower case), or None."""
@@ -91,26 +137,24 @@ class JournalEntry:
 
     def mentions(self, nonce: str) -> bool:
         """Whether ``nonce`` occurs in any string of the request body (or its query string)."""
-        if nonce.encode() in self.query:
+        wanted = nonce.encode()
+        if wanted in self.query or (self._raw is not None and wanted in self._raw):
             return True
+        if self._raw is not None and b"\\u" not in self._raw:
+            return False  # no escapes: the bytes said it all
         return any(nonce in text for text in strings(self.body))
-
-    def elapsed_ms(self) -> float:
-        """ms since the pipeline took the request (on the monotonic clock)."""
-        return (time.monotonic() - self._clock) * 1000.0
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as the control API shows it (secrets redacted, bodies as JSON where they are)."""
-        response: dict[str, Any] = {"status": self.status, "content_type": self.response_type,
+        content_type = self.content_type
+        response: dict[str, Any] = {"status": self.status, "content_type": content_type,
                                     "started_ms": round(self.started_ms, 3)}
-        if self.response_body is not None:
-            response["bytes"] = len(self.response_body)
-            response["sha256"] = hashlib.sha256(self.response_body).hexdigest()
-            response["body"] = _shown(self.response_body, self.response_type)
-            response["body_kept"] = True
-        elif self.response_digest is not None:
-            response["bytes"], response["sha256"] = self.response_digest
-            response["body_kept"] = False
+        body = self.response_body
+        if body is not None:
+            response.update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest(), body=_shown(body, content_type),
+                            body_kept=True)
+        elif self.dropped is not None:
+            response.update(bytes=self.dropped[0], sha256=self.dropped[1], body_kept=False)
         if self.events is not None:
             response["events"] = [{"t_ms": round(t_ms, 3), "data": data.decode("utf-8", "replace")[:EVENT_TEXT_CHARS]}
                                   for t_ms, data in self.events]
@@ -135,46 +179,44 @@ class Journal:
         self.body_bytes = body_bytes
         self.entries: deque[JournalEntry] = deque(maxlen=size)
         self._ids = itertools.count(1)
-        self._kept = 0  # bytes of the answer bodies held, oldest first in _holders (a ring entry, or one
-        self._holders: deque[JournalEntry] = deque()  # pushed out of it: freed when the budget needs room)
+        self._kept = 0  # bytes of the answer bodies held by ring entries, which _holders lists oldest first
+        self._holders: deque[JournalEntry] = deque()
 
-    def open(self, scope: Mapping[str, Any], operation_id: str, body: Any, clock: float) -> JournalEntry:
-        """A new entry for a request taken at ``clock`` (``time.monotonic()``), appended to the ring."""
-        entry = JournalEntry(next(self._ids), scope, operation_id, body, clock,
-                             time.time() - (time.monotonic() - clock))
+    def record(self, scope: Mapping[str, Any], operation_id: str, body: Body, clock: float, response: Response,
+               script: str | None = None) -> Response:
+        """Append an entry for a request taken at ``clock`` (``time.monotonic()``) and answered ``response``;
+        returns the response to send (a stream is wrapped so that each event's send time is recorded).
+        ``body``'s uploads are digested now (before the pipeline closes them); ``script`` is the
+        scripted step that answered, if any."""
+        entry = JournalEntry(next(self._ids), scope, operation_id, body, clock, response)
+        entry.script = script
+        if len(self.entries) == self.size:  # the oldest leaves the ring: free its body too
+            oldest = self.entries.popleft()
+            if oldest.response_body is not None:
+                self._holders.popleft()  # holders are in ring order, so the oldest holder is it
+                self._kept -= len(oldest.response_body)
         self.entries.append(entry)
-        return entry
-
-    def close(self, entry: JournalEntry, response: Response,
-              uploads: Mapping[str, Sequence[UploadFile]] | None = None) -> Response:
-        """Record ``response`` in ``entry``; returns the response to send (a stream is wrapped so that each
-        event's send time is recorded)."""
-        entry.status = response.status_code
-        entry.started_ms = entry.elapsed_ms()
-        entry.response_type = response.headers.get("content-type", "")
-        if uploads:
-            entry.uploads = {name: [_upload_digest(upload) for upload in items] for name, items in uploads.items()}
+        if body.files:
+            entry.uploads = {name: [_upload_digest(upload) for upload in items] for name, items in body.files.items()}
         if isinstance(response, StreamingResponse):
             entry.events = []
             entry.complete = False
             response.body_iterator = self._recorded(entry, response.body_iterator)
-        else:
-            self._keep(entry, bytes(getattr(response, "body", b"")))
-        return response
-
-    def _keep(self, entry: JournalEntry, body: bytes) -> None:
-        if len(body) > self.body_bytes:
-            entry.response_digest = (len(body), hashlib.sha256(body).hexdigest())
-            return
-        entry.response_body = body
-        self._kept += len(body)
+            return response
+        answer = getattr(response, "body", b"")
+        if len(answer) > self.body_bytes:
+            entry.dropped = (len(answer), hashlib.sha256(answer).hexdigest())
+            return response
+        entry.response_body = bytes(answer)
+        self._kept += len(answer)
         self._holders.append(entry)
         while self._kept > self.body_bytes and self._holders:
             oldest = self._holders.popleft()
-            if oldest.response_body is not None:
-                self._kept -= len(oldest.response_body)
-                oldest.response_digest = (len(oldest.response_body), hashlib.sha256(oldest.response_body).hexdigest())
-                oldest.response_body = None
+            kept = oldest.response_body or b""
+            self._kept -= len(kept)
+            oldest.dropped = (len(kept), hashlib.sha256(kept).hexdigest())
+            oldest.response_body = None
+        return response
 
     async def _recorded(self, entry: JournalEntry, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
         events = entry.events if entry.events is not None else []
@@ -183,7 +225,7 @@ class Journal:
                 yield chunk
                 data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
                 if len(events) < 100_000:
-                    events.append((entry.elapsed_ms(), data))
+                    events.append(((time.monotonic() - entry._clock) * 1000.0, data))
             entry.complete = True
         finally:
             close = getattr(chunks, "aclose", None)
