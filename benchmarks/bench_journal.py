@@ -30,6 +30,7 @@ from benchmarks.common import (
     write_config,
     wrk,
 )
+from mock_server.journal import DEFAULT_SIZE
 
 #: The goal: requests/s with the journal on over requests/s with it off.
 MIN_RATIO = 0.95
@@ -37,13 +38,15 @@ CONNECTIONS = (64, 256)
 PATH = "/v1/chat/completions"
 
 
-def run(duration_s: float, rounds: int, connections: tuple[int, ...], size: int = DEFAULT_SIZE) -> list[dict[str, object]]:
+def run(duration_s: float, rounds: int, connections: tuple[int, ...],
+        size: int = DEFAULT_SIZE) -> list[dict[str, object]]:
     """Measure each connection count with a journal of ``size`` entries; print a table; return its rows."""
     rows: list[dict[str, object]] = []
     control = {"enabled": True, "key": "bench-control"}
     with tempfile.TemporaryDirectory() as tmp:
         off = write_config(Path(tmp), "journal-off", base_config(control=control, journal={"enabled": False}))
-        on = write_config(Path(tmp), "journal-on", base_config(control=control, journal={"enabled": True, "size": size}))
+        journal = {"enabled": True, "size": size}
+        on = write_config(Path(tmp), "journal-on", base_config(control=control, journal=journal))
         off_port, on_port = free_port(), free_port()
         with serve(mock_argv(off, off_port), off_port) as without, serve(mock_argv(on, on_port), on_port) as with_:
             for conns in connections:
