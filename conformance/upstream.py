@@ -34,6 +34,13 @@ def new_nonce() -> str:
     return "cnf-" + secrets.token_hex(8)
 
 
+def correlation_headers(nonce: str) -> dict[str, str]:
+    """``X-Request-Id: <nonce>`` and a W3C ``traceparent`` whose trace id carries the nonce's hex: a second
+    correlation where a gateway forwards them (none need to)."""
+    trace = nonce.removeprefix("cnf-").rjust(32, "0")
+    return {"X-Request-Id": nonce, "traceparent": f"00-{trace}-{trace[:16]}-01"}
+
+
 class UpstreamError(TargetError):
     """The upstream mock's control API did not answer as it should (the set-up, not the gateway, is wrong)."""
 
@@ -74,13 +81,14 @@ class UpstreamControl:
         with contextlib.suppress(httpx.HTTPError):
             self._client.delete(f"/_mock/scripts/{script_id}")
 
-    def journal(self, nonce: str, *, patience_s: float = JOURNAL_PATIENCE_S) -> list[dict[str, Any]]:
-        """The journal entries of requests carrying ``nonce``, oldest first; waits up to ``patience_s``
-        for the first one (a gateway may still be forwarding)."""
+    def journal(self, nonce: str, *, by: str = "nonce", patience_s: float = JOURNAL_PATIENCE_S) -> list[dict[str, Any]]:
+        """The journal entries of requests carrying ``nonce`` in their body (``by="nonce"``) or as their
+        ``X-Request-Id`` (``by="request_id"``), oldest first; waits up to ``patience_s`` for the first
+        one (a gateway may still be forwarding)."""
         deadline = time.monotonic() + patience_s
         while True:
             entries: list[dict[str, Any]] = self._call("GET", "/_mock/journal",
-                                                       params={"nonce": nonce, "limit": 100})["entries"]
+                                                       params={by: nonce, "limit": 100})["entries"]
             if entries or time.monotonic() >= deadline:
                 return entries
             time.sleep(0.1)

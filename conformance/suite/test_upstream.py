@@ -22,7 +22,7 @@ from conformance.failures import TargetError
 from conformance.http import TargetClient
 from conformance.media import png, wav_tone
 from conformance.target import Target
-from conformance.upstream import Relay, UpstreamControl, new_nonce
+from conformance.upstream import Relay, UpstreamControl, correlation_headers, new_nonce
 from spec import Operation, find_operation
 
 CHAT = find_operation("openai_gateway", "createChatCompletion")
@@ -187,19 +187,22 @@ def run_scenario(name: str, client: TargetClient, target: Target, control: Upstr
     relay = Relay(name, nonce, body, target.upstream, steps=scenario.steps,
                   measured={"protocol": scenario.protocol, **scenario.measured})
     script = control.script(nonce, scenario.steps, scenario.script_operation) if scenario.steps else None
+    headers = correlation_headers(nonce)
     try:
         if scenario.stream:
-            relay.stream = client.stream("POST", scenario.operation.path, json_body=body, auth=scenario.auth)
+            relay.stream = client.stream("POST", scenario.operation.path, json_body=body, auth=scenario.auth,
+                                         headers=headers)
             relay.answer = relay.stream.exchange
         else:
             relay.answer = client.request("POST", scenario.operation.path, json_body=body, auth=scenario.auth,
-                                          honour_429=False)
+                                          headers=headers, honour_429=False)
     except TargetError as error:
         relay.failure = error.received
     finally:
         if script is not None:
             control.drop_script(script)
-    relay.arrived = control.journal(nonce)
+    relay.arrived = control.journal(nonce) or control.journal(nonce, by="request_id", patience_s=0)
+    relay.measured["request_id_forwarded"] = any(entry.get("request_id") == nonce for entry in relay.arrived)
     return relay
 
 
