@@ -31,6 +31,8 @@ class Decoded:
     height: int = 0
     duration_s: float = 0.0
     codec: str = ""
+    decoded_s: float = 0.0
+    """Where the last decoded frame starts, in s: what the bytes really hold, whatever a header claims."""
 
 
 def wav_tone(seconds: float, rate: int = 16_000) -> bytes:
@@ -110,6 +112,6 @@ def audio_video(content: bytes) -> Decoded:
                     end = max(end, float(frame.pts * frame.time_base))
             duration = container.duration / av.time_base if container.duration else end
             return Decoded(container.format.name, video.width if video else 0, video.height if video else 0,
-                           float(duration), stream.codec_context.name)
+                           float(duration), stream.codec_context.name, end)
     except av.error.FFmpegError as exc:
         raise MediaError(f"bytes no audio/video decoder accepts ({exc})") from exc

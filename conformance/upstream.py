@@ -81,6 +81,20 @@ class UpstreamControl:
         with contextlib.suppress(httpx.HTTPError):
             self._client.delete(f"/_mock/scripts/{script_id}")
 
+    def response_body(self, entry_id: int) -> bytes:
+        """The raw answer body of journal entry ``entry_id`` (while the upstream keeps it), else b""."""
+        try:
+            answer = self._client.get(f"/_mock/journal/{entry_id}/response")
+        except httpx.HTTPError:
+            return b""
+        return answer.content if answer.status_code == 200 else b""
+
+    def journal_of(self, operation_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` journal entries of one operation, oldest first."""
+        entries: list[dict[str, Any]] = self._call("GET", "/_mock/journal",
+                                                   params={"operation_id": operation_id, "limit": limit})["entries"]
+        return entries
+
     def journal(self, nonce: str, *, by: str = "nonce", patience_s: float = JOURNAL_PATIENCE_S) -> list[dict[str, Any]]:
         """The journal entries of requests carrying ``nonce`` in their body (``by="nonce"``) or as their
         ``X-Request-Id`` (``by="request_id"``), oldest first; waits up to ``patience_s`` for the first
@@ -114,6 +128,8 @@ class Relay:
     arrived: list[dict[str, Any]] = field(default_factory=list)
     steps: Sequence[Mapping[str, Any]] = ()
     measured: dict[str, Any] = field(default_factory=dict)
+    upstream_bodies: dict[int, bytes] = field(default_factory=dict)
+    """Raw answer bodies of upstream journal entries by id (binary media), and -1: media the client downloaded."""
 
     @property
     def bodies(self) -> list[Any]:
@@ -129,7 +145,7 @@ class Relay:
                          "status": entry.get("response", {}).get("status"), "script": entry.get("script"),
                          "body": _cut(entry.get("body"))} for entry in self.arrived],
             "client_status": self.answer.status if self.answer is not None else None,
-            "measured": dict(self.measured),
+            "measured": {k: v for k, v in self.measured.items() if not k.startswith("video_record")},
         }
 
     def evidence(self) -> Evidence:

@@ -92,6 +92,7 @@ BROKEN: dict[str, str] = {
     "changes_usage": "adds 7 to usage.prompt_tokens and usage.total_tokens of chat answers",
     "reencodes_image": "images/generations: re-encodes b64_json images at half width and height (PNG)",
     "breaks_rehosted_url": "rewrites hosted media URLs to /media/... but answers 404 there",
+    "truncates_audio": "audio answers (speech) lose their second half on the way (000 'returns an audio file')",
     "double_charges": "sends every credits-API POST upstream twice and returns the second answer (004 credits)",
 }
 
@@ -400,6 +401,8 @@ class _Gateway:
         media_type = headers.get("content-type", "application/octet-stream")
         passed = _passed_headers(headers)
         if "json" not in media_type.lower() and path not in JSON_PATHS:
+            if self.breaks == "truncates_audio" and media_type.startswith("audio/"):
+                content = content[: len(content) // 2]
             return Response(content, status_code=status, headers=passed, media_type=media_type)
         try:
             body = json.loads(content)

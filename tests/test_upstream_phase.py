@@ -26,9 +26,9 @@ from tests.gateway_under_test import BROKEN, CLIENT_KEY, gateway_app
 CONTROL_KEY = "ctl-upstream"
 #: The gateway's model ids for each capability the upstream phase uses (MODEL_MAP's keys).
 GATEWAY_MODELS = {"chat": "acme-chat", "video_input": "acme-vision", "messages": "acme-claude",
-                  "responses": "acme-vision", "image_generation": "acme-image"}
+                  "responses": "acme-vision", "image_generation": "acme-image", "speech": "acme-tts"}
 UPSTREAM_MODELS = {"acme-chat": "gpt-4o-mini", "acme-vision": "openai/gpt-5-mini",
-                   "acme-claude": "anthropic/claude-sonnet-4.6", "acme-image": "gpt-image-1"}
+                   "acme-claude": "anthropic/claude-sonnet-4.6", "acme-image": "gpt-image-1", "acme-tts": "tts-1"}
 
 _ERRORS = {"upstream_error_translated", "upstream_failure_not_200"}
 #: Broken variant -> (the check that must catch it, other checks it may also fail: the same rule seen
@@ -55,7 +55,9 @@ CAUGHT_BY: Mapping[str, tuple[str, frozenset[str]]] = {
     "buffers_stream": ("upstream_stream_not_buffered", frozenset({"upstream_first_byte_overhead"})),
     "changes_usage": ("upstream_usage_kept", frozenset()),
     "reencodes_image": ("upstream_media_intact", frozenset()),
-    "breaks_rehosted_url": ("upstream_media_url_downloads", frozenset()),
+    # images and videos are both re-hosted
+    "breaks_rehosted_url": ("upstream_media_url_downloads", frozenset({"upstream_video_delivered"})),
+    "truncates_audio": ("upstream_media_intact", frozenset()),
     "double_charges": ("upstream_single_charge", frozenset()),
 }
 
@@ -107,6 +109,8 @@ def test_correct_gateway_passes_every_upstream_check(upstream_url: str, tmp_path
     measured = {key: value for row in rows for key, value in row["upstream"]["measured"].items()}
     assert measured["upstream_attempts"] == 3  # the gateway retries a 503 twice, then succeeds
     assert measured["first_byte_overhead_ms"] < 1000
+    assert measured["client_video_s"] == pytest.approx(measured["upstream_video_s"], abs=0.2)  # 004: wan22, 5 s
+    assert measured["client_audio_s"] == pytest.approx(measured["upstream_audio_s"], abs=0.1)
     markdown = (tmp_path / "gateway-under-test" / "latest" / "report.md").read_text()
     assert "## Upstream view" in markdown and "first_byte_overhead_ms" in markdown
 

@@ -19,6 +19,7 @@ import httpx
 from conformance.checks import check
 from conformance.failures import CheckFailure
 from conformance.media import MediaError, from_base64
+from conformance.media import audio_video as decode_audio_video
 from conformance.media import image as decode_image
 from conformance.upstream import Relay, all_strings
 
@@ -408,11 +409,36 @@ def _image_size(name: str, relay: Relay, b64: Any, whose: str) -> tuple[int, int
     return decoded.width, decoded.height
 
 
-@check(capability="upstream.media", source="002 Images API (b64_json); 003 Tips (validate image size)")
+def _decoded(name: str, relay: Relay, content: bytes, whose: str) -> Any:
+    try:
+        return decode_audio_video(content)
+    except MediaError as exc:
+        raise _fail(name, relay, f"{whose} audio or video to decode", str(exc)) from None
+
+
+def _audio_intact(name: str, relay: Relay, answer: Any) -> None:
+    successes = [e for e in relay.arrived if int(e["id"]) in relay.upstream_bodies]
+    if not successes:
+        raise _fail(name, relay, "the upstream's audio to compare with", "the upstream kept no audio answer")
+    upstream = _decoded(name, relay, relay.upstream_bodies[int(successes[-1]["id"])], "the upstream's")
+    client = _decoded(name, relay, answer.body, "the client's")
+    relay.measured.update(client_audio_s=round(client.decoded_s, 3), upstream_audio_s=round(upstream.decoded_s, 3))
+    if client.format != upstream.format or abs(client.decoded_s - upstream.decoded_s) > max(
+            0.1, 0.05 * upstream.decoded_s):
+        raise _fail(name, relay, f"{upstream.format} audio decoding to {upstream.decoded_s:.2f} s",
+                    f"{client.format} audio decoding to {client.decoded_s:.2f} s")
+
+
+@check(capability="upstream.media", source="002 Images API (b64_json); 000 Text-to-Speech; 003 Tips (validate "
+                                           "image size)")
 def upstream_media_intact(relay: Relay, operation: Any) -> None:
-    """A generated image reaches the client decodable with the upstream's dimensions."""
+    """Generated media reaches the client decodable as the upstream made it: an image with the
+    upstream's dimensions, speech in its format with its duration (within 5%)."""
     name = "upstream_media_intact"
     answer = _answered(name, relay)
+    if answer.media_type.startswith("audio/"):
+        _audio_intact(name, relay, answer)
+        return
     upstream = _upstream_json(name, relay)
     body = answer.json()
     try:
@@ -448,6 +474,28 @@ def upstream_media_url_downloads(relay: Relay, operation: Any) -> None:
     wanted = str(relay.sent.get("size", "")).split("x")
     if [str(decoded.width), str(decoded.height)] != wanted:
         raise _fail(name, relay, f"a {relay.sent.get('size')} image", f"{decoded.width}x{decoded.height}")
+
+
+@check(capability="upstream.media", source="004 Video: Image-to-Video; Video Response (video_url, duration_seconds); "
+                                           "For AI Agents (poll usage records)")
+def upstream_video_delivered(relay: Relay, operation: Any) -> None:
+    """A video job made through the gateway completes when polled through it, and its ``video_url``
+    downloads through the gateway as a video of the duration the upstream made."""
+    name = "upstream_video_delivered"
+    _answered(name, relay)
+    record = relay.measured.get("video_record")
+    if not isinstance(record, Mapping) or record.get("status") != "completed":
+        status = record.get("status") if isinstance(record, Mapping) else record
+        raise _fail(name, relay, "the job to complete when polled through the gateway", f"last status {status!r}")
+    if relay.measured.get("video_status") != 200 or -1 not in relay.upstream_bodies:
+        raise _fail(name, relay, f"200 from video_url {record.get('video_url')}",
+                    str(relay.measured.get("video_status")))
+    video = _decoded(name, relay, relay.upstream_bodies[-1], "the client's")
+    upstream = relay.measured.get("upstream_video_record") or {}
+    wanted = upstream.get("duration_seconds") if isinstance(upstream, Mapping) else None
+    relay.measured.update(client_video_s=round(video.duration_s, 3), upstream_video_s=wanted)
+    if not isinstance(wanted, int | float) or abs(video.duration_s - float(wanted)) > max(0.2, 0.05 * float(wanted)):
+        raise _fail(name, relay, f"a video of {wanted} s (the upstream's record)", f"{video.duration_s:.2f} s")
 
 
 # ---- retries -----------------------------------------------------------------------------------

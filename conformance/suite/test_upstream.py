@@ -11,6 +11,7 @@ so they cannot disturb each other.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,11 @@ MESSAGES = find_operation("multi_protocol", "createMessage")
 RESPONSES = find_operation("multi_protocol", "createResponse")
 IMAGES = find_operation("openai_gateway", "createImage")
 TTS = find_operation("credits_api", "createMultimodalTts")
+SPEECH = find_operation("openai_gateway", "createSpeech")
+I2V = find_operation("credits_api", "createImageToVideo")
+USAGE_RECORD = find_operation("credits_api", "getMultimodalUsage")
+#: Longest wait for a video job through the gateway, in s (the target's job_timeout_s when it grows one).
+VIDEO_JOB_TIMEOUT_S = 60.0
 
 IMAGE_URL = "https://example.com/image.png"                      # 003 "Image input"
 DATA_URL = "data:image/png;base64," + base64.b64encode(png(8, 8, (200, 40, 40, 255))).decode()
@@ -109,6 +115,15 @@ def _image(response_format: str) -> Callable[[Target, str], dict[str, Any]]:
     return body
 
 
+def _speech(target: Target, nonce: str) -> dict[str, Any]:
+    return {"model": target.model("speech"), "input": f"Welcome to the gateway. {nonce}", "voice": "alloy",
+            "response_format": "mp3"}
+
+
+def _i2v(target: Target, nonce: str) -> dict[str, Any]:
+    return {"image_url": IMAGE_URL, "motion_prompt": f"Camera slowly zooms in. {nonce}", "provider": "wan22"}
+
+
 def _tts(target: Target, nonce: str) -> dict[str, Any]:
     return {"text": f"Welcome to AINative Studio. {nonce}"}
 
@@ -132,6 +147,8 @@ SCENARIOS: Mapping[str, Scenario] = {
     "image_b64": Scenario("openai_gateway", IMAGES, _image("b64_json"), (
         "upstream_image_prompt_unrewritten", "upstream_media_intact", "upstream_model_routed")),
     "image_url": Scenario("openai_gateway", IMAGES, _image("url"), ("upstream_media_url_downloads",)),
+    "speech": Scenario("openai_gateway", SPEECH, _speech, ("upstream_media_intact", "upstream_model_routed")),
+    "video_i2v": Scenario("credits_api", I2V, _i2v, ("upstream_video_delivered",), protocol="credits"),
     "safety_rejection": Scenario("openai_gateway", CHAT, _chat, (*_ERRORS, "upstream_safety_reason_kept"),
                                  steps=_fail(400, reason=SAFETY_REASON)),
     **{f"upstream_{status}": Scenario("openai_gateway", CHAT, _chat, _ERRORS, steps=_fail(status))
@@ -202,8 +219,39 @@ def run_scenario(name: str, client: TargetClient, target: Target, control: Upstr
         if script is not None:
             control.drop_script(script)
     relay.arrived = control.journal(nonce) or control.journal(nonce, by="request_id", patience_s=0)
+    for entry in relay.arrived:  # binary answers (audio): their bytes, for the media checks
+        kept = entry.get("response", {}).get("body_kept") and entry["response"].get("body") is None
+        if kept and 200 <= int(entry["response"].get("status") or 0) < 300:
+            relay.upstream_bodies[int(entry["id"])] = control.response_body(int(entry["id"]))
+    if scenario.operation is I2V and relay.answer is not None and relay.answer.status == 200:
+        follow_video_job(relay, client, control)
     relay.measured["request_id_forwarded"] = any(entry.get("request_id") == nonce for entry in relay.arrived)
     return relay
+
+
+def follow_video_job(relay: Relay, client: TargetClient, control: UpstreamControl) -> None:
+    """Poll the video job through the gateway until it completes (at most :data:`VIDEO_JOB_TIMEOUT_S`), then
+    download its ``video_url`` through the gateway; the upstream's own record of the job comes from its
+    journal (the gateway's polls reach it). Results go in ``relay.measured``."""
+    usage_id = str((relay.answer.json() if relay.answer else {}).get("usage_id", ""))
+    path = USAGE_RECORD.path.replace("{usage_id}", usage_id)
+    deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
+    record: Any = None
+    while usage_id and time.monotonic() < deadline:
+        record = client.request("GET", path).json()
+        if not isinstance(record, dict) or record.get("status") in ("completed", "failed"):
+            break
+        time.sleep(0.5)
+    relay.measured["video_record"] = record
+    url = record.get("video_url") if isinstance(record, dict) else None
+    if isinstance(url, str):
+        download = client.request("GET", url, auth="bearer")
+        relay.measured["video_status"] = download.status
+        relay.upstream_bodies[-1] = download.body  # the client's copy, judged by upstream_video_delivered
+    polls = [e for e in control.journal_of("getMultimodalUsage") if str(e.get("path", "")).endswith(usage_id)]
+    done = [e["response"]["body"] for e in polls if isinstance(e.get("response", {}).get("body"), dict)
+            and e["response"]["body"].get("status") == "completed"]
+    relay.measured["upstream_video_record"] = done[-1] if done else None
 
 
 pytestmark = pytest.mark.capability("upstream", source="001 Provider routing; 002 Safety; 001/004 Errors")
