@@ -68,8 +68,10 @@ def upstream_mock() -> Any:
                                  control=ControlConfig(enabled=True, key=CONTROL_KEY)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def upstream_url() -> Iterator[str]:
+    """A fresh upstream per run, so that one run's calls count against no other's per-minute limits
+    (the credits API's image-to-video allows 2 a minute, 004)."""
     with serve(upstream_mock()) as url:
         yield url
 

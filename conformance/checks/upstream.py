@@ -482,7 +482,9 @@ def upstream_video_delivered(relay: Relay, operation: Any) -> None:
     """A video job made through the gateway completes when polled through it, and its ``video_url``
     downloads through the gateway as a video of the duration the upstream made."""
     name = "upstream_video_delivered"
-    _answered(name, relay)
+    answer = _answered(name, relay)
+    if answer.status != 200:
+        raise _fail(name, relay, "200 with a usage_id for the video job", str(answer.status))
     record = relay.measured.get("video_record")
     if not isinstance(record, Mapping) or record.get("status") != "completed":
         status = record.get("status") if isinstance(record, Mapping) else record
@@ -524,6 +526,8 @@ def upstream_single_charge(relay: Relay, operation: Any) -> None:
     name = "upstream_single_charge"
     answer = _answered(name, relay)
     _arrived(name, relay)
+    if answer.status != 200:
+        raise _fail(name, relay, "200 for the credits-API call whose charge is judged", str(answer.status))
     charged = [e for e in relay.arrived if 200 <= int(e.get("response", {}).get("status") or 0) < 300]
     relay.measured["upstream_charges"] = len(charged)
     if len(charged) > 1:
