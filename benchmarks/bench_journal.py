@@ -7,18 +7,30 @@ as a gateway team runs the mock as an upstream); rounds alternate off, on, on, o
 the ratio is the median of the per-round ratios. CPU time per request (us, from ``/proc``) is
 printed too.
 
+On a shared VM requests/s swing by tens of percent from one 3 s run to the next, so the script also
+counts instructions (``--instructions``, valgrind's callgrind, which counts the same for the same
+work whatever else runs): the mock's pipeline called in process (no server) for 1,000 and 3,000
+chat requests with the journal off and on; the difference over 2,000 is the cost per request.
+
     .venv/bin/python -m benchmarks.bench_journal [--duration 3] [--rounds 8] [--connections 64,256]
+    .venv/bin/python -m benchmarks.bench_journal --instructions      # needs Debian's valgrind
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.common import (
     CHAT_BODY,
+    ROOT,
     WrkResult,
     base_config,
     free_port,
@@ -76,6 +88,46 @@ def run(duration_s: float, rounds: int, connections: tuple[int, ...],
     return rows
 
 
+#: The in-process driver callgrind counts: ``python -c DRIVER on|off N``.
+DRIVER = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from benchmarks.common import base_config, write_config
+from benchmarks.profile_chat import _run
+from mock_server import create_app
+from mock_server.config import load_config
+journal = {"enabled": sys.argv[1] == "on"}
+with tempfile.TemporaryDirectory() as tmp:
+    config = base_config(control={"enabled": True, "key": "bench-control"}, journal=journal)
+    app = create_app(load_config(write_config(Path(tmp), "journal", config)))
+asyncio.run(_run(app, 300))
+asyncio.run(_run(app, int(sys.argv[2])))
+"""
+
+
+def instructions(mode: str, requests: int) -> int:
+    """Instructions callgrind counts for the driver's whole run in ``mode`` (``on``/``off``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+                               sys.executable, "-c", DRIVER, mode, str(requests)], cwd=ROOT, capture_output=True,
+                              text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no count: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def count_instructions() -> None:
+    """Print the instructions per request with the journal off and on, and their ratio."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
+    per = {mode: (instructions(mode, 3000) - instructions(mode, 1000)) / 2000 for mode in ("off", "on")}
+    ratio = per["off"] / per["on"]
+    print_table(["instructions/request off", "instructions/request on", "added", "off / on", "goal >= 0.95"],
+                [[f"{per['off']:,.0f}", f"{per['on']:,.0f}", f"{per['on'] - per['off']:,.0f} "
+                  f"({(per['on'] / per['off'] - 1) * 100:.1f}%)", f"{ratio:.3f}", verdict(ratio >= MIN_RATIO)]])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse options, run, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"journal entries (default {DEFAULT_SIZE})")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     args = parser.parse_args(argv)
+    if args.instructions:
+        print("## Request journal: instructions per chat request in process (callgrind), journal off against on")
+        count_instructions()
+        return 0
     print(f"## Request journal: POST {PATH} (non-streaming), journal on against off, {args.rounds} x "
           f"{args.duration:g} s each")
     print(f"machine: {machine()}")

@@ -12,8 +12,11 @@ field every gateway forwards) and filters the journal by it (:func:`JournalEntry
 ``X-Request-Id`` and the trace id of ``traceparent`` (W3C Trace Context) filter too where a
 gateway forwards them.
 
-Recording costs one small object and one ring append per request; everything a reader wants
-(redaction, digests, the JSON of bodies, nonce search) is worked out when the journal is read.
+Recording costs one tuple and one ring append per request. The tuple holds only flat values (str,
+bytes, numbers, tuples of them), which the garbage collector stops walking after one pass, so a
+full ring costs the other requests nothing; answer bodies, uploads' digests and stream events sit
+in side tables keyed by entry id. Everything a reader wants (redaction, digests, the JSON of
+bodies, nonce search) is worked out when the journal is read (:class:`JournalEntry`).
 """
 
 from __future__ import annotations
@@ -45,79 +48,57 @@ DEFAULT_BODY_BYTES = 32 * 1024 * 1024
 EVENT_TEXT_CHARS = 4000
 
 
+#: The side tables are pruned of entries the ring let go once per this many + 1 records (a mask).
+PRUNE_EVERY = 255
+#: Fields of a ring record, in order (a plain tuple: see the module docstring).
+_ID, _CLOCK, _STARTED, _METHOD, _PATH, _QUERY, _HEADERS, _OPERATION, _RAW, _DATA, _STATUS, _TYPE, _SCRIPT = range(13)
+
+
 class JournalEntry:
-    """One request and its answer, kept as flat values (strings, bytes, tuples: objects the garbage
-    collector need not walk, so a full ring costs the other requests nothing); bodies are parsed when
-    the journal is read. Times: ``time`` s since the epoch when the pipeline took the request;
-    ``started_ms`` (the answer's start) and each stream event's ``t_ms`` in ms after it."""
+    """One journal record as a reader sees it. Times: ``time`` s since the epoch when the pipeline took
+    the request; ``started_ms`` (the answer's start) and each stream event's ``t_ms`` in ms after it.
+    ``response_body`` is the answer while the journal keeps it; ``dropped`` ``(bytes, sha256)`` once the
+    body budget let it go; ``events`` ``[(t_ms, bytes)]`` and ``complete`` for a stream."""
 
-    __slots__ = (
-        "_clock",
-        "_data",
-        "_raw",
-        "_started",
-        "complete",
-        "content_type",
-        "dropped",
-        "events",
-        "headers",
-        "id",
-        "method",
-        "operation_id",
-        "path",
-        "query",
-        "response_body",
-        "script",
-        "status",
-        "uploads",
-    )
-
-    def __init__(self, entry_id: int, scope: Mapping[str, Any], operation_id: str, body: Body, clock: float,
-                 response: Response) -> None:
-        self.id = entry_id
-        self._clock = clock
-        self._started = time.monotonic()
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.query: bytes = scope.get("query_string", b"")
-        self.headers: tuple[tuple[bytes, bytes], ...] = tuple(scope["headers"])
-        self.operation_id = operation_id
-        self._raw = body.raw
-        self._data = body.data if body.raw is None else None
-        self.status: int = response.status_code
-        self.content_type = ""
-        for key, value in response.raw_headers:
-            if key == b"content-type":
-                self.content_type = value.decode("latin-1")
-                break
-        self.response_body: bytes | None = None
-        """The answer's body while it is kept (never a stream's: its events are)."""
-        self.dropped: tuple[int, str] | None = None
-        """(bytes, sha256) of an answer whose body is no longer kept."""
-        self.events: list[tuple[float, bytes]] | None = None
-        self.complete = True
-        self.uploads: dict[str, list[dict[str, Any]]] | None = None
-        self.script: str | None = None
+    def __init__(self, record: tuple[Any, ...], journal: Journal) -> None:
+        self._record = record
+        self.id: int = record[_ID]
+        self.method: str = record[_METHOD]
+        self.path: str = record[_PATH]
+        self.query: bytes = record[_QUERY]
+        self.headers: tuple[tuple[bytes, bytes], ...] = record[_HEADERS]
+        self.operation_id: str = record[_OPERATION]
+        self.status: int = record[_STATUS]
+        self.content_type: str = record[_TYPE] or ""
+        """The answer's media type, without parameters (``application/json``)."""
+        self.script: str | None = record[_SCRIPT]
+        self.response_body: bytes | None = journal.bodies.get(self.id)
+        self.dropped: tuple[int, str] | None = journal.dropped.get(self.id)
+        stream = journal.streams.get(self.id)
+        self.events: list[tuple[float, bytes]] | None = stream[0] if stream is not None else None
+        self.complete: bool = bool(stream[1]) if stream is not None else True
+        self.uploads: dict[str, list[dict[str, Any]]] | None = journal.uploads.get(self.id)
 
     @property
     def body(self) -> Any:
         """The request body, parsed (None when it was refused before it was read)."""
-        if self._raw is None:
-            return self._data
+        raw = self._record[_RAW]
+        if raw is None:
+            return self._record[_DATA]
         try:
-            return jsoncodec.loads(self._raw)
+            return jsoncodec.loads(raw)
         except ValueError:
-            return self._raw.decode("utf-8", "replace")[:EVENT_TEXT_CHARS]
+            return raw.decode("utf-8", "replace")[:EVENT_TEXT_CHARS]
 
     @property
     def time(self) -> float:
         """When the pipeline took the request, in s since the epoch."""
-        return time.time() - (time.monotonic() - self._clock)
+        return float(time.time() - (time.monotonic() - self._record[_CLOCK]))
 
     @property
     def started_ms(self) -> float:
         """When the answer was ready to send, in ms after the request was taken."""
-        return (self._started - self._clock) * 1000.0
+        return float((self._record[_STARTED] - self._record[_CLOCK]) * 1000.0)
 
     def header(self, name: str) -> str | None:
         """The first value of request header ``name`` (lower case), or None."""
@@ -137,22 +118,21 @@ class JournalEntry:
 
     def mentions(self, nonce: str) -> bool:
         """Whether ``nonce`` occurs in any string of the request body (or its query string)."""
-        wanted = nonce.encode()
-        if wanted in self.query or (self._raw is not None and wanted in self._raw):
+        wanted, raw = nonce.encode(), self._record[_RAW]
+        if wanted in self.query or (raw is not None and wanted in raw):
             return True
-        if self._raw is not None and b"\\u" not in self._raw:
+        if raw is not None and b"\\u" not in raw:
             return False  # no escapes: the bytes said it all
         return any(nonce in text for text in strings(self.body))
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as the control API shows it (secrets redacted, bodies as JSON where they are)."""
-        content_type = self.content_type
-        response: dict[str, Any] = {"status": self.status, "content_type": content_type,
+        response: dict[str, Any] = {"status": self.status, "content_type": self.content_type,
                                     "started_ms": round(self.started_ms, 3)}
         body = self.response_body
         if body is not None:
-            response.update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest(), body=_shown(body, content_type),
-                            body_kept=True)
+            response.update(bytes=len(body), sha256=hashlib.sha256(body).hexdigest(),
+                            body=_shown(body, self.content_type), body_kept=True)
         elif self.dropped is not None:
             response.update(bytes=self.dropped[0], sha256=self.dropped[1], body_kept=False)
         if self.events is not None:
@@ -168,19 +148,29 @@ class JournalEntry:
 
 
 class Journal:
-    """The bounded ring of :class:`JournalEntry` (see the module docstring).
+    """The bounded ring of request records (see the module docstring).
 
     ``size`` is the most entries kept; ``body_bytes`` the most answer-body bytes kept over all of
-    them (a body larger than that alone is kept as its digest only).
+    them (a body larger than that alone is kept as its digest only). Side tables by entry id:
+    ``bodies`` (answers kept, oldest first), ``dropped`` (digests of answers let go), ``streams``
+    (``[events, complete]``), ``uploads`` (digests of uploaded files).
     """
 
     def __init__(self, size: int = DEFAULT_SIZE, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
         self.size = size
         self.body_bytes = body_bytes
-        self.entries: deque[JournalEntry] = deque(maxlen=size)
+        self.records: deque[tuple[Any, ...]] = deque(maxlen=size)
+        self.bodies: dict[int, bytes] = {}
+        self.dropped: dict[int, tuple[int, str]] = {}
+        self.streams: dict[int, list[Any]] = {}
+        self.uploads: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        self._kept = 0
         self._ids = itertools.count(1)
-        self._kept = 0  # bytes of the answer bodies held by ring entries, which _holders lists oldest first
-        self._holders: deque[JournalEntry] = deque()
+
+    @property
+    def entries(self) -> list[JournalEntry]:
+        """Every entry in the ring, oldest first."""
+        return [JournalEntry(record, self) for record in self.records]
 
     def record(self, scope: Mapping[str, Any], operation_id: str, body: Body, clock: float, response: Response,
                script: str | None = None) -> Response:
@@ -188,71 +178,70 @@ class Journal:
         returns the response to send (a stream is wrapped so that each event's send time is recorded).
         ``body``'s uploads are digested now (before the pipeline closes them); ``script`` is the
         scripted step that answered, if any."""
-        entry = JournalEntry(next(self._ids), scope, operation_id, body, clock, response)
-        entry.script = script
-        if len(self.entries) == self.size:  # the oldest leaves the ring: free its body too
-            oldest = self.entries.popleft()
-            if oldest.response_body is not None:
-                self._holders.popleft()  # holders are in ring order, so the oldest holder is it
-                self._kept -= len(oldest.response_body)
-        self.entries.append(entry)
+        entry_id = next(self._ids)
+        raw = body.raw
+        self.records.append((entry_id, clock, time.monotonic(), scope["method"], scope["path"],
+                             scope["query_string"], tuple(scope["headers"]), operation_id, raw,
+                             body.data if raw is None else None, response.status_code,
+                             response.media_type or _content_type(response), script))
+        if not entry_id & PRUNE_EVERY:
+            self._prune()
         if body.files:
-            entry.uploads = {name: [_upload_digest(upload) for upload in items] for name, items in body.files.items()}
+            self.uploads[entry_id] = {name: [_upload_digest(upload) for upload in items]
+                                      for name, items in body.files.items()}
         if isinstance(response, StreamingResponse):
-            entry.events = []
-            entry.complete = False
-            response.body_iterator = self._recorded(entry, response.body_iterator)
+            self.streams[entry_id] = stream = [[], False]
+            response.body_iterator = _recorded(stream, clock, response.body_iterator)
             return response
-        answer = getattr(response, "body", b"")
+        answer: bytes = getattr(response, "body", b"")
         if len(answer) > self.body_bytes:
-            entry.dropped = (len(answer), hashlib.sha256(answer).hexdigest())
+            self.dropped[entry_id] = (len(answer), hashlib.sha256(answer).hexdigest())
             return response
-        entry.response_body = bytes(answer)
+        self.bodies[entry_id] = answer
         self._kept += len(answer)
-        self._holders.append(entry)
-        while self._kept > self.body_bytes and self._holders:
-            oldest = self._holders.popleft()
-            kept = oldest.response_body or b""
+        while self._kept > self.body_bytes and self.bodies:  # the oldest bodies go first
+            oldest = next(iter(self.bodies))
+            kept = self.bodies.pop(oldest)
             self._kept -= len(kept)
-            oldest.dropped = (len(kept), hashlib.sha256(kept).hexdigest())
-            oldest.response_body = None
+            self.dropped[oldest] = (len(kept), hashlib.sha256(kept).hexdigest())
         return response
 
-    async def _recorded(self, entry: JournalEntry, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
-        events = entry.events if entry.events is not None else []
-        try:
-            async for chunk in chunks:
-                yield chunk
-                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-                if len(events) < 100_000:
-                    events.append(((time.monotonic() - entry._clock) * 1000.0, data))
-            entry.complete = True
-        finally:
-            close = getattr(chunks, "aclose", None)
-            if close is not None:
-                await close()
+    def _prune(self) -> None:
+        """Drop the side tables' rows of entries the ring has let go (their ids are below the oldest's;
+        the tables are in id order)."""
+        oldest = self.records[0][_ID] if self.records else 1 << 62
+        for table in (self.bodies, self.dropped, self.streams, self.uploads):
+            while table:
+                first = next(iter(table))
+                if first >= oldest:
+                    break
+                value = table.pop(first)
+                if table is self.bodies:
+                    self._kept -= len(value)
 
     def clear(self) -> int:
         """Forget every entry; returns how many there were."""
-        count = len(self.entries)
-        self.entries.clear()
-        self._holders.clear()
+        count = len(self.records)
+        for table in (self.records, self.bodies, self.dropped, self.streams, self.uploads):
+            table.clear()
         self._kept = 0
         return count
 
     def find(self, entry_id: int) -> JournalEntry | None:
         """The entry with ``entry_id`` if it is still in the ring."""
-        return next((entry for entry in self.entries if entry.id == entry_id), None)
+        record = next((record for record in self.records if record[_ID] == entry_id), None)
+        return JournalEntry(record, self) if record is not None else None
 
     def select(self, *, nonce: str | None = None, operation_id: str | None = None, request_id: str | None = None,
                trace_id: str | None = None, since_id: int = 0, limit: int = 100) -> list[JournalEntry]:
         """The newest ``limit`` entries matching every filter given, oldest first."""
         found: list[JournalEntry] = []
-        for entry in reversed(self.entries):
-            if entry.id <= since_id:
+        for record in reversed(self.records):
+            if record[_ID] <= since_id:
                 break
-            if operation_id is not None and entry.operation_id != operation_id:
+            if operation_id is not None and record[_OPERATION] != operation_id:
                 continue
+            entry = JournalEntry(record, self)
             if request_id is not None and entry.request_id != request_id:
                 continue
             if trace_id is not None and entry.trace_id != trace_id.lower():
@@ -266,6 +255,23 @@ class Journal:
         return found
 
 
+async def _recorded(stream: list[Any], clock: float, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """``chunks`` passed on, each one's send time (ms after ``clock``) and bytes appended to ``stream[0]``
+    (at most 100,000); ``stream[1]`` becomes True when the stream ends whole."""
+    events: list[tuple[float, bytes]] = stream[0]
+    try:
+        async for chunk in chunks:
+            yield chunk
+            if len(events) < 100_000:
+                events.append(((time.monotonic() - clock) * 1000.0, chunk.encode() if isinstance(chunk, str)
+                               else bytes(chunk)))
+        stream[1] = True
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
 def redacted(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers as ``{name: value}`` (repeated names joined by ``, ``), credentials redacted:
     ``Authorization: Bearer [redacted]`` keeps the scheme, any other secret is :data:`REDACTED`."""
@@ -277,6 +283,11 @@ def redacted(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
             value = f"{scheme} {REDACTED}" if rest and name.endswith("authorization") else REDACTED
         shown[name] = f"{shown[name]}, {value}" if name in shown else value
     return shown
+
+
+def _content_type(response: Response) -> str:
+    """The Content-Type header of an answer built without a ``media_type``."""
+    return next((value.decode("latin-1") for key, value in response.raw_headers if key == b"content-type"), "")
 
 
 def _shown(body: bytes, content_type: str) -> Any:
