@@ -148,7 +148,8 @@ class FaultConfig:
 
 @dataclass(frozen=True)
 class JournalConfig:
-    """The request journal (``mock_server/journal.py``): on by default, read through the control API.
+    """The request journal (``mock_server/journal.py``): on by default, read through the control API (and
+    so recording only while that is enabled).
     ``size`` is the most entries kept (a ring), ``body_bytes`` the most answer-body bytes kept."""
 
     enabled: bool = True

@@ -41,7 +41,8 @@ class Services:
     jobs: JobRunner = field(init=False)
     """Asynchronous generations (videos, ``sim/jobs.py``); built after the ledger, whose unfinished jobs it fails."""
     journal: Journal | None = field(init=False)
-    """The request journal (``journal.py``), None when ``journal.enabled`` is off."""
+    """The request journal (``journal.py``); None when ``journal.enabled`` is off or the control API,
+    through which alone it is read, is."""
     scripts: ScriptBook = field(init=False)
     """Scripted upstream behaviour in force (``scripted.py``), set through the control API."""
     fault_rng: random.Random = field(init=False)
@@ -58,7 +59,9 @@ class Services:
                                         config.latency.time_scale, config.seed)
         self.gpus = GpuPool(config.latency.gpu_slots)
         self.jobs = JobRunner(self.ledger, self.gpus)
-        self.journal = Journal(config.journal.size, config.journal.body_bytes) if config.journal.enabled else None
+        # read only through the control API: without it, recording would cost every request for nothing
+        recording = config.journal.enabled and config.control.enabled
+        self.journal = Journal(config.journal.size, config.journal.body_bytes) if recording else None
         self.scripts = ScriptBook()
         self.fault_rng = random.Random(config.seed)
         self._id_bits = random.Random(f"ids:{config.seed}")
