@@ -183,7 +183,8 @@ class OperationEndpoint:
             api_key = authenticate(request, self.sources, self.keys) if self.sources else None
             params = self.parameters.read(request)
             body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
-            self.validator.validate(body.data)
+            if not self.validator.is_valid(body.data):
+                await self.validator.refuse(body.data)  # the 400, worded off the event loop
             call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
             for before in self.befores:
                 await before(call)

@@ -19,7 +19,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from mock_server import jsoncodec
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, field_path
 from spec import Operation, load_api
 from spec.extensions import upload_limit_bytes
 
@@ -149,8 +149,17 @@ def _parse_json(raw: bytes) -> Any:
         raise ApiError(400, "The request body is empty; this endpoint expects a JSON object.")
     try:
         return jsoncodec.loads(raw)
+    except jsoncodec.UnsafeJson as exc:
+        raise unsafe_json_error(exc) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
+
+
+def unsafe_json_error(exc: jsoncodec.UnsafeJson) -> ApiError:
+    """The 400 of a body :func:`jsoncodec.loads` refused as unsafe, naming the field where it has one."""
+    param = field_path(exc.path) or None
+    where = f"'{param}'" if param else "the request body"
+    return ApiError(400, f"Invalid value for {where}: {exc.message}.", param=param)
 
 
 def _properties(api: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
