@@ -10,6 +10,7 @@ operation's protocol.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
@@ -28,7 +29,7 @@ from mock_server.auth import authenticate, key_sources
 from mock_server.body import NO_BODY, BodyReader
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import STYLES, ApiError
+from mock_server.errors import STYLES, ApiError, excerpt
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
@@ -63,7 +64,8 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
         routes += control.routes(services)
-    app = Starlette(exception_handlers={HTTPException: _http_exception, Exception: _unexpected})
+    app = Starlette(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
+                                        Exception: _unexpected})
     app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
     app.state.services = services
     return app
@@ -193,7 +195,8 @@ class OperationEndpoint:
                 api_key = authenticate(request, self.sources, self.keys) if self.sources else None
                 params = self.parameters.read(request)
                 body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
-                self.validator.validate(body.data)
+                if not self.validator.is_valid(body.data):
+                    await self.validator.refuse(body.data)  # the 400, worded off the event loop
                 call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
                 for before in self.befores:
                     await before(call)
@@ -224,11 +227,37 @@ async def _not_implemented(call: Call) -> Response:
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's 404 and 405 (with its ``Allow`` header, RFC 9110 15.5.6) in the envelope of the protocol
+    that owns the path."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    message = {404: f"Unknown path {request.url.path}.", 405: f"Method {request.method} not allowed here."}
-    return ApiError(status, message.get(status, str(exc))).response()
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    message = {404: f"Unknown path {excerpt(request.url.path)}.", 405: f"Method {request.method} not allowed here."}
+    return ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    """A client that went away before its body was read: one log line, and an answer nobody receives."""
+    log.info("client disconnected before sending its whole body: %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return ApiError(500, "Unexpected mock failure; this is a bug in the mock.").response()
+    error = ApiError(500, "Unexpected mock failure; this is a bug in the mock.")
+    return error.response(path_style(request.url.path))
+
+
+@functools.cache
+def _style_paths() -> tuple[tuple[str, str], ...]:
+    """(path prefix, style) of every operation whose envelope is not OpenAI's (the static part of its path)."""
+    found = {(op.path.split("{", 1)[0].rstrip("/"), error_style(op)) for api in api_names() for op in operations(api)}
+    return tuple(sorted((prefix, style) for prefix, style in found if style != "openai"))
+
+
+def path_style(path: str) -> str:
+    """The error envelope of an answer to ``path`` outside any operation (404, 405, 500): the style of the
+    protocol whose operations live at or under it (``/v1/messages/x`` answers in the Messages envelope)."""
+    for prefix, style in _style_paths():
+        if path == prefix or path.startswith(prefix + "/"):
+            return style
+    return "openai"

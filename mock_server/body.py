@@ -10,6 +10,7 @@ it arrives and refused at the first byte past the limit, never buffered whole (0
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncGenerator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from mock_server import jsoncodec
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, excerpt, field_path
 from spec import Operation, load_api
 from spec.extensions import upload_limit_bytes
 
@@ -120,6 +121,11 @@ class BodyReader:
         try:
             form = await parser.parse()
         except MultiPartException as exc:
+            part = getattr(parser, "_current_part", None)  # Starlette's part being read (private: may go)
+            field = getattr(part, "field_name", "") or None
+            if field is not None and exc.message.startswith("Part exceeded"):
+                raise ApiError(400, f"Invalid value for '{excerpt(field)}': a form field holds at most "
+                                    f"{MAX_FIELD_BYTES} bytes (files go in file parts).", param=field) from exc
             raise ApiError(400, f"Malformed multipart body: {exc.message}") from exc
         data: dict[str, Any] = {}
         files: dict[str, list[UploadFile]] = {}
@@ -152,8 +158,17 @@ def _parse_json(raw: bytes) -> Any:
         raise ApiError(400, "The request body is empty; this endpoint expects a JSON object.")
     try:
         return jsoncodec.loads(raw)
+    except jsoncodec.UnsafeJson as exc:
+        raise unsafe_json_error(exc) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
+
+
+def unsafe_json_error(exc: jsoncodec.UnsafeJson) -> ApiError:
+    """The 400 of a body :func:`jsoncodec.loads` refused as unsafe, naming the field where it has one."""
+    param = field_path(exc.path) or None
+    where = f"'{param}'" if param else "the request body"
+    return ApiError(400, f"Invalid value for {where}: {exc.message}.", param=param)
 
 
 def _properties(api: str, schema: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -188,8 +203,8 @@ def _coerce(text: str, schema: Mapping[str, Any]) -> Any:
     try:
         if "integer" in kinds and text.lstrip("-").isdigit():
             return int(text)
-        if "number" in kinds:
-            return float(text)
+        if "number" in kinds and math.isfinite(number := float(text)):  # "nan", "inf": left as text, refused
+            return number
     except ValueError:
         return text
     if "boolean" in kinds and text.lower() in ("true", "false"):

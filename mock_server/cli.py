@@ -25,12 +25,15 @@ import uvicorn
 
 from mock_server.app import create_app
 from mock_server.config import DEFAULT_CONFIG_FILE, ConfigError, MockConfig, load_config
+from mock_server.http_stack import PROTOCOLS
 
 #: Exit code of a bad command line or configuration file (argparse's own usage code).
 EXIT_USAGE = 2
 #: Server stacks by name: uvicorn's event loop and HTTP parser. ``uvloop`` (uvloop + httptools) is the
 #: default where installed: on the 2-core reference machine it serves about twice the requests/s of
-#: ``asyncio`` (asyncio + h11) with a lower p99 at 256 connections (``benchmarks/RESULTS.md``).
+#: ``asyncio`` (asyncio + h11) with a lower p99 at 256 connections (``benchmarks/RESULTS.md``). Each parser
+#: runs as the subclass of ``http_stack.PROTOCOLS`` (malformed HTTP answered in JSON; on h11, a request with
+#: both Content-Length and Transfer-Encoding refused and its connection closed).
 STACKS: Mapping[str, Mapping[str, str]] = {
     "uvloop": {"loop": "uvloop", "http": "httptools"},
     "asyncio": {"loop": "asyncio", "http": "h11"},
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
-                loop=stack["loop"], http=stack["http"])
+                loop=stack["loop"], http=PROTOCOLS[stack["http"]])
     return 0
 
 

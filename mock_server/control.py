@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -40,6 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mock_server import jsoncodec
+from mock_server.body import unsafe_json_error
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Services
 from mock_server.errors import ApiError
@@ -266,15 +267,18 @@ def _record(record: UsageRecord) -> dict[str, Any]:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object body. Raises ApiError 400 for anything else, 413 over :data:`MAX_BODY_BYTES`."""
+    """The request's JSON object body. Raises ApiError 400 for anything else (naming the field of a NaN, a lone
+    surrogate or too deep a nesting, as ``body.py`` does), 413 over :data:`MAX_BODY_BYTES`."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"Control request body over {MAX_BODY_BYTES} bytes.", code="request_too_large")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = jsoncodec.loads(raw)
+    except jsoncodec.UnsafeJson as error:  # NaN, a lone surrogate, nesting past the parsers' depth
+        raise unsafe_json_error(error) from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")

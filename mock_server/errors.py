@@ -9,7 +9,7 @@ operation's protocol, so no handler builds an error body by hand and no bad inpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -47,6 +47,26 @@ ANTHROPIC_ERROR_TYPES: Mapping[int, str] = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
+
+#: Longest quote of a client's value in an error message, in characters (a bounded echo).
+MAX_EXCERPT_CHARS = 80
+
+
+def field_path(path: Iterable[Any]) -> str:
+    """Render a JSON path as the OpenAI ``param`` style: ``messages[0].content``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters (an ellipsis and the length cut marking a cut), so
+    that an error message never echoes a client's huge value whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
 
 #: Envelope styles the mock renders; an operation's ``x-mirrors`` picks one (default openai).
 STYLES = ("openai", "anthropic")

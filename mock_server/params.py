@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from starlette.requests import Request
 
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, excerpt
 from spec import Operation, load_api, schema_validator
 
 
@@ -73,7 +73,8 @@ class ParameterReader:
             value = _convert(text, parameter.kind)
             error = best_match(parameter.validator.iter_errors(value))
             if error is not None:
-                raise ApiError(400, f"Invalid value for '{parameter.name}': {error.message}", param=parameter.name)
+                raise ApiError(400, f"Invalid value for '{parameter.name}': {excerpt(error.message, 240)}",
+                               param=parameter.name)
             values[parameter.name] = value
         return values
 

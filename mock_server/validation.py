@@ -9,31 +9,46 @@ where the Python ``jsonschema`` takes about 300 us for a chat body (``benchmarks
 only a body it rejects goes through Python ``jsonschema``, whose verdict and error are the ones
 the client sees. Formats are checked by the Python checkers in both, so the fast path accepts
 nothing the Python validator refuses (stricter Rust checks only cost the slow path).
+
+Refusing costs time and memory bounded by a small constant times the body's size, off the event
+loop (:meth:`BodyValidator.refuse` runs in a worker thread). Python ``jsonschema`` left alone walks
+every failing item and keeps every error of every ``oneOf`` branch (100,000 ``{}`` in ``input``:
+33 s and 3.8 GB), so the Python validator here is guided by the Rust one (:class:`_Guide`): a
+``oneOf``/``anyOf`` branch Rust finds valid is not walked in Python, a branch keeps at most
+:data:`MAX_BRANCH_ERRORS` errors, a long array is bisected with Rust for its first failing item
+(the only one walked in Python), and only the first :data:`MAX_ERRORS` errors are weighed. The
+message quotes at most an excerpt of the offending value (``errors.excerpt``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import anyio.to_thread
 import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
+from jsonschema.validators import extend
 
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, excerpt, field_path
 from spec import Operation, load_api, request_body_schema, schema_validator
+
+__all__ = ["DISCRIMINATORS", "BodyValidator", "fast_validator", "field_path"]
 
 #: Keys whose ``const`` picks the branch of a ``oneOf`` (content part ``type``, message ``role``).
 DISCRIMINATORS = frozenset({"type", "role"})
 
 
-def field_path(path: Iterable[Any]) -> str:
-    """Render a JSON path as the OpenAI ``param`` style: ``messages[0].content``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+#: Errors weighed for the message (the first ones found, in document order).
+MAX_ERRORS = 16
+#: Errors kept per ``oneOf``/``anyOf`` branch (enough to tell which branch the client meant).
+MAX_BRANCH_ERRORS = 8
+#: Arrays longer than this are bisected with Rust for their first failing item.
+BISECT_FROM = 32
 
 
 class BodyValidator:
@@ -46,20 +61,47 @@ class BodyValidator:
             None if schema is None else schema_validator(operation.api, schema)
         )
         self._fast = None if schema is None else fast_validator(operation.api, schema)
+        self._guided: Any = None
+        if self._validator is not None:
+            guided = _guided_class(operation.api)
+            self._guided = guided(self._validator.schema, registry=self._validator._registry,  # type: ignore[attr-defined]
+                                  format_checker=self._validator.format_checker)
 
-    def validate(self, body: Any) -> None:
-        """Return None for a valid body; raise :class:`ApiError` (400) naming the bad field."""
+    def is_valid(self, body: Any) -> bool:
+        """Whether ``body`` is valid: Rust's verdict (about 1 us), else Python's for a value Rust cannot take."""
         if self._validator is None:
-            return
+            return True
         if self._fast is not None:
             try:
-                if self._fast.is_valid(body):
-                    return
+                return bool(self._fast.is_valid(body))
             except (ValueError, TypeError, OverflowError):  # a value Rust cannot take: let Python judge it
                 pass
-        error = best_match(self._validator.iter_errors(body), key=_relevance)
+        return self.error(body) is None
+
+    def validate(self, body: Any) -> None:
+        """Return None for a valid body; raise :class:`ApiError` (400) naming the bad field (on this thread)."""
+        if not self.is_valid(body):
+            error = self.error(body)
+            if error is not None:
+                raise error
+
+    async def refuse(self, body: Any) -> None:
+        """For a body :meth:`is_valid` rejected: raise its :class:`ApiError` (400), worded in a worker
+        thread so that the event loop is never held by a large body."""
+        error = await anyio.to_thread.run_sync(self.error, body)
         if error is not None:
-            raise _to_api_error(_narrow(error))
+            raise error
+
+    def error(self, body: Any) -> ApiError | None:
+        """The 400 naming the first offending field of ``body``, or None when it is valid. Costs time and
+        memory in proportion to the body's size (see the module docstring)."""
+        if self._guided is None:
+            return None
+        try:
+            found = best_match(itertools.islice(self._guided.iter_errors(body), MAX_ERRORS), key=_relevance)
+        except RecursionError:
+            return ApiError(400, "Invalid request body: it nests too deeply.")
+        return None if found is None else _to_api_error(_narrow(found))
 
 
 @functools.cache
@@ -148,9 +190,150 @@ def _to_api_error(error: ValidationError) -> ApiError:
             key, values = allowed
             name = field_path([*path, key])
             got = error.instance.get(key) if isinstance(error.instance, dict) else None
-            return ApiError(400, f"Invalid value for '{name}': {got!r} is not one of {values}.", param=name)
+            return ApiError(400, f"Invalid value for '{name}': {_quote(got)} is not one of {values}.",
+                            param=name)
         return ApiError(400, f"Invalid value for {where}: it matches none of the allowed shapes.", param=param)
-    return ApiError(400, f"Invalid value for {where}: {error.message}", param=param)
+    return ApiError(400, f"Invalid value for {where}: {_bounded(error)}", param=param)
+
+
+def _bounded(error: ValidationError) -> str:
+    """``error.message`` with the client's value it starts with cut to an excerpt, and cut as a whole to a
+    few excerpts' length (``additionalProperties`` lists every unexpected key)."""
+    message = error.message
+    if isinstance(error.instance, str) and len(message) > 2 * MAX_EXCERPT:
+        quoted = repr(error.instance)
+        if message.startswith(quoted):
+            message = excerpt(quoted) + message[len(quoted):]
+    return excerpt(message, 4 * MAX_EXCERPT)
+
+
+#: Longest quote of a value in a validation message, in characters.
+MAX_EXCERPT = 80
+
+
+@functools.cache
+def _guided_class(api: str) -> Any:
+    """Draft 2020-12 with ``oneOf``, ``anyOf`` and ``items`` guided by Rust validators of spec ``api``."""
+    guide = _Guide(api)
+    keywords = {"oneOf": guide.one_of, "anyOf": guide.any_of, "items": guide.items, "type": guide.type,
+                "minItems": guide.min_items, "maxItems": guide.max_items, "enum": guide.enum}
+    return extend(Draft202012Validator, keywords)  # type: ignore[no-untyped-call]
+
+
+class _Guide:
+    """The guided keywords of :func:`_guided_class`: each asks a Rust validator of the subschema (compiled
+    on first use, cached for the process: the subschemas are the spec's, a fixed set) before walking a
+    value in Python."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self._compiled: dict[tuple[int, bool], tuple[Any, jsonschema_rs.Validator | None]] = {}
+
+    def _rust(self, schema: Any, array_of: bool = False) -> jsonschema_rs.Validator | None:
+        key = (id(schema), array_of)
+        if key not in self._compiled:  # the schema is kept with its validator, so its id stays its own
+            wrapped = {"type": "array", "items": schema} if array_of else schema
+            compiled = fast_validator(self.api, wrapped) if isinstance(schema, dict) else None
+            self._compiled[key] = (schema, compiled)
+        return self._compiled[key][1]
+
+    def _valid(self, schema: Any, instance: Any, array_of: bool = False) -> bool | None:
+        """Rust's verdict on ``instance``, or None when Rust cannot judge it."""
+        rust = self._rust(schema, array_of)
+        if rust is None:
+            return None
+        try:
+            return bool(rust.is_valid(instance))
+        except (ValueError, TypeError, OverflowError):
+            return None
+
+    def _branch_errors(self, validator: Any, instance: Any, branches: Sequence[Any]
+                       ) -> tuple[list[int], list[ValidationError]]:
+        """The indexes of the branches ``instance`` matches, and the first errors of the others."""
+        valid, errors = [], []
+        for index, branch in enumerate(branches):
+            found = list(itertools.islice(validator.descend(instance, branch, schema_path=index), MAX_BRANCH_ERRORS))
+            if found:
+                errors.extend(found)
+            else:
+                valid.append(index)
+        return valid, errors
+
+    def one_of(self, validator: Any, branches: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``oneOf``: exactly one branch matches."""
+        valid, errors = self._branch_errors(validator, instance, branches)
+        if not valid:
+            yield ValidationError(f"{_quote(instance)} is not valid under any of the given schemas",
+                                  context=errors)
+        elif len(valid) > 1:
+            yield ValidationError(f"{_quote(instance)} is valid under each of branches {valid}")
+
+    def any_of(self, validator: Any, branches: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``anyOf``: some branch matches."""
+        valid, errors = self._branch_errors(validator, instance, branches)
+        if not valid:
+            yield ValidationError(f"{_quote(instance)} is not valid under any of the given schemas",
+                                  context=errors)
+
+    def items(self, validator: Any, items: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``items``: Python's, but an array past :data:`BISECT_FROM` items is bisected with Rust for its
+        first failing item, the only one walked in Python (log2(n) Rust passes over halving prefixes)."""
+        prefix = len(schema.get("prefixItems", []))
+        if not isinstance(instance, list) or len(instance) - prefix <= BISECT_FROM or items is False:
+            yield from Draft202012Validator.VALIDATORS["items"](validator, items, instance, schema)
+            return
+        for start in range(prefix, len(instance), CHUNK_ITEMS):  # short Rust calls: the GIL changes hands between
+            chunk = instance[start:start + CHUNK_ITEMS]
+            verdict = self._valid(items, chunk, array_of=True)
+            if verdict is None:  # for Python to judge item by item
+                for index, item in enumerate(chunk, start):
+                    yield from validator.descend(item, items, path=index)
+                continue
+            if verdict:
+                continue
+            low, high = 0, len(chunk)  # chunk[:low] is valid, chunk[:high] is not
+            while high - low > 1:
+                middle = (low + high) // 2
+                if self._valid(items, chunk[:middle], array_of=True):
+                    low = middle
+                else:
+                    high = middle
+            yield from validator.descend(chunk[high - 1], items, path=start + high - 1)
+            return
+
+    def type(self, validator: Any, types: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``type``, quoting at most an excerpt of the value."""
+        kinds = [types] if isinstance(types, str) else types
+        if not any(validator.is_type(instance, kind) for kind in kinds):
+            yield ValidationError(f"{_quote(instance)} is not of type {', '.join(repr(kind) for kind in kinds)}")
+
+    def min_items(self, validator: Any, least: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``minItems``, quoting at most an excerpt of the value."""
+        if validator.is_type(instance, "array") and len(instance) < least:
+            yield ValidationError(f"{_quote(instance)} has {len(instance)} items, fewer than {least}")
+
+    def max_items(self, validator: Any, most: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``maxItems``, quoting at most an excerpt of the value."""
+        if validator.is_type(instance, "array") and len(instance) > most:
+            yield ValidationError(f"{_quote(instance)} has {len(instance)} items, more than {most}")
+
+    def enum(self, validator: Any, options: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        """``enum``, quoting at most an excerpt of the value."""
+        if not any(validator.evolve(schema={"const": option}).is_valid(instance) for option in options):
+            yield ValidationError(f"{_quote(instance)} is not one of {options!r}")
+
+
+#: Items per Rust call when an array is searched for its first failing item.
+CHUNK_ITEMS = 16384
+#: The quoting of a client's value in a message: bounded however large the value (stdlib reprlib).
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxdict, _QUOTE.maxlong = 3, 6, 6, 40
+_QUOTE.maxstring = _QUOTE.maxother = MAX_EXCERPT
+
+
+def _quote(value: Any) -> str:
+    """A short ``repr`` of ``value``, computed without rendering the whole of it."""
+    return _QUOTE.repr(value)
 
 
 def _discriminator_values(error: ValidationError) -> tuple[str, list[Any]] | None:

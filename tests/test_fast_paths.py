@@ -147,13 +147,24 @@ def test_a_body_the_rust_validator_cannot_take_is_judged_by_python() -> None:
     b'{"a": 1, "b": [true, null, 1.5, "\\u00e9\\ud83d\\ude00"]}',
     b'{"big": 123456789012345678901234567890}',      # past 64 bits: the stdlib keeps it exact
     b'{"n": -9223372036854775809}',
-    b'[NaN, Infinity, -Infinity]',                     # the stdlib reads these; orjson refuses them
-    b'"\\ud800"',                                      # a lone surrogate escape
     b'{"a": 1, "a": 2}',                               # duplicate keys: the last wins in both
 ])
 def test_loads_reads_what_the_stdlib_reads(raw: bytes) -> None:
     expected, got = json.loads(raw), jsoncodec.loads(raw)
     assert json.dumps(got) == json.dumps(expected)
+
+
+@pytest.mark.parametrize(("raw", "path"), [
+    (b'[1, NaN]', [1]), (b'{"t": Infinity}', ["t"]), (b'{"t": [-Infinity]}', ["t", 0]), (b'{"t": 1e400}', ["t"]),
+    (b'{"m": "\\ud800"}', ["m"]), (b'{"m": {"k": "a\\udfff"}}', ["m", "k"]), (b'{"\\ud800": 1}', []),
+    (b'{"n": 123456789012345678901234567890, "t": NaN}', ["t"]),  # the long-digit path checks too
+    (b"[" * 2000 + b"]" * 2000, []),
+])
+def test_loads_refuses_what_only_the_stdlib_reads_naming_where(raw: bytes, path: list[Any]) -> None:
+    """NaN, infinities and lone surrogates parse in the stdlib only: refused, naming their place (issue 16)."""
+    with pytest.raises(jsoncodec.UnsafeJson) as raised:
+        jsoncodec.loads(raw)
+    assert raised.value.path == path
 
 
 @pytest.mark.parametrize("raw", [b"{", b'{"a": }', b"\xff\xfe", b"[1,]"])

@@ -195,7 +195,7 @@ async def _video(call: Call, width: int, height: int, duration_s: float, extra: 
         raise ApiError(429, f"Too many video jobs in progress ({services.jobs.max_pending}); retry later.",
                        code="too_many_jobs", headers={"Retry-After": str(JOBS_FULL_RETRY_AFTER_S)})
     ttl_s = services.config.hosted_url_ttl_s or hosted_url_ttl_s(call.operation) or VIDEO_URL_TTL_S
-    path = services.hosted.reserve("video/mp4", ttl_s, suffix=".mp4")
+    path = services.hosted.reserve("video/mp4", ttl_s, suffix=".mp4", owner=call.api_key)
     url = str(call.request.base_url).rstrip("/") + path
     try:
         record = await _charge(call, credits, {"format": "mp4", "duration_seconds": duration_s, "width": width,
