@@ -237,14 +237,14 @@ def test_usage_pages_and_filters() -> None:
 
 
 def test_odd_text_never_breaks_a_usage_answer() -> None:
-    """A lone surrogate (legal in a JSON escape, not in UTF-8) in an echoed field is replaced, not a 500."""
+    """A lone surrogate (legal in a JSON escape, not in UTF-8) is refused at parse time, naming the field
+    (issue 16), so it never reaches a usage record; nothing is charged."""
     with _app() as client:
         raw = b'{"text": "hi \\ud800", "voice": "\\ud800Wise"}'
-        made = _json(client.post(f"{ROOT}/tts", content=raw, headers={**AUTH, "content-type": "application/json"}),
-                     "createMultimodalTts")
-        record = _json(client.get(f"{ROOT}/usage/{made['usage_id']}", headers=AUTH), "getMultimodalUsage")
-        assert record["voice"] == "?Wise"
-        _json(client.get(f"{ROOT}/usage", headers=AUTH), "listMultimodalUsage")
+        refused = _json(client.post(f"{ROOT}/tts", content=raw, headers={**AUTH, "content-type": "application/json"}),
+                        "createMultimodalTts", 400)
+        assert refused["error"]["param"] == "text"
+        assert _json(client.get(f"{ROOT}/usage", headers=AUTH), "listMultimodalUsage")["total"] == 0
 
 
 def test_a_usage_record_is_only_its_keys() -> None:
