@@ -29,7 +29,7 @@ from mock_server.auth import authenticate, key_sources
 from mock_server.body import NO_BODY, BodyReader
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import STYLES, ApiError, excerpt
+from mock_server.errors import ApiError, excerpt, style_of
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.params import ParameterReader
@@ -217,9 +217,8 @@ class OperationEndpoint:
 
 
 def error_style(operation: Operation) -> str:
-    """The error envelope an operation answers in: its ``x-mirrors`` protocol if the mock knows it."""
-    mirrors = operation.spec.get("x-mirrors")
-    return mirrors if mirrors in STYLES else "openai"
+    """The error envelope an operation answers in (:func:`mock_server.errors.style_of`)."""
+    return style_of(operation.spec)
 
 
 async def _not_implemented(call: Call) -> Response:

@@ -43,7 +43,7 @@ from mock_server import jsoncodec
 from mock_server.body import unsafe_json_error
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Services
-from mock_server.errors import ApiError
+from mock_server.errors import ApiError, style_of
 from mock_server.journal import Journal
 from mock_server.sim import UsageRecord
 from mock_server.sim.scripts import ScriptError, parse_steps
@@ -216,7 +216,7 @@ class Control:
         messages = False
         if operation_id is not None:
             operation_id = self.operation(operation_id, "match.operation_id")
-            messages = self.operations[operation_id].spec.get("x-mirrors") == "anthropic"
+            messages = style_of(self.operations[operation_id].spec) == "anthropic"
         try:
             steps = parse_steps(body.get("steps"), messages)
             script = self.services.scripts.add(steps, nonce, operation_id)

@@ -72,6 +72,13 @@ def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
 STYLES = ("openai", "anthropic")
 
 
+def style_of(operation_spec: Mapping[str, Any]) -> str:
+    """The error envelope of an operation (its spec object): its ``x-mirrors`` protocol if it is one of
+    :data:`STYLES`, else ``openai`` (001 "Errors")."""
+    mirrors = operation_spec.get("x-mirrors")
+    return mirrors if mirrors in STYLES else "openai"
+
+
 class ApiError(Exception):
     """A request the mock answers with an error envelope.
 

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator
 from starlette.responses import Response, StreamingResponse
 
 from mock_server.context import Call, Services
-from mock_server.errors import ANTHROPIC_ERROR_TYPES, ApiError
+from mock_server.errors import ANTHROPIC_ERROR_TYPES, ApiError, style_of
 from mock_server.faults import cut, slowed, sse_events
 from mock_server.sim.scripts import Step
 from mock_server.stages import Stage
@@ -56,11 +56,6 @@ _DEFAULT_MESSAGES = {
     503: "The downstream provider is unavailable (scripted).",
     529: "The provider is overloaded (scripted).",
 }
-
-
-def error_style(operation: Operation) -> str:
-    """The error envelope an operation answers in: ``anthropic`` for the Messages protocol, else ``openai``."""
-    return "anthropic" if operation.spec.get("x-mirrors") == "anthropic" else "openai"
 
 
 class RawAnswer(ApiError):
@@ -87,7 +82,7 @@ class Scripted(Stage):
         self.operation = operation
         self.operation_id = operation.operation_id
         self.book = services.scripts
-        self.protocol = error_style(operation)
+        self.protocol = style_of(operation.spec)
 
     async def before(self, call: Call) -> None:
         """Raises the scripted error (ApiError, RawAnswer), sleeps a delay, or notes a stream answer."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Statuses an ``error`` step may answer (001 "Errors", 002 "Errors", 004 "Error Codes", and the
@@ -67,7 +67,6 @@ class Script:
     nonce: str | None = None
     operation_id: str | None = None
     used: int = 0
-    taken: list[int] = field(default_factory=list)
 
     def matches(self, operation_id: str, body: Any) -> bool:
         """Whether a request of ``operation_id`` with ``body`` is one of this script's."""
