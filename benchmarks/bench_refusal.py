@@ -32,6 +32,9 @@ SHAPES: dict[str, tuple[str, Callable[[int], bytes]]] = {
                           b'"user", "content": "hi"}], "stop": [' + b",".join([b"1"] * n) + b"]}"),
     "valid parts, last bad": ("/v1/chat/completions", lambda n: b'{"model": "gpt-4o-mini", "messages": [{"role": '
                               b'"user", "content": [' + b'{"type": "text", "text": "a"},' * n + b"{}]}]}"),
+    # not a refusal: a valid body of that many values is judged in the worker, then parsed on the loop
+    "valid parts, all valid": ("/v1/chat/completions", lambda n: b'{"model": "gpt-4o-mini", "messages": [{"role": '
+                               b'"user", "content": [' + b",".join([b'{"type": "text", "text": "a"}'] * n) + b"]}]}"),
 }
 
 
@@ -75,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                     param = response.json().get("error", {}).get("param") if response.status_code < 500 else None
                     rows.append([name, f"{n:,}", f"{len(raw) / 1e6:.2f}", response.status_code, param,
                                  f"{took * 1000:.0f}", f"{max(gaps) * 1000:.0f}" if gaps else "-",
-                                 f"{server.rss_mb() - rss_before:+.0f}", f"{server.rss_mb():.0f}"])
+                                 f"{server.rss_mb() - rss_before:+.0f}", f"{server.rss_mb():.0f}",
+                                 f"{server.children_rss_mb():.0f}"])
                     n *= 10
     print_table(["body", "items", "MB", "status", "param", "refused in ms", "longest /v1/models ms meanwhile",
-                 "RSS growth MB", "RSS after MB"], rows)
+                 "RSS growth MB", "RSS after MB",
+                 "worker processes' RSS MB"], rows)
     return 0
 
 

@@ -6,6 +6,7 @@ is bounded in time (wrk ``-d``) and stops by itself. Figures are printed, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -54,6 +55,21 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of every process below ``pid`` (children, their children...), from ``/proc/<pid>/task/*/children``."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:  # the process ended meanwhile
+                continue
+            found += children
+            stack += children
+    return found
+
+
 def cpu_s(pid: int) -> float:
     """CPU time (user + system) process ``pid`` has used so far, in s (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -76,6 +92,14 @@ class Server:
     def rss_mb(self) -> float:
         """The process's current RSS, in MB."""
         return rss_mb(self.process.pid)
+
+    def children_rss_mb(self) -> float:
+        """The RSS of the processes the server started (e.g. the mock's worker process), in MB."""
+        total = 0.0
+        for child in descendants(self.process.pid):
+            with contextlib.suppress(OSError):  # the process ended meanwhile
+                total += rss_mb(child)
+        return total
 
     def cpu_s(self) -> float:
         """CPU time the process has used so far, in s."""

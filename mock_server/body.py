@@ -9,7 +9,9 @@ it arrives and refused at the first byte past the limit, never buffered whole (0
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 from collections.abc import AsyncGenerator, Mapping
 from types import MappingProxyType
@@ -19,10 +21,13 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from mock_server import jsoncodec
+from mock_server import jsoncodec, offload
 from mock_server.errors import ApiError, excerpt, field_path
-from spec import Operation, load_api
+from mock_server.validation import BodyValidator
+from spec import Operation, find_operation, load_api
 from spec.extensions import upload_limit_bytes
+
+log = logging.getLogger(__name__)
 
 #: Body limit of operations whose spec gives none, in bytes (32 MiB).
 DEFAULT_LIMIT_BYTES = 32 * 1024 * 1024
@@ -56,6 +61,7 @@ class BodyReader:
         self.json = "application/json" in content
         self.multipart = "multipart/form-data" in content
         self.expects_body = self.json or self.multipart
+        self.api, self.operation_id = operation.api, operation.operation_id
         """Whether the operation documents a request body at all."""
         self.limit = upload_limit_bytes(operation) or DEFAULT_LIMIT_BYTES
         self._fields: Mapping[str, Any] = {}
@@ -70,6 +76,14 @@ class BodyReader:
             self._check_declared(request)
             return await self._multipart(request)
         raw = await self._bytes(request)
+        if offload.is_complex(raw):  # judged in the worker process first: refusing it never holds the loop
+            try:
+                refusal = await offload.run(judge_json, self.api, self.operation_id, raw)
+            except offload.WorkerUnavailable:
+                log.warning("the worker process is unavailable: judging a %d-byte body inline", len(raw))
+                refusal = None  # judged below, on the event loop
+            if refusal is not None:
+                raise refusal.error()
         return Body(_parse_json(raw), NO_FILES, raw)
 
     def _check_declared(self, request: Request) -> None:
@@ -162,6 +176,45 @@ def _parse_json(raw: bytes) -> Any:
         raise unsafe_json_error(exc) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"We could not parse the JSON body of your request: {exc}.") from exc
+
+
+class Refusal(NamedTuple):
+    """An :class:`ApiError` as plain values, to cross a process boundary (exceptions with keyword
+    arguments do not pickle back)."""
+
+    status: int
+    message: str
+    param: str | None
+    code: str | None
+
+    @classmethod
+    def of(cls, error: ApiError) -> Refusal:
+        return cls(error.status, error.message, error.param, error.code)
+
+    def error(self) -> ApiError:
+        """The :class:`ApiError` to raise."""
+        return ApiError(self.status, self.message, param=self.param, code=self.code)
+
+
+def judge_json(api: str, operation_id: str, raw: bytes) -> Refusal | None:
+    """The refusal of the JSON body ``raw`` of operation ``operation_id`` of spec ``api`` (what the
+    request pipeline would answer for it: unparsable, unsafe or schema-invalid), or None when it is
+    valid. Runs in :mod:`mock_server.offload`'s worker process for a body of many values; the
+    validator of each operation is built there once."""
+    try:
+        data = _parse_json(raw)
+    except ApiError as error:
+        return Refusal.of(error)
+    validator = _worker_validator(api, operation_id)
+    if validator.is_valid(data):
+        return None
+    found = validator.error(data)
+    return None if found is None else Refusal.of(found)
+
+
+@functools.cache
+def _worker_validator(api: str, operation_id: str) -> BodyValidator:
+    return BodyValidator(find_operation(api, operation_id))
 
 
 def unsafe_json_error(exc: jsoncodec.UnsafeJson) -> ApiError:
