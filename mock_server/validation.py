@@ -61,11 +61,8 @@ class BodyValidator:
             None if schema is None else schema_validator(operation.api, schema)
         )
         self._fast = None if schema is None else fast_validator(operation.api, schema)
-        self._guided: Any = None
-        if self._validator is not None:
-            guided = _guided_class(operation.api)
-            self._guided = guided(self._validator.schema, registry=self._validator._registry,  # type: ignore[attr-defined]
-                                  format_checker=self._validator.format_checker)
+        self._guided: Any = None if schema is None else schema_validator(operation.api, schema,
+                                                                          cls=_guided_class(operation.api))
 
     def is_valid(self, body: Any) -> bool:
         """Whether ``body`` is valid: Rust's verdict (about 1 us), else Python's for a value Rust cannot take."""

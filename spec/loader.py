@@ -14,7 +14,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
@@ -192,8 +192,13 @@ def request_body_schema(operation: Operation, media_type: str = "application/jso
     return None if content is None else dict(content.get("schema", {}))
 
 
-def schema_validator(api: str, schema: Mapping[str, Any]) -> Draft202012Validator:
-    """A JSON Schema 2020-12 validator for ``schema``, whose ``#/components/...`` refs resolve in ``api``.
+@overload
+def schema_validator(api: str, schema: Mapping[str, Any]) -> Draft202012Validator: ...
+@overload
+def schema_validator(api: str, schema: Mapping[str, Any], cls: Any) -> Any: ...
+def schema_validator(api: str, schema: Mapping[str, Any], cls: Any = Draft202012Validator) -> Any:
+    """A JSON Schema 2020-12 validator for ``schema``, whose ``#/components/...`` refs resolve in ``api``:
+    an instance of ``cls`` (``Draft202012Validator`` or a class ``jsonschema.validators.extend`` made of it).
 
     Build it once (start-up, collection time): compiling is the expensive part.
     """
@@ -201,7 +206,7 @@ def schema_validator(api: str, schema: Mapping[str, Any]) -> Draft202012Validato
     uri = f"urn:spec:{api}"
     registry: Registry[Any] = Registry().with_resource(uri, DRAFT202012.create_resource(document))
     wrapped = {"$id": f"{uri}:subschema", "$defs": {}, "allOf": [_absolutise(schema, uri)]}
-    return Draft202012Validator(wrapped, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return cls(wrapped, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _absolutise(node: Any, uri: str) -> Any:
