@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -160,10 +160,12 @@ class Journal:
         self.size = size
         self.body_bytes = body_bytes
         self.records: deque[tuple[Any, ...]] = deque(maxlen=size)
-        self.bodies: dict[int, bytes] = {}
-        self.dropped: dict[int, tuple[int, str]] = {}
-        self.streams: dict[int, list[Any]] = {}
-        self.uploads: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        # OrderedDicts, not dicts: a dict emptied from the front makes ``next(iter(d))`` step over every
+        # deleted slot (4 us per request at 2,000 entries); an OrderedDict finds its oldest key at once
+        self.bodies: OrderedDict[int, bytes] = OrderedDict()
+        self.dropped: OrderedDict[int, tuple[int, str]] = OrderedDict()
+        self.streams: OrderedDict[int, list[Any]] = OrderedDict()
+        self.uploads: OrderedDict[int, dict[str, list[dict[str, Any]]]] = OrderedDict()
         self._kept = 0
         self._ids = itertools.count(1)
 
@@ -200,8 +202,7 @@ class Journal:
         self.bodies[entry_id] = answer
         self._kept += len(answer)
         while self._kept > self.body_bytes and self.bodies:  # the oldest bodies go first
-            oldest = next(iter(self.bodies))
-            kept = self.bodies.pop(oldest)
+            oldest, kept = self.bodies.popitem(last=False)
             self._kept -= len(kept)
             self.dropped[oldest] = (len(kept), hashlib.sha256(kept).hexdigest())
         return response
@@ -210,14 +211,12 @@ class Journal:
         """Drop the side tables' rows of entries the ring has let go (their ids are below the oldest's;
         the tables are in id order)."""
         oldest = self.records[0][_ID] if self.records else 1 << 62
-        for table in (self.bodies, self.dropped, self.streams, self.uploads):
-            while table:
-                first = next(iter(table))
-                if first >= oldest:
-                    break
-                value = table.pop(first)
-                if table is self.bodies:
-                    self._kept -= len(value)
+        bodies = self.bodies
+        while bodies and next(iter(bodies)) < oldest:
+            self._kept -= len(bodies.popitem(last=False)[1])
+        for table in (self.dropped, self.streams, self.uploads):
+            while table and next(iter(table)) < oldest:
+                table.popitem(last=False)
 
     def clear(self) -> int:
         """Forget every entry; returns how many there were."""
