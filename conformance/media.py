@@ -9,6 +9,7 @@ import array
 import base64
 import binascii
 import io
+import json
 import math
 import wave
 from dataclasses import dataclass
@@ -115,3 +116,73 @@ def audio_video(content: bytes) -> Decoded:
                            float(duration), stream.codec_context.name, end)
     except av.error.FFmpegError as exc:
         raise MediaError(f"bytes no audio/video decoder accepts ({exc})") from exc
+
+
+#: Longest side of an evidence thumbnail, in px.
+THUMBNAIL_PX = 160
+
+
+def thumbnail(content: bytes) -> str:
+    """A PNG ``data:`` URL of the image, shrunk to at most :data:`THUMBNAIL_PX` px a side (aspect kept).
+    Raises :class:`MediaError` when the bytes are not an image."""
+    try:
+        with Image.open(io.BytesIO(content)) as picture:
+            picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            buffer = io.BytesIO()
+            picture.convert("RGBA").save(buffer, format="PNG", optimize=True)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MediaError(f"bytes no image decoder accepts ({exc})") from exc
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _embedded_image(body: bytes) -> str | None:
+    """The first image a JSON answer carries: ``data[].b64_json`` or a ``data:`` URL in ``choices[].message.images``."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    for item in document.get("data") or []:
+        if isinstance(item, dict) and isinstance(item.get("b64_json"), str):
+            return str(item["b64_json"])
+    for choice in document.get("choices") or []:
+        images = choice.get("message", {}).get("images") if isinstance(choice, dict) else None
+        for image_part in images or []:
+            url = image_part.get("image_url", {}).get("url") if isinstance(image_part, dict) else None
+            if isinstance(url, str) and url.startswith("data:"):
+                return url
+    return None
+
+
+def summary(content_type: str, body: bytes) -> dict[str, object] | None:
+    """What an answer's media turned out to be, for a report's evidence; None when it carries none.
+
+    An ``image/*`` body, or a JSON answer with base64 image data (Images API, chat image output), gives
+    ``{"kind": "image", "format", "width", "height" (px), "thumbnail" (PNG data URL)}``; ``audio/*`` and
+    ``video/*`` give ``{"kind", "format", "codec", "duration_s", "width", "height"}``. Media that does not
+    decode gives ``{"kind", "error"}`` with the decoder's reason. Never raises.
+    """
+    kind = content_type.split("/", 1)[0]
+    content: bytes | None = body if kind in ("image", "audio", "video") else None
+    if content is None and content_type.endswith("json"):
+        embedded = _embedded_image(body)
+        if embedded is None:
+            return None
+        kind = "image"
+        try:
+            content = from_base64(embedded)
+        except MediaError as exc:
+            return {"kind": kind, "error": str(exc)}
+    if content is None:
+        return None
+    try:
+        if kind == "image":
+            decoded = image(content)
+            return {"kind": kind, "format": decoded.format, "width": decoded.width, "height": decoded.height,
+                    "thumbnail": thumbnail(content)}
+        decoded = audio_video(content)
+    except (MediaError, Image.DecompressionBombError) as exc:
+        return {"kind": kind, "error": str(exc)}
+    return {"kind": kind, "format": decoded.format, "codec": decoded.codec, "duration_s": round(decoded.duration_s, 3),
+            "width": decoded.width, "height": decoded.height}
