@@ -72,7 +72,8 @@ def test_compare_puts_targets_side_by_side(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(_report("alpha", "passed")))
     from conformance.cli import main
 
-    assert main(["compare", str(tmp_path / "a.json"), "--out", str(tmp_path / "c.md")]) == 0
+    assert main(["compare", str(tmp_path / "a.json"), "--out", str(tmp_path / "c.md"),
+                 "--html", str(tmp_path / "c.html")]) == 0
     assert "alpha" in (tmp_path / "c.md").read_text()
 
 
