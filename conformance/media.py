@@ -155,16 +155,28 @@ def _embedded_image(body: bytes) -> str | None:
     return None
 
 
+def _sniffed(body: bytes) -> dict[str, object] | None:
+    """The summary of an untyped body that decodes as an image or as audio/video, else None."""
+    for kind in ("image", "audio"):
+        shown = summary(f"{kind}/*", body)
+        if shown is not None and "error" not in shown:
+            return shown if kind == "image" or not shown["width"] else {**shown, "kind": "video"}
+    return None
+
+
 def summary(content_type: str, body: bytes) -> dict[str, object] | None:
     """What an answer's media turned out to be, for a report's evidence; None when it carries none.
 
     An ``image/*`` body, or a JSON answer with base64 image data (Images API, chat image output), gives
     ``{"kind": "image", "format", "width", "height" (px), "thumbnail" (PNG data URL)}``; ``audio/*`` and
-    ``video/*`` give ``{"kind", "format", "codec", "duration_s", "width", "height"}``. Media that does not
+    ``video/*`` give ``{"kind", "format", "codec", "duration_s", "width", "height"}``; an untyped body
+    (``application/octet-stream``) is summarised when it decodes as one of them. Media that does not
     decode gives ``{"kind", "error"}`` with the decoder's reason. Never raises.
     """
     kind = content_type.split("/", 1)[0]
     content: bytes | None = body if kind in ("image", "audio", "video") else None
+    if content_type in ("", "application/octet-stream") and body:
+        return _sniffed(body)
     if content is None and content_type.endswith("json"):
         embedded = _embedded_image(body)
         if embedded is None:
