@@ -32,6 +32,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("conformance", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["json_excerpt"] = grid.json_excerpt
+    env.tests["binary"] = is_binary
     env.globals.update(labels=grid.OUTCOME_LABELS, capability_anchor=grid.capability_anchor,
                        check_anchor=check_anchor)
     return env
@@ -60,6 +61,13 @@ def curl_command(request: Mapping[str, Any]) -> str:
         text = body if isinstance(body, str) else json.dumps(body)
         parts += ["-H", "'Content-Type: application/json'", "-d", shlex.quote(text)]
     return " ".join(parts)
+
+
+def is_binary(excerpt: str) -> bool:
+    """Whether a response excerpt is bytes decoded leniently (media, octets) rather than text: more than 2 %
+    of its characters are replacement characters or control codes other than tab and line breaks."""
+    odd = sum(1 for char in excerpt if char == "\ufffd" or (ord(char) < 32 and char not in "\t\r\n"))
+    return odd > 0.02 * len(excerpt)
 
 
 def media_view(evidence: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -96,7 +96,7 @@ def test_media_evidence_shows_a_thumbnail_and_durations() -> None:
     assert len(page.images) == 1 and page.images[0].startswith("data:image/png;base64,")
     thumbnail = media.image(media.from_base64(page.images[0]))
     assert (thumbnail.width, thumbnail.height) == (96, 64)  # under THUMBNAIL_PX: kept as it was
-    assert "image: PNG, 96×64 px" in page.words
+    assert "image: PNG, 96\N{MULTIPLICATION SIGN}64 px" in page.words
     assert re.search(r"audio: mp3 \(mp3\w*\), 1\.5\d* s", page.words), page.words
 
 
@@ -174,3 +174,10 @@ def test_conformance_compare_writes_a_page_linking_each_run(tmp_path: Path) -> N
 def test_conformance_compare_refuses_what_is_not_a_report(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     assert main(["compare", str(tmp_path / "x.json"), "--html", str(tmp_path / "c.html")]) == 2
+
+
+def test_a_binary_body_is_not_shown_as_text() -> None:
+    text = pages.report_page(sample_report())
+    speech = text[text.index('id="check-speech_audio_decodes"'):text.index('id="check-stream_ends_with_done"')]
+    assert "a binary body (not shown as text; see media)" in speech and "ID3" not in speech
+    assert pages.is_binary("ID3\x04\x00\x00\ufffd\ufffd") and not pages.is_binary('{"error": "bad"}\n')
