@@ -123,16 +123,20 @@ THUMBNAIL_PX = 160
 
 
 def thumbnail(content: bytes) -> str:
-    """A PNG ``data:`` URL of the image, shrunk to at most :data:`THUMBNAIL_PX` px a side (aspect kept).
-    Raises :class:`MediaError` when the bytes are not an image."""
+    """A ``data:`` URL of the image shrunk to at most :data:`THUMBNAIL_PX` px a side (aspect kept): PNG when
+    it has transparency, else JPEG (a few kB). Raises :class:`MediaError` when the bytes are not an image."""
     try:
         with Image.open(io.BytesIO(content)) as picture:
             picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            transparent = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
             buffer = io.BytesIO()
-            picture.convert("RGBA").save(buffer, format="PNG", optimize=True)
+            if transparent:
+                picture.convert("RGBA").save(buffer, format="PNG", optimize=True)
+            else:
+                picture.convert("RGB").save(buffer, format="JPEG", quality=80)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaError(f"bytes no image decoder accepts ({exc})") from exc
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return f"data:image/{'png' if transparent else 'jpeg'};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _embedded_image(body: bytes) -> str | None:
@@ -168,7 +172,7 @@ def summary(content_type: str, body: bytes) -> dict[str, object] | None:
     """What an answer's media turned out to be, for a report's evidence; None when it carries none.
 
     An ``image/*`` body, or a JSON answer with base64 image data (Images API, chat image output), gives
-    ``{"kind": "image", "format", "width", "height" (px), "thumbnail" (PNG data URL)}``; ``audio/*`` and
+    ``{"kind": "image", "format", "width", "height" (px), "thumbnail" (:func:`thumbnail`)}``; ``audio/*`` and
     ``video/*`` give ``{"kind", "format", "codec", "duration_s", "width", "height"}``; an untyped body
     (``application/octet-stream``) is summarised when it decodes as one of them. Media that does not
     decode gives ``{"kind", "error"}`` with the decoder's reason. Never raises.

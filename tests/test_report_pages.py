@@ -181,3 +181,23 @@ def test_a_binary_body_is_not_shown_as_text() -> None:
     speech = text[text.index('id="check-speech_audio_decodes"'):text.index('id="check-stream_ends_with_done"')]
     assert "a binary body (not shown as text; see media)" in speech and "ID3" not in speech
     assert pages.is_binary("ID3\x04\x00\x00\ufffd\ufffd") and not pages.is_binary('{"error": "bad"}\n')
+
+
+def test_media_summaries_are_what_a_person_wants_to_see() -> None:
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 200, 30)).save(photo, format="PNG")
+    shown = media.summary("image/png", photo.getvalue())
+    assert shown is not None and (shown["format"], shown["width"], shown["height"]) == ("PNG", 640, 480)
+    assert str(shown["thumbnail"]).startswith("data:image/jpeg;base64,")
+    small = media.image(media.from_base64(str(shown["thumbnail"])))
+    assert (small.format, small.width, small.height) == ("JPEG", media.THUMBNAIL_PX, 120)
+    untyped = media.summary("application/octet-stream", media.wav_tone(0.5))
+    assert untyped is not None and untyped["kind"] == "audio" and untyped["format"] == "wav"
+    assert media.summary("application/octet-stream", b"not media") is None
+    broken = media.summary("application/json", json.dumps({"data": [{"b64_json": "iVBORw0KGgo="}]}).encode())
+    assert broken is not None and broken["kind"] == "image" and "decoder" in str(broken["error"])
+    assert media.summary("application/json", b'{"choices": []}') is None
