@@ -88,4 +88,7 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert code == 0, output
     matrix = report["capabilities"]
     assert set(matrix["credits_api"].values()) == {"not claimed"}
+    unclaimed = [row for row in report["checks"] if row["outcome"] == "not_claimed"]
+    assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
+                             for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
