@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
-    compare = commands.add_parser("compare", help="render several reports side by side (Markdown and an HTML page)")
+    compare = commands.add_parser("compare", help="render several reports side by side")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
     compare.add_argument("--out", type=Path, help="write the Markdown here instead of printing it")
     compare.add_argument("--html", type=Path, default=Path("reports") / "compare.html",
