@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import report
+from conformance import pages, report
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="render several reports side by side")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
     compare.add_argument("--out", type=Path, help="write the Markdown here instead of printing it")
+    compare.add_argument("--html", type=Path, default=Path("reports") / "compare.html",
+                         help="write the HTML page here (default reports/compare.html); its cells link to each "
+                              "run's report.html")
     return parser
 
 
@@ -146,19 +150,33 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path, target: Target) -> 
     return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
 
 
+def _report_link(report_json: Path, page_dir: Path) -> str | None:
+    """The URL of the report.html beside ``report_json``, relative to ``page_dir``; None when there is none.
+    Symlinks (``latest``) are resolved, so that the link keeps pointing at this run."""
+    html_path = report_json.resolve().parent / "report.html"
+    if not html_path.is_file():
+        return None
+    return urllib.parse.quote(Path(os.path.relpath(html_path, page_dir.resolve())).as_posix())
+
+
 def compare(args: argparse.Namespace) -> int:
-    """Print (or write) the side-by-side comparison of the given reports."""
+    """Print (or write) the side-by-side comparison of the given reports, and write its HTML page."""
     paths = [path / "report.json" if path.is_dir() else path for path in args.reports]
     try:
         documents = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"conformance: {exc}", file=sys.stderr)
+        text = report.compare(documents)
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        links = [_report_link(path, args.html.parent) for path in paths]
+        args.html.write_text(pages.compare_page(documents, links), encoding="utf-8")
+        if args.out:
+            args.out.write_text(text, encoding="utf-8")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        print(f"conformance: {'not a report.json: missing ' if isinstance(exc, KeyError) else ''}{exc}",
+              file=sys.stderr)
         return 2
-    text = report.compare(documents)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    else:
+    if not args.out:
         print(text, end="")
+    print(f"comparison page: {args.html}", file=sys.stderr)
     return 0
 
 

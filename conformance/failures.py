@@ -29,6 +29,9 @@ class Evidence:
     response_excerpt: str = ""
     upstream: Any = None
     """What reached the gateway's upstream (the upstream phase: journal entries, excerpted), if known."""
+    media: dict[str, Any] | None = None
+    """What the answer's media decoded as (``conformance.media.summary``: format, size, thumbnail,
+    duration), when it carried any."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for report.json."""
@@ -38,6 +41,8 @@ class Evidence:
         }
         if self.upstream is not None:
             shown["upstream"] = self.upstream
+        if self.media is not None:
+            shown["media"] = self.media
         return shown
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
+from conformance import media
 from conformance.failures import Evidence, TargetError, excerpt
 from conformance.target import Target
 
@@ -57,10 +58,11 @@ class Exchange:
         return events
 
     def evidence(self) -> Evidence:
-        """The exchange as report evidence (body cut to an excerpt)."""
+        """The exchange as report evidence (body cut to an excerpt; media in it summarised, decoded)."""
         keep = ("content-type", "retry-after", "x-request-id")
         headers = {k: v for k, v in self.headers.items() if k in keep or k.startswith("x-ratelimit")}
-        return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body))
+        return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body),
+                        media=media.summary(self.media_type, self.body))
 
 
 @dataclass(frozen=True)

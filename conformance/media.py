@@ -9,6 +9,7 @@ import array
 import base64
 import binascii
 import io
+import json
 import math
 import wave
 from dataclasses import dataclass
@@ -115,3 +116,89 @@ def audio_video(content: bytes) -> Decoded:
                            float(duration), stream.codec_context.name, end)
     except av.error.FFmpegError as exc:
         raise MediaError(f"bytes no audio/video decoder accepts ({exc})") from exc
+
+
+#: Longest side of an evidence thumbnail, in px.
+THUMBNAIL_PX = 160
+
+
+def thumbnail(content: bytes) -> str:
+    """A ``data:`` URL of the image shrunk to at most :data:`THUMBNAIL_PX` px a side (aspect kept): PNG when
+    it has transparency, else JPEG (a few kB). Raises :class:`MediaError` when the bytes are not an image."""
+    try:
+        with Image.open(io.BytesIO(content)) as picture:
+            picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            transparent = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+            buffer = io.BytesIO()
+            if transparent:
+                picture.convert("RGBA").save(buffer, format="PNG", optimize=True)
+            else:
+                picture.convert("RGB").save(buffer, format="JPEG", quality=80)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise MediaError(f"bytes no image decoder accepts ({exc})") from exc
+    return f"data:image/{'png' if transparent else 'jpeg'};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _embedded_image(body: bytes) -> str | None:
+    """The first image a JSON answer carries: ``data[].b64_json`` or a ``data:`` URL in ``choices[].message.images``."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    for item in document.get("data") or []:
+        if isinstance(item, dict) and isinstance(item.get("b64_json"), str):
+            return str(item["b64_json"])
+    for choice in document.get("choices") or []:
+        images = choice.get("message", {}).get("images") if isinstance(choice, dict) else None
+        for image_part in images or []:
+            url = image_part.get("image_url", {}).get("url") if isinstance(image_part, dict) else None
+            if isinstance(url, str) and url.startswith("data:"):
+                return url
+    return None
+
+
+def _sniffed(body: bytes) -> dict[str, object] | None:
+    """The summary of an untyped body that decodes as an image or as audio/video, else None."""
+    for kind in ("image", "audio"):
+        shown = summary(f"{kind}/*", body)
+        if shown is not None and "error" not in shown:
+            return shown if kind == "image" or not shown["width"] else {**shown, "kind": "video"}
+    return None
+
+
+def summary(content_type: str, body: bytes) -> dict[str, object] | None:
+    """What an answer's media turned out to be, for a report's evidence; None when it carries none.
+
+    An ``image/*`` body, or a JSON answer with base64 image data (Images API, chat image output), gives
+    ``{"kind": "image", "format", "width", "height" (px), "thumbnail" (:func:`thumbnail`)}``; ``audio/*`` and
+    ``video/*`` give ``{"kind", "format", "codec", "duration_s", "width", "height"}``; an untyped body
+    (``application/octet-stream``) is summarised when it decodes as one of them. Media that does not
+    decode gives ``{"kind", "error"}`` with the decoder's reason. Never raises.
+    """
+    kind = content_type.split("/", 1)[0]
+    content: bytes | None = body if kind in ("image", "audio", "video") else None
+    if content_type in ("", "application/octet-stream") and body:
+        return _sniffed(body)
+    if content is None and content_type.endswith("json"):
+        embedded = _embedded_image(body)
+        if embedded is None:
+            return None
+        kind = "image"
+        try:
+            content = from_base64(embedded)
+        except MediaError as exc:
+            return {"kind": kind, "error": str(exc)}
+    if content is None:
+        return None
+    try:
+        if kind == "image":
+            decoded = image(content)
+            return {"kind": kind, "format": decoded.format, "width": decoded.width, "height": decoded.height,
+                    "thumbnail": thumbnail(content)}
+        decoded = audio_video(content)
+    except (MediaError, Image.DecompressionBombError) as exc:
+        return {"kind": kind, "error": str(exc)}
+    return {"kind": kind, "format": decoded.format, "codec": decoded.codec, "duration_s": round(decoded.duration_s, 3),
+            "width": decoded.width, "height": decoded.height}

@@ -136,7 +136,7 @@ class ConformancePlugin:
                         None)
         return report.Row(id=row_id, check=name, api=_api(item)[0] or "all", capability=capability, source=source,
                           outcome=outcome, duration_s=round(rep.duration, 4), failure=failure, phase=phase_of(item),
-                          upstream=upstream)
+                          upstream=upstream, reason=_skip_reason(rep))
 
     @property
     def regressions(self) -> list[report.Row]:
@@ -196,6 +196,14 @@ def _meta(item: pytest.Item) -> tuple[str, str, str, bool]:
     if marker is not None:
         return name, str(marker.args[0]), str(marker.kwargs.get("source", "")), False
     return name, "uncategorised", "", False
+
+
+def _skip_reason(rep: pytest.TestReport) -> str:
+    """Why a skipped test was skipped (pytest keeps ``(path, line, "Skipped: reason")``); "" otherwise."""
+    if not rep.skipped:
+        return ""
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr or "")
+    return str(reason).removeprefix("Skipped: ")
 
 
 def _longrepr(rep: pytest.TestReport) -> str:

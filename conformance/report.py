@@ -1,4 +1,5 @@
-"""The compatibility report: one :class:`Row` per check that ran, rendered as JSON, Markdown and HTML.
+"""The compatibility report: one :class:`Row` per check that ran, rendered as JSON, Markdown and HTML
+(the HTML from templates, by ``pages.py``, as a grid of capabilities by API: ``grid.py``).
 
 report.json shape::
 
@@ -6,18 +7,18 @@ report.json shape::
      "summary": {"passed", "failed", "known_failures", "skipped", "not_claimed", "total"},
      "capabilities": {api: {capability: "pass" | "fail" | "known failure" | "skip" | "not claimed"}},
      "checks": [{"id", "check", "api", "capability", "source", "outcome", "duration_s", "failure", "phase",
-                 "upstream"}]}
+                 "upstream", "reason"}]}
 
 ``outcome`` is passed, failed, known_failure (failed but in the baseline), skipped or not_claimed;
 ``failure`` is None or ``{"check", "expected", "received", "evidence": {"request", "response"}}``
-(and ``"upstream"`` in the evidence of an upstream-phase check); ``upstream`` is None, or for an
+(and ``"upstream"`` in the evidence of an upstream-phase check, ``"media"`` where the answer carried
+media: ``conformance.media.summary``); ``reason`` is why a check was skipped; ``upstream`` is None, or for an
 upstream-phase check what was sent against what reached the gateway's upstream
 (``conformance.upstream.Relay.view``), shown as the report's "Upstream view".
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -25,9 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance import pages
+from conformance.grid import OUTCOMES, UPSTREAM_VIEW_CHARS, json_excerpt, upstream_view, verdict
 from conformance.target import Target
 
-OUTCOMES = ("passed", "failed", "known_failure", "skipped", "not_claimed")
+__all__ = ["OUTCOMES", "UPSTREAM_VIEW_CHARS", "Row", "build", "capability_matrix", "compare", "markdown",
+           "upstream_view", "write"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Row:
     phase: str = ""
     upstream: dict[str, Any] | None = None
     """Upstream-phase rows: what was sent against what reached the upstream (``Relay.view``)."""
+    reason: str = ""
+    """Why the check was skipped or not claimed (pytest's skip reason); "" when it ran."""
 
 
 def phase_seconds(rows: Sequence[Row]) -> dict[str, float]:
@@ -58,20 +64,12 @@ def phase_seconds(rows: Sequence[Row]) -> dict[str, float]:
     return {phase: round(total, 3) for phase, total in seconds.items()}
 
 
-def _verdict(outcomes: set[str]) -> str:
-    for outcome, verdict in (("failed", "fail"), ("known_failure", "known failure"), ("passed", "pass"),
-                             ("skipped", "skip")):
-        if outcome in outcomes:
-            return verdict
-    return "not claimed"
-
-
 def capability_matrix(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
     """``{api: {capability: verdict}}``: fail if any row failed, pass if all that ran passed."""
     outcomes: dict[str, dict[str, set[str]]] = {}
     for row in rows:
         outcomes.setdefault(row.api, {}).setdefault(row.capability, set()).add(row.outcome)
-    return {api: {cap: _verdict(seen) for cap, seen in sorted(caps.items())} for api, caps in sorted(outcomes.items())}
+    return {api: {cap: verdict(seen) for cap, seen in sorted(caps.items())} for api, caps in sorted(outcomes.items())}
 
 
 def build(target: Target, rows: Sequence[Row], started: str, finished: str, duration_s: float) -> dict[str, Any]:
@@ -95,7 +93,7 @@ def write(report: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(json.dumps(report, indent=2, default=repr) + "\n", encoding="utf-8")
     (directory / "report.md").write_text(markdown(report), encoding="utf-8")
-    (directory / "report.html").write_text(page(report), encoding="utf-8")
+    (directory / "report.html").write_text(pages.report_page(report), encoding="utf-8")
 
 
 _MD = {"pass": "PASS", "fail": "**FAIL**", "known failure": "known failure", "skip": "skip",
@@ -125,7 +123,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for api, capabilities in report["capabilities"].items():
-        lines += [f"| {api} | {cap} | {_MD[verdict]} |" for cap, verdict in capabilities.items()]
+        lines += [f"| {api} | {cap} | {_MD[shown]} |" for cap, shown in capabilities.items()]
     lines += ["", "## Checks", "", "| check | case | API | capability | outcome | source |",
               "|---|---|---|---|---|---|"]
     for row in report["checks"]:
@@ -144,36 +142,28 @@ def markdown(report: dict[str, Any]) -> str:
                 f"- received: {failure['received']}",
                 f"- request: `{request.get('method', '')} {request.get('url', '')}`",
                 f"- response: status {response.get('status')}",
+                *_media_markdown(failure["evidence"].get("media")),
                 "",
                 "```",
                 str(response.get("body_excerpt", ""))[:600],
                 "```",
                 "",
             ]
+    skipped = [row for row in report["checks"] if row["outcome"] == "skipped"]
+    if skipped:
+        lines += ["", "## Skipped", "", "| check | case | why |", "|---|---|---|"]
+        lines += [f"| {row['check']} | {_cell(row['id'])} | {_cell(row.get('reason') or '')} |" for row in skipped]
     return "\n".join(lines + _upstream_markdown(report)) + "\n"
 
 
-#: Longest JSON excerpt of one body in the upstream view, in characters.
-UPSTREAM_VIEW_CHARS = 600
-
-
-def upstream_view(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The upstream phase's evidence, ``{capability: {scenario: {"relay": view, "checks": {check: outcome}}}}``:
-    per capability, what was sent to the gateway against what reached its upstream."""
-    view: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in report["checks"]:
-        relay = row.get("upstream")
-        if not relay:
-            continue
-        scenario = view.setdefault(row["capability"], {}).setdefault(relay["scenario"], {"relay": relay, "checks": {}})
-        scenario["relay"] = relay  # the last view of a scenario carries every check's figures
-        scenario["checks"][row["check"]] = row["outcome"]
-    return view
-
-
-def _json_excerpt(value: Any) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= UPSTREAM_VIEW_CHARS else text[:UPSTREAM_VIEW_CHARS] + "..."
+def _media_markdown(media: dict[str, Any] | None) -> list[str]:
+    if not media:
+        return []
+    if media.get("error"):
+        return [f"- media: a {media['kind']} that does not decode ({media['error']})"]
+    size = f", {media['width']}x{media['height']} px" if media.get("width") else ""
+    duration = f", {media['duration_s']} s" if media.get("duration_s") is not None else ""
+    return [f"- media: {media['kind']} {media.get('format')}{size}{duration}"]
 
 
 def _upstream_markdown(report: dict[str, Any]) -> list[str]:
@@ -188,81 +178,21 @@ def _upstream_markdown(report: dict[str, Any]) -> list[str]:
             relay = seen["relay"]
             verdicts = ", ".join(f"{check} {_MD[outcome]}" for check, outcome in seen["checks"].items())
             lines += [f"#### {name} (nonce `{relay['nonce']}`): {verdicts}", "",
-                      f"- sent: `{_json_excerpt(relay['sent'])}`"]
+                      f"- sent: `{json_excerpt(relay['sent'])}`"]
             if relay["scripted"]:
-                lines.append(f"- upstream scripted: `{_json_excerpt(relay['scripted'])}`")
+                lines.append(f"- upstream scripted: `{json_excerpt(relay['scripted'])}`")
             for entry in relay["arrived"] or [{"operation_id": None}]:
                 if entry["operation_id"] is None:
                     lines.append("- arrived upstream: nothing")
                     continue
                 lines.append(f"- arrived upstream: {entry['operation_id']} -> {entry['status']}: "
-                             f"`{_json_excerpt(entry['body'])}`")
+                             f"`{json_excerpt(entry['body'])}`")
             lines.append(f"- gateway answered: {relay['client_status']}")
             measured = {k: v for k, v in relay["measured"].items() if k not in ("protocol", "must_arrive")}
             if measured:
                 lines.append(f"- measured: {', '.join(f'{k} {v}' for k, v in measured.items())}")
             lines.append("")
     return lines
-
-
-def _upstream_html(report: dict[str, Any]) -> list[str]:
-    e = html.escape
-    view = upstream_view(report)
-    if not view:
-        return []
-    parts = ["<h2>Upstream view</h2><p>What the suite sent the gateway against what reached the gateway's "
-             "upstream (the mock's journal).</p>"]
-    for capability, scenarios in sorted(view.items()):
-        parts.append(f"<h3>{e(capability)}</h3>")
-        for name, seen in scenarios.items():
-            relay = seen["relay"]
-            verdicts = ", ".join(f"<span class='{_css(o)}'>{e(c)} {e(o)}</span>" for c, o in seen["checks"].items())
-            arrived = "".join(f"<li>{e(str(a['operation_id']))} &rarr; {e(str(a['status']))}: "
-                              f"<code>{e(_json_excerpt(a['body']))}</code>" for a in relay["arrived"]) or "<li>nothing"
-            measured = {k: v for k, v in relay["measured"].items() if k not in ("protocol", "must_arrive")}
-            parts.append(f"<details><summary>{e(name)}: {verdicts}</summary><ul><li>sent: "
-                         f"<code>{e(_json_excerpt(relay['sent']))}</code><li>scripted: "
-                         f"<code>{e(_json_excerpt(relay['scripted']))}</code>{arrived}<li>gateway answered "
-                         f"{e(str(relay['client_status']))}<li>measured: {e(_json_excerpt(measured))}</ul></details>")
-    return parts
-
-
-_STYLE = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.pass,.passed{background:#d4f7d4}
-.fail,.failed{background:#f7d4d4}.known{background:#f7ecd4}.skip,.skipped,.not{color:#777}pre{white-space:pre-wrap}"""
-
-
-def _css(verdict: str) -> str:
-    return verdict.split()[0].split("_")[0]
-
-
-def page(report: dict[str, Any]) -> str:
-    """The report as one self-contained HTML page: summary, capability matrix, checks, failures."""
-    e = html.escape
-    summary = report["summary"]
-    parts = [f"<!doctype html><meta charset=utf-8><title>Compatibility report: {e(report['target']['name'])}</title>",
-             f"<style>{_STYLE}</style><h1>Compatibility report: {e(report['target']['name'])}</h1>",
-             f"<p>Target <code>{e(report['target']['base_url'])}</code>, {e(report['started'])} "
-             f"({report['duration_s']} s). <b>{summary['passed']} passed, {summary['failed']} failed</b>, "
-             f"{summary['known_failures']} known failures, {summary['skipped']} skipped, "
-             f"{summary['not_claimed']} not claimed.</p>",
-             "<h2>Capabilities</h2><table><tr><th>API<th>capability<th>verdict"]
-    for api, capabilities in report["capabilities"].items():
-        parts += [f"<tr><td>{e(api)}<td>{e(cap)}<td class='{_css(v)}'>{e(v)}" for cap, v in capabilities.items()]
-    parts.append("</table><h2>Checks</h2><table><tr><th>check<th>case<th>API<th>capability<th>outcome<th>source")
-    for row in report["checks"]:
-        parts.append(f"<tr><td>{e(row['check'])}<td>{e(row['id'])}<td>{e(row['api'])}<td>{e(row['capability'])}"
-                     f"<td class='{_css(row['outcome'])}'>{e(row['outcome'])}<td>{e(row['source'])}")
-    parts.append("</table>")
-    for row in report["checks"]:
-        failure = row["failure"]
-        if failure and row["outcome"] in ("failed", "known_failure"):
-            request, response = failure["evidence"]["request"], failure["evidence"]["response"]
-            parts.append(f"<h3>{e(row['check'])}: {e(row['id'])}</h3><p>expected {e(str(failure['expected']))}"
-                         f"<br>received {e(str(failure['received']))}<br>request <code>{e(str(request.get('method')))} "
-                         f"{e(str(request.get('url')))}</code>, response status {e(str(response.get('status')))}</p>"
-                         f"<pre>{e(str(response.get('body_excerpt', '')))}</pre>")
-    return "".join(parts + _upstream_html(report)) + "\n"
 
 
 def compare(reports: Iterable[dict[str, Any]]) -> str:

@@ -154,7 +154,7 @@ class Relay:
             return Evidence("POST", "", self.sent, None, {}, self.failure or "", self.view())
         base = self.answer.evidence()
         return Evidence(base.method, base.url, base.request_body, base.status, base.headers,
-                        base.response_excerpt, self.view())
+                        base.response_excerpt, self.view(), base.media)
 
 
 def _cut(value: Any) -> Any:

@@ -7,12 +7,14 @@ for the short answers the suite asks for). Used to prove that the suite catches 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from conformance import media
 from conformance.embedded import embedded_app
 
 #: (status, headers, body) -> (status, headers, body); header names are lower-case bytes.
@@ -106,6 +108,13 @@ def _corrupt_b64_json(status: int, data: Any) -> tuple[int, Any]:
     for item in data.get("data", []) if isinstance(data, dict) else []:
         if isinstance(item, dict) and "b64_json" in item:
             item["b64_json"] = "iVBORw0KGgoAAAANSUhEUgAA" + "A" * 64
+    return status, data
+
+
+def _images_wrong_size(status: int, data: Any) -> tuple[int, Any]:
+    for item in data.get("data", []) if isinstance(data, dict) else []:
+        if isinstance(item, dict) and "b64_json" in item:
+            item["b64_json"] = base64.b64encode(media.png(64, 48, (30, 120, 200, 255))).decode()
     return status, data
 
 
@@ -204,6 +213,8 @@ BROKEN: dict[str, Broken] = {
     "429_without_retry_after": Broken(_429_without_retry_after, "rate_limit_enforced"),
     "corrupt_chat_image": Broken(_json_rewrite(_corrupt_chat_image), "golden_fixture"),
     "corrupt_b64_json_image": Broken(_json_rewrite(_corrupt_b64_json), "image_b64_json_decodes"),
+    "images_wrong_size": Broken(_json_rewrite(_images_wrong_size), "image_b64_json_decodes", "behavioural",
+                                "image_b64"),
     "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
     "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),

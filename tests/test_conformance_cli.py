@@ -72,7 +72,8 @@ def test_compare_puts_targets_side_by_side(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(_report("alpha", "passed")))
     from conformance.cli import main
 
-    assert main(["compare", str(tmp_path / "a.json"), "--out", str(tmp_path / "c.md")]) == 0
+    assert main(["compare", str(tmp_path / "a.json"), "--out", str(tmp_path / "c.md"),
+                 "--html", str(tmp_path / "c.html")]) == 0
     assert "alpha" in (tmp_path / "c.md").read_text()
 
 
@@ -87,4 +88,7 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert code == 0, output
     matrix = report["capabilities"]
     assert set(matrix["credits_api"].values()) == {"not claimed"}
+    unclaimed = [row for row in report["checks"] if row["outcome"] == "not_claimed"]
+    assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
+                             for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
