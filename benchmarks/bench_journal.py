@@ -14,6 +14,7 @@ chat requests with the journal off and on (both past the ring's 2,000 entries, s
 old ones go as in a long run); the difference over 4,000 is the cost per request.
 
     .venv/bin/python -m benchmarks.bench_journal [--duration 3] [--rounds 8] [--connections 64,256]
+    .venv/bin/python -m benchmarks.bench_journal --together          # both servers loaded at once
     .venv/bin/python -m benchmarks.bench_journal --instructions      # needs Debian's valgrind
 """
 
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import (
@@ -52,8 +54,10 @@ PATH = "/v1/chat/completions"
 
 
 def run(duration_s: float, rounds: int, connections: tuple[int, ...],
-        size: int = DEFAULT_SIZE) -> list[dict[str, object]]:
-    """Measure each connection count with a journal of ``size`` entries; print a table; return its rows."""
+        size: int = DEFAULT_SIZE, together: bool = False) -> list[dict[str, object]]:
+    """Measure each connection count with a journal of ``size`` entries; print a table; return its rows.
+    ``together``: load both servers at once in each round (a paired measurement that the machine's
+    other load cannot tilt) instead of one after the other."""
     rows: list[dict[str, object]] = []
     control = {"enabled": True, "key": "bench-control"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,10 +73,20 @@ def run(duration_s: float, rounds: int, connections: tuple[int, ...],
                 cpu: dict[str, list[float]] = {"off": [], "on": []}
                 for index in range(rounds):
                     pair = [("off", without), ("on", with_)]
+                    if together:  # both at once: whatever else loads the machine loads both alike
+                        before = {name: server.cpu_s() for name, server in pair}
+                        with ThreadPoolExecutor(2) as pool:
+                            runs = {name: pool.submit(wrk, server.url + PATH, CHAT_BODY, conns, duration_s)
+                                    for name, server in pair}
+                        for name, server in pair:
+                            results[name].append(runs[name].result())
+                            cpu[name].append((server.cpu_s() - before[name]) / max(results[name][-1].requests, 1)
+                                             * 1e6)
+                        continue
                     for name, server in pair if index % 2 == 0 else reversed(pair):
-                        before = server.cpu_s()
+                        before_s = server.cpu_s()
                         results[name].append(wrk(server.url + PATH, CHAT_BODY, conns, duration_s))
-                        cpu[name].append((server.cpu_s() - before) / max(results[name][-1].requests, 1) * 1e6)
+                        cpu[name].append((server.cpu_s() - before_s) / max(results[name][-1].requests, 1) * 1e6)
                 ratios = [b.rps / a.rps for a, b in zip(results["off"], results["on"], strict=True)]
                 ratio = statistics.median(ratios)
                 failures = sum(r.non2xx + r.errors + r.timeouts for name in results for r in results[name])
@@ -139,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"journal entries (default {DEFAULT_SIZE})")
+    parser.add_argument("--together", action="store_true",
+                        help="load both servers at once each round (paired: robust to the machine's other load)")
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     args = parser.parse_args(argv)
     if args.instructions:
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Request journal: POST {PATH} (non-streaming), journal on against off, {args.rounds} x "
           f"{args.duration:g} s each")
     print(f"machine: {machine()}")
-    run(args.duration, args.rounds, tuple(int(c) for c in args.connections.split(",")), args.size)
+    run(args.duration, args.rounds, tuple(int(c) for c in args.connections.split(",")), args.size, args.together)
     return 0
 
 
