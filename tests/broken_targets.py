@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,27 @@ def _no_usage_chunk(body: bytes) -> bytes:
     return re.sub(rb'data: \{[^\n]*"choices":\[\][^\n]*\n\n', b"", body)
 
 
+def _no_message_stop(body: bytes) -> bytes:
+    return re.sub(rb"event: message_stop\ndata: [^\n]*\n\n", b"", body)
+
+
+def _sequence_restarts(body: bytes) -> bytes:
+    counter = iter(range(10**6))
+    return re.sub(rb'"sequence_number":\d+', lambda m: b'"sequence_number":%d' % (next(counter) % 3), body)
+
+
+#: How long the buffering target holds a stream back, in s (past the suite's 1 s of evidence).
+HELD_S = 1.3
+
+
+def _held_back(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    """A gateway that waits for the whole upstream stream and sends it in one piece (blocking this test
+    server's loop while it waits: the suite sends one request at a time)."""
+    if _ctype(headers).startswith("text/event-stream"):
+        time.sleep(HELD_S)
+    return status, headers, body
+
+
 def _429_without_retry_after(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
     return status, [(k, v) for k, v in headers if k != b"retry-after"], body
 
@@ -222,6 +244,12 @@ BROKEN: dict[str, Broken] = {
     "credits_do_not_fall": Broken(_json_rewrite(_credits_stuck), "credits_fall_by_cost"),
     "video_job_never_completes": Broken(_json_rewrite(_video_job_fails), "video_job_completes"),
     "gpu_error_without_retry_after": Broken(_no_retry_after_on_500, "documented_error_status"),
+    "messages_stream_without_message_stop": Broken(_sse_rewrite(_no_message_stop), "messages_stream_message_framing",
+                                                   "behavioural", "test_stream and messages"),
+    "responses_sequence_restarts": Broken(_sse_rewrite(_sequence_restarts), "responses_stream_sequence_numbers",
+                                          "behavioural", "test_stream and responses"),
+    "streams_held_back": Broken(_held_back, "stream_delivered_incrementally", "behavioural",
+                                "test_stream and stream_delivered_incrementally"),
     "html_error_pages": Broken(_html_error_pages, "error_envelope_conformance"),
 }
 

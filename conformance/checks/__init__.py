@@ -49,7 +49,8 @@ def get(name: str) -> Check:
     return REGISTRY[name]
 
 
-from conformance.checks import contract, credits, errors, media, sdk, streaming, upstream  # noqa: E402  (registers)
+# registers every check module's checks
+from conformance.checks import contract, credits, errors, media, sdk, streaming, streams, upstream  # noqa: E402
 
 __all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming",
-           "upstream"]
+           "streams", "upstream"]
