@@ -166,12 +166,15 @@ def files(case: GoldenCase) -> list[tuple[str, tuple[str, bytes]]] | None:
     return out
 
 
-def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Exchange] | None = None) -> None:
+def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Exchange] | None = None,
+           target: Target | None = None) -> None:
     """Raise :class:`CheckFailure` (``golden_fixture``) at the first invariant ``exchange`` breaks.
 
-    ``download`` fetches a URL for ``download: true`` media assertions.
+    ``download`` fetches a URL for ``download: true`` media assertions. With ``target``, the
+    expectations' ``${model:...}`` placeholders are the target's model ids (a gateway that names its
+    models otherwise is judged by its own ids, as its target file maps them).
     """
-    expect = case.expect
+    expect = case.expect if target is None else render(case.expect, target)
     remember(case, exchange)
 
     def fail(expected: str, received: str) -> CheckFailure:

@@ -19,4 +19,4 @@ def test_golden(case: GoldenCase, client: TargetClient, target: Target) -> None:
                               data=render(case.request.get("multipart"), target), files=files(case),
                               params=render(case.request.get("query"), target), headers=headers,
                               auth=None if auth == "none" else style)
-    verify(case, exchange, download=lambda url: client.request("GET", url, auth=None))
+    verify(case, exchange, download=lambda url: client.request("GET", url, auth=None), target=target)

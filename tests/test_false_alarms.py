@@ -1,0 +1,60 @@
+"""False alarms the suite raised on correct gateways (issue 13), each kept as a regression test."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY, embedded_app, serve
+from conformance.failures import CheckFailure
+from conformance.golden import load_cases, verify
+from conformance.http import Exchange
+from conformance.target import DEFAULT_MODELS, Target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _models_list(*ids: str) -> Exchange:
+    body = {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "x"} for i in ids]}
+    return Exchange("GET", "http://gw/v1/models", None, 200, {"content-type": "application/json"},
+                    json.dumps(body).encode())
+
+
+def test_the_models_list_fixture_looks_for_the_targets_own_model_ids() -> None:
+    case = next(c for c in load_cases(ROOT / "fixtures") if c.id == "openai_gateway/listModels/list")
+    renamed = Target("gw", "http://gw", "k", models={**DEFAULT_MODELS, "image_generation": "acme/image-1",
+                                                     "image_output": "acme/flash-image"})
+    verify(case, _models_list("acme/image-1", "acme/flash-image"), target=renamed)  # its own ids: a pass
+    with pytest.raises(CheckFailure):  # the catalogue's ids are not what this gateway serves
+        verify(case, _models_list(DEFAULT_MODELS["image_generation"], DEFAULT_MODELS["image_output"]),
+               target=renamed)
+    with pytest.raises(CheckFailure):  # and a list missing the routed models still fails
+        verify(case, _models_list("something-else"), target=renamed)
+
+
+def test_generated_messages_requests_carry_no_authorization_beside_the_key(tmp_path: Path) -> None:
+    seen: collections.Counter[tuple[bool, bool]] = collections.Counter()
+    app = embedded_app()
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/messages":
+            names = {name.lower() for name, _ in scope["headers"]}
+            seen[(b"authorization" in names, b"x-api-key" in names)] += 1
+        await app(scope, receive, send)
+
+    with serve(recording) as url:
+        target = tmp_path / "target.yaml"
+        target.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "standard_api_key": STANDARD_KEY,
+                                          "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER}))
+        subprocess.run([sys.executable, "-m", "conformance", "run", "--target", str(target), "--name", "t",
+                        "--reports", str(tmp_path), "-q", "--phases", "property", "-k", "/v1/messages"],
+                       capture_output=True, timeout=600, check=False)
+    assert sum(seen.values()) > 20  # the generated cases did reach the Messages endpoint
+    assert set(seen) == {(False, True)}, dict(seen)
