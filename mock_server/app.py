@@ -59,7 +59,7 @@ def create_app(config: MockConfig | None = None) -> Starlette:
             seen.add(key)
             handler = HANDLERS.get(operation.operation_id, _not_implemented)
             endpoint = OperationEndpoint(operation, handler, services)
-            routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()],
+            routes.append(Route(route_path(operation), endpoint, methods=[operation.method.upper()],
                                 name=operation.operation_id))
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
@@ -69,6 +69,17 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
     app.state.services = services
     return app
+
+
+def route_path(operation: Operation) -> str:
+    """The Starlette path of ``operation``: its spec path, with ``{name:path}`` for a path parameter marked
+    ``x-slashes`` (a model id such as ``openai/gpt-5-mini``, which the SDK percent-encodes and the server
+    decodes back into two path segments)."""
+    path = operation.path
+    for parameter in operation.spec.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("x-slashes"):
+            path = path.replace("{" + parameter["name"] + "}", "{" + parameter["name"] + ":path}")
+    return path
 
 
 class StaticPathRouter(Router):

@@ -54,6 +54,23 @@ _LATENCY_MODEL = {
 _RATES = {"type": "object", "additionalProperties": False,
           "properties": {kind: {"type": "number", "minimum": 0, "maximum": 1} for kind in FAULT_KINDS}}
 
+#: The catalogue model that stands in for a model id the catalogue lacks, per operation, when
+#: ``unknown_models.serve`` is on (README "Offline development with any model"); ``unknown_models.as``
+#: overrides any of them. The answer carries the id the client sent; the stand-in decides what the
+#: model takes and gives (modalities, tools, structured output).
+DEFAULT_STAND_INS: Mapping[str, str] = MappingProxyType({
+    "createChatCompletion": "gpt-4o-mini",
+    "createResponse": "openai/gpt-5-mini",
+    "createMessage": "anthropic/claude-sonnet-4.6",
+    "countMessageTokens": "anthropic/claude-sonnet-4.6",
+    "retrieveModel": "gpt-4o-mini",
+    "createImage": "gpt-image-1",
+    "createImageEdit": "gpt-image-1",
+    "createSpeech": "tts-1",
+    "createTranscription": "whisper-1",
+    "createTranslation": "whisper-1",
+})
+
 #: The JSON Schema of a configuration file.
 CONFIG_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -85,6 +102,10 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "operations": {"type": "object", "additionalProperties": _RATES},
             "blocklist": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "header": {"type": "boolean"}}},
+        "unknown_models": {"type": "object", "additionalProperties": False, "properties": {
+            "serve": {"type": "boolean"},
+            "as": {"type": "object", "propertyNames": {"enum": sorted(DEFAULT_STAND_INS)},
+                   "additionalProperties": {"type": "string", "minLength": 1}}}},
         "journal": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "size": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
             "body_bytes": {"type": "integer", "minimum": 0}}},
@@ -158,6 +179,16 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class UnknownModelsConfig:
+    """Model ids the catalogue lacks: refused (``serve`` false, the default, as a real gateway does:
+    400 or 404 ``model_not_found``), or served as ``stand_ins[operationId]``, a catalogue model id
+    (:data:`DEFAULT_STAND_INS` unless the file's ``as`` names another), answering with the id sent."""
+
+    serve: bool = False
+    stand_ins: Mapping[str, str] = field(default_factory=lambda: DEFAULT_STAND_INS)
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """The control API under ``/_mock``: off unless enabled, and then only with its own ``key``."""
 
@@ -182,6 +213,7 @@ class MockConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    unknown_models: UnknownModelsConfig = field(default_factory=UnknownModelsConfig)
 
     @property
     def api_keys(self) -> frozenset[str]:
@@ -238,6 +270,9 @@ def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
             blocklist=tuple(word.lower() for word in faults.get("blocklist", [])), header=faults.get("header", True)),
         "control": ControlConfig(**data.get("control", {})),
         "journal": JournalConfig(**data.get("journal", {})),
+        "unknown_models": UnknownModelsConfig(
+            serve=data.get("unknown_models", {}).get("serve", False),
+            stand_ins=MappingProxyType({**DEFAULT_STAND_INS, **data.get("unknown_models", {}).get("as", {})})),
     }
     fields.update(overrides)
     return MockConfig(**fields)

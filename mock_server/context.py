@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.catalogue import Model, load_catalogue
+from mock_server.catalogue import Catalogue, Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
 from mock_server.journal import Journal
@@ -31,6 +31,8 @@ class Services:
 
     config: MockConfig
     models: dict[str, Model] = field(init=False)
+    catalogue: Catalogue = field(init=False)
+    """The models and, with ``unknown_models.serve``, the stand-ins for ids it lacks (``catalogue.py``)."""
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _id_bits: random.Random = field(init=False)
     ledger: Ledger = field(init=False)
@@ -53,6 +55,8 @@ class Services:
     def __post_init__(self) -> None:
         config = self.config
         self.models = load_catalogue(config.catalogue)
+        unknown = config.unknown_models
+        self.catalogue = Catalogue(self.models, unknown.stand_ins if unknown.serve else {})
         starting = {entry.key: entry.credits for entry in config.keys if entry.credits is not None}
         self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
         self.latency = LatencySimulator(config.latency.operations, config.latency.default,

@@ -181,6 +181,18 @@ def _413_as_400(status: int, headers: Headers, body: bytes) -> tuple[int, Header
     return (400 if status == 413 else status), headers, body
 
 
+def _messages_404_in_openai_envelope(status: int, data: Any) -> tuple[int, Any]:
+    if status in (404, 405) and isinstance(data, dict) and data.get("type") == "error":
+        return status, {"error": data["error"]}
+    return status, data
+
+
+def _retrieved_model_renamed(status: int, data: Any) -> tuple[int, Any]:
+    if isinstance(data, dict) and data.get("object") == "model":
+        data["id"] = "some-other-model"
+    return status, data
+
+
 @dataclass(frozen=True)
 class Broken:
     """One broken rule: the rewrite, the check that must report it, and the suite phases to run."""
@@ -212,6 +224,10 @@ BROKEN: dict[str, Broken] = {
     "video_job_never_completes": Broken(_json_rewrite(_video_job_fails), "video_job_completes"),
     "gpu_error_without_retry_after": Broken(_no_retry_after_on_500, "documented_error_status"),
     "html_error_pages": Broken(_html_error_pages, "error_envelope_conformance"),
+    "messages_404_in_openai_envelope": Broken(_json_rewrite(_messages_404_in_openai_envelope),
+                                              "unknown_path_in_protocol_envelope", select="unknown_messages_path"),
+    "retrieved_model_renamed": Broken(_json_rewrite(_retrieved_model_renamed), "sdk_models_retrieve",
+                                      select="retrieve"),
 }
 
 
