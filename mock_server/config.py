@@ -23,7 +23,8 @@ from mock_server.journal import DEFAULT_BODY_BYTES as DEFAULT_JOURNAL_BODY_BYTES
 from mock_server.journal import DEFAULT_SIZE as DEFAULT_JOURNAL_SIZE
 from mock_server.sim.latency import LatencyModel
 from mock_server.sim.ledger import DEFAULT_STARTING_CREDITS
-from spec import load_yaml
+from mock_server.sim.tiers import TIERS
+from spec import api_names, load_yaml, operations
 
 #: The development key the mock accepts when no keys are configured (README "Development key").
 DEV_API_KEY = "sk-test"
@@ -83,7 +84,7 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "type": "object", "additionalProperties": False, "required": ["key"],
             "properties": {
                 "key": {"type": "string", "minLength": 1},
-                "tier": {"type": "string", "minLength": 1},
+                "tier": {"enum": list(TIERS)},
                 "scopes": {"type": "array", "items": {"type": "string"}},
                 "credits": {"type": "integer", "minimum": 0},
                 "rpm": {"type": "integer", "minimum": 1},
@@ -117,6 +118,46 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
 
 class ConfigError(ValueError):
     """A configuration file that does not load or validate; the message names the bad key."""
+
+
+def operation_ids() -> tuple[str, ...]:
+    """Every operationId of the specs, sorted: what ``latency.operations``, ``faults.operations`` and a
+    key's ``scopes`` may name."""
+    return tuple(sorted({op.operation_id for api in api_names() for op in operations(api)}))
+
+
+def name_problems(data: Any) -> list[str]:
+    """The names in a configuration that are not what they must be, each as ``<path>: <what is wrong>;
+    allowed: <values>``: an operationId under ``latency.operations``, ``faults.operations``,
+    ``unknown_models.as`` or in a key's ``scopes`` (or ``*``), a fault kind under
+    ``faults.operations.<operationId>``. (A tier, a value, is
+    the schema's enum.) ``data`` is the parsed file; what is not a mapping or list is left to the schema."""
+    known = operation_ids()
+    allowed_ops = ", ".join(known)
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        return problems
+    for section in ("latency", "faults"):
+        by_operation = data.get(section, {}).get("operations") if isinstance(data.get(section), Mapping) else None
+        for name, value in (by_operation or {}).items() if isinstance(by_operation, Mapping) else ():
+            if name not in known:
+                problems.append(f"{section}.operations.{name}: not an operationId; allowed: {allowed_ops}")
+            if section == "faults" and isinstance(value, Mapping):
+                problems += [f"faults.operations.{name}.{kind}: not a fault kind; allowed: {', '.join(FAULT_KINDS)}"
+                             for kind in value if kind not in FAULT_KINDS]
+    unknown = data.get("unknown_models")
+    stand_ins = unknown.get("as") if isinstance(unknown, Mapping) else None
+    problems += [f"unknown_models.as.{name}: not an operation that names a model; allowed: "
+                 f"{', '.join(sorted(DEFAULT_STAND_INS))}"
+                 for name in (stand_ins if isinstance(stand_ins, Mapping) else ()) if name not in DEFAULT_STAND_INS]
+    keys = data.get("keys")
+    for index, entry in enumerate(keys if isinstance(keys, list) else []):
+        scopes = entry.get("scopes") if isinstance(entry, Mapping) else None
+        for position, scope in enumerate(scopes if isinstance(scopes, list) else []):
+            if scope != "*" and scope not in known:
+                problems.append(f"keys[{index}].scopes[{position}]: {scope!r} is not an operationId; "
+                                f"allowed: *, {allowed_ops}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -234,14 +275,32 @@ def load_config(path: Path, **overrides: Any) -> MockConfig:
         data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    problems = name_problems(data)
+    if problems:
+        raise ConfigError(f"{path}: {problems[0]}")
     error = best_match(Draft202012Validator(CONFIG_SCHEMA).iter_errors(data))
     if error is not None:
-        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {error.message}")
+        raise ConfigError(f"{path}: {_where(error.absolute_path)}: {error.message}{_allowed(error)}")
     try:
         return _build(data, overrides)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _allowed(error: Any) -> str:
+    """``; allowed: ...`` for an error whose schema lists what may stand there (keys or values), else ``""``."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(schema.get("properties"), Mapping):
+        return "; allowed keys: " + ", ".join(schema["properties"])
+    return ""
+
+
+def _where(parts: Any) -> str:
+    """A JSON path as the configuration's own notation: ``keys[0].tier``, ``(top level)`` for none."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
 
 
 def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
