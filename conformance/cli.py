@@ -91,7 +91,12 @@ def _target(args: argparse.Namespace, url: str) -> Target:
 @contextlib.contextmanager
 def _served(target: str) -> Iterator[str]:
     if target == "mock":
-        from conformance.embedded import embedded_mock
+        from conformance.embedded import embedded_mock, mock_missing
+
+        missing = mock_missing()
+        if missing is not None:  # only the suite's half is installed
+            raise TargetFileError(f"--target mock serves the project's mock, which is not installed ({missing}): "
+                                  "pip install 'gateway-conformance[mock]' (or '.[mock]' in a checkout)")
 
         with embedded_mock() as url:
             yield url

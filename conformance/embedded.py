@@ -48,6 +48,15 @@ EMPTY_KEY = "sk-test-empty"
 FAULT_HEADER = "X-Mock-Fault"
 
 
+def mock_missing() -> str | None:
+    """None when the mock's half (``pip install '.[mock]'``) is importable, else the import error's text."""
+    try:
+        import mock_server  # noqa: F401  (the one place the suite touches the mock)
+    except ImportError as error:
+        return str(error)
+    return None
+
+
 def embedded_app(seed: int = 0) -> Any:
     """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
     :data:`STANDARD_KEY` (standard tier) and :data:`EMPTY_KEY` (no credits), rate limits as documented,

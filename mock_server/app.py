@@ -20,11 +20,11 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server import control
+from mock_server import control, observability
 from mock_server.auth import authenticate, key_sources
 from mock_server.body import NO_BODY, BodyReader
 from mock_server.config import MockConfig
@@ -64,7 +64,10 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
         routes += control.routes(services)
-    app = Starlette(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
+    if services.config.observability:  # /metrics, /health, /ready and X-Request-Id (observability.py)
+        routes += observability.routes(services)
+    app_class = ObservedStarlette if services.config.observability else Starlette
+    app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
                                         Exception: _unexpected})
     app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
     app.state.services = services
@@ -80,6 +83,14 @@ def route_path(operation: Operation) -> str:
         if parameter.get("in") == "path" and parameter.get("x-slashes"):
             path = path.replace("{" + parameter["name"] + "}", "{" + parameter["name"] + ":path}")
     return path
+
+
+class ObservedStarlette(Starlette):
+    """Starlette with :class:`~mock_server.observability.RequestIdMiddleware` outside its whole stack, so
+    that every answer (its own 500s included) carries ``X-Request-Id``."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return observability.RequestIdMiddleware(super().build_middleware_stack())
 
 
 class StaticPathRouter(Router):
@@ -182,17 +193,28 @@ class OperationEndpoint:
         media_type = "application/json" if self.reader.json else "multipart/form-data"
         self.validator = BodyValidator(operation, media_type=media_type)
         self.style = error_style(operation)
+        self.metrics = services.metrics.operation(operation.operation_id) if services.metrics else None
         stages = build_stages(operation, services)
         # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
         self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
         self.afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         response = await self.answer(MockRequest(scope, receive))
+        metrics = self.metrics
+        streaming = metrics is not None and isinstance(response, StreamingResponse)
+        if streaming:
+            metrics.streams += 1  # type: ignore[union-attr]  # streaming implies metrics
         try:
             await response(scope, receive, send)
         except StreamReset:  # a scripted reset: return with the body unfinished, uvicorn drops the connection
             log.info("scripted reset of %s %s mid-stream", scope["method"], scope["path"])
+        finally:
+            if metrics is not None:
+                if streaming:
+                    metrics.streams -= 1
+                metrics.answered(response.status_code, time.perf_counter() - started)
 
     async def answer(self, request: Request) -> Response:
         """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`;

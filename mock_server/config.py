@@ -107,6 +107,8 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "serve": {"type": "boolean"},
             "as": {"type": "object", "propertyNames": {"enum": sorted(DEFAULT_STAND_INS)},
                    "additionalProperties": {"type": "string", "minLength": 1}}}},
+        "observability": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}}},
         "journal": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "size": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
             "body_bytes": {"type": "integer", "minimum": 0}}},
@@ -255,6 +257,9 @@ class MockConfig:
     control: ControlConfig = field(default_factory=ControlConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     unknown_models: UnknownModelsConfig = field(default_factory=UnknownModelsConfig)
+    observability: bool = True
+    """``X-Request-Id`` on every answer, ``/metrics``, ``/health`` and ``/ready`` (``observability.py``);
+    off only to measure what they cost (``benchmarks/bench_observability.py``)."""
 
     @property
     def api_keys(self) -> frozenset[str]:
@@ -329,6 +334,7 @@ def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
             blocklist=tuple(word.lower() for word in faults.get("blocklist", [])), header=faults.get("header", True)),
         "control": ControlConfig(**data.get("control", {})),
         "journal": JournalConfig(**data.get("journal", {})),
+        "observability": data.get("observability", {}).get("enabled", True),
         "unknown_models": UnknownModelsConfig(
             serve=data.get("unknown_models", {}).get("serve", False),
             stand_ins=MappingProxyType({**DEFAULT_STAND_INS, **data.get("unknown_models", {}).get("as", {})})),

@@ -15,6 +15,7 @@ from mock_server.catalogue import Catalogue, Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
 from mock_server.journal import Journal
+from mock_server.metrics import Metrics
 from mock_server.sim import PREMIUM, FileStore, Ledger
 from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
@@ -47,6 +48,8 @@ class Services:
     through which alone it is read, is."""
     scripts: ScriptBook = field(init=False)
     """Scripted upstream behaviour in force (``scripted.py``), set through the control API."""
+    metrics: Metrics | None = field(init=False)
+    """The Prometheus metrics (``metrics.py``); None when ``observability`` is off."""
     fault_rng: random.Random = field(init=False)
     fault_rates: dict[str, dict[str, float]] = field(init=False)
     """Fault rates by operationId then kind (``faults.py``), from ``config.faults.operations``;
@@ -67,6 +70,7 @@ class Services:
         recording = config.journal.enabled and config.control.enabled
         self.journal = Journal(config.journal.size, config.journal.body_bytes) if recording else None
         self.scripts = ScriptBook()
+        self.metrics = Metrics(self.gpus) if config.observability else None
         self.fault_rng = random.Random(config.seed)
         self._id_bits = random.Random(f"ids:{config.seed}")
         self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}

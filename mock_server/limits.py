@@ -81,6 +81,7 @@ class RateLimits(Stage):
         elif spec_limit is not None:
             self.dimensions = tuple(spec_limit.dimensions) or ("rpm",)
         self._by_key: dict[str | None, tuple[Limit, ...]] = {}  # the configuration is frozen: built once per key
+        self.metrics = services.metrics.operation(self.operation_id) if services.metrics else None
 
     def limits(self, call: Call) -> Sequence[Limit]:
         """The limits that apply to ``call``'s key."""
@@ -108,6 +109,10 @@ class RateLimits(Stage):
         call.state["rate_limits"] = decisions
         for decision in decisions:
             if not decision.admitted:
+                if self.metrics is not None:
+                    for refused in decisions:
+                        if not refused.admitted:
+                            self.metrics.rejected(refused.limit.dimension)
                 tokens = weights["tokens"]
                 for refused in decisions:
                     if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):

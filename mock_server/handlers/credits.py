@@ -112,9 +112,12 @@ async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: s
     transaction, each in its own savepoint; answered after COMMIT); 402 (nothing charged) when the balance is short."""
     endpoint_type = ENDPOINT_TYPE[call.operation.operation_id]
     try:
-        return await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
+        record = await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
     except InsufficientCredits as short:
         raise _payment_required(short.needed, short.balance) from None
+    if call.services.metrics is not None:
+        call.services.metrics.operation(call.operation.operation_id).charged(credits)
+    return record
 
 
 def _require_tier(call: Call, required: str | None, what: str) -> None:

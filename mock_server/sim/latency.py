@@ -135,6 +135,17 @@ class GpuPool:
             semaphore = self._semaphores[model] = asyncio.Semaphore(self.slots)
         return semaphore
 
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """``{model: (busy slots, generations waiting)}`` of every pool used on the current loop. Reads
+        the semaphores' state (``_value``, ``_waiters``: asyncio's own fields, stable since 3.4), so that
+        the request path pays nothing for it; meant for scrapes (``metrics.py``)."""
+        out: dict[str, tuple[int, int]] = {}
+        for model, semaphore in self._semaphores.items():
+            waiters = getattr(semaphore, "_waiters", None) or ()
+            waiting = sum(1 for waiter in waiters if not waiter.done())
+            out[model] = (self.slots - int(getattr(semaphore, "_value", self.slots)), waiting)
+        return out
+
 
 class LatencySimulator:
     """Draws :class:`Plan`s from per-operation models with a seeded RNG and a time scale."""
