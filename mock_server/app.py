@@ -70,6 +70,9 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
                                         Exception: _unexpected})
     app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
+    if isinstance(app, ObservedStarlette):
+        app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
+            app.router.static[(path, _)].endpoint, OperationEndpoint))
     app.state.services = services
     return app
 
@@ -89,8 +92,11 @@ class ObservedStarlette(Starlette):
     """Starlette with :class:`~mock_server.observability.RequestIdMiddleware` outside its whole stack, so
     that every answer (its own 500s included) carries ``X-Request-Id``."""
 
+    #: The static paths of the spec operations, whose answers get X-Request-Id from the endpoint.
+    direct_paths: frozenset[str] = frozenset()
+
     def build_middleware_stack(self) -> ASGIApp:
-        return observability.RequestIdMiddleware(super().build_middleware_stack())
+        return observability.RequestIdMiddleware(super().build_middleware_stack(), self.direct_paths)
 
 
 class StaticPathRouter(Router):
@@ -202,6 +208,7 @@ class OperationEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         response = await self.answer(MockRequest(scope, receive))
+        observability.tag(scope, response)
         metrics = self.metrics
         streaming = metrics is not None and isinstance(response, StreamingResponse)
         if streaming:
@@ -264,7 +271,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     message = {404: f"Unknown path {excerpt(request.url.path)}.", 405: f"Method {request.method} not allowed here."}
-    return ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    response = ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    return observability.tag(request.scope, response)
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:
@@ -276,7 +284,7 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     error = ApiError(500, "Unexpected mock failure; this is a bug in the mock.")
-    return error.response(path_style(request.url.path))
+    return observability.tag(request.scope, error.response(path_style(request.url.path)))
 
 
 @functools.cache

@@ -26,13 +26,23 @@ _ids = random.Random(os.urandom(16))
 MAX_ID_CHARS = 128
 
 
+#: The scope key under which the id travels to the answer's maker on a direct path (see below).
+SCOPE_KEY = "mock.request_id"
+
+
 class RequestIdMiddleware:
     """ASGI middleware: every HTTP answer carries ``X-Request-Id``, the client's (if it sent a usable
     one: 1-128 visible ASCII characters) or ``req_<24 hex>``. Outermost, so that errors rendered by
-    Starlette's own layers carry it too."""
+    Starlette's own layers carry it too.
 
-    def __init__(self, app: ASGIApp) -> None:
+    On ``direct`` paths (the spec operations' static paths: the hot path) it does not wrap ``send``,
+    which would cost a call per message sent: it leaves the id in ``scope[SCOPE_KEY]`` and whatever
+    answers there (the operation's endpoint, the app's 404/405/500 handlers) adds it with :func:`tag`.
+    """
+
+    def __init__(self, app: ASGIApp, direct: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +53,12 @@ class RequestIdMiddleware:
             if name == HEADER:
                 request_id = value if _visible(value) else None
                 break
-        header = (HEADER, request_id or b"req_%024x" % _ids.getrandbits(96))
+        request_id = request_id or b"req_%024x" % _ids.getrandbits(96)
+        if scope["path"] in self.direct:
+            scope[SCOPE_KEY] = request_id
+            await self.app(scope, receive, send)
+            return
+        header = (HEADER, request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -51,6 +66,15 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def tag(scope: Scope, response: Response) -> Response:
+    """``response`` with the ``X-Request-Id`` the middleware left in ``scope`` for a direct path (none
+    elsewhere: there the middleware adds it)."""
+    request_id = scope.get(SCOPE_KEY)
+    if request_id is not None:
+        response.raw_headers.append((HEADER, request_id))
+    return response
 
 
 def _visible(value: bytes) -> bool:

@@ -128,3 +128,16 @@ def test_a_served_mock_is_scraped_over_http(mock_url: str) -> None:
     httpx.get(f"{mock_url}/v1/models", headers=BEARER)
     scrape = httpx.get(f"{mock_url}/metrics")
     assert 'mock_requests_total{operation="listModels",status="200"}' in scrape.text
+
+
+def test_a_bug_500_carries_the_request_id_too() -> None:
+    app = create_app(MockConfig())
+
+    async def broken(call: object) -> None:
+        raise RuntimeError("a bug")
+
+    app.router.static[("/v1/models", "GET")].endpoint.handler = broken  # type: ignore[attr-defined]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/v1/models", headers={**BEARER, "X-Request-Id": "bug-1"})
+    assert answer.status_code == 500 and answer.headers["x-request-id"] == "bug-1"
+    assert answer.json()["error"]["type"] == "internal_server_error"
