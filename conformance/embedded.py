@@ -44,7 +44,7 @@ EMBEDDED_CREDITS = 100_000_000
 STANDARD_KEY = "sk-test-standard"
 #: A third key of the embedded mock, with no credits, for the 402 checks.
 EMPTY_KEY = "sk-test-empty"
-#: The mock's fault-injection header (``mock_server.faults``), for the 5xx envelope checks.
+#: The mock's fault-injection header (``mock_server.stages.faults``), for the 5xx envelope checks.
 FAULT_HEADER = "X-Mock-Fault"
 
 

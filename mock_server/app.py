@@ -1,9 +1,10 @@
 """The Starlette app: one route per spec operation, each running the request pipeline.
 
 Pipeline per request (all parts prepared at start-up, none loads a file or a schema):
-authenticate (``auth.py``) -> parameters (``params.py``) -> read the body within its size limit
-(``body.py``) -> validate it against the spec (``validation.py``) -> the stages of ``stages.py``
-(scopes and tiers, faults, rate limits, latency) -> the operation's handler (``handlers/``) -> the
+authenticate (``stages/auth.py``) -> parameters (``stages/params.py``) -> read the body within its size
+limit (``stages/body.py``) -> validate it against the spec (``stages/validation.py``) -> the stages of
+``stages/pipeline.py`` (scopes and tiers, faults, rate limits, latency) -> the operation's handler
+(``handlers/``) -> the
 stages again, in reverse, on the response. Any :class:`ApiError` becomes the error envelope of the
 operation's protocol.
 """
@@ -25,18 +26,18 @@ from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mock_server import control, observability
-from mock_server.auth import authenticate, key_sources
-from mock_server.body import NO_BODY, BodyReader
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
 from mock_server.errors import ApiError, excerpt, style_of
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
-from mock_server.params import ParameterReader
-from mock_server.scripted import StreamReset
-from mock_server.stages import Stage
-from mock_server.stages import build as build_stages
-from mock_server.validation import BodyValidator
+from mock_server.stages.auth import authenticate, key_sources
+from mock_server.stages.base import Stage
+from mock_server.stages.body import NO_BODY, BodyReader
+from mock_server.stages.params import ParameterReader
+from mock_server.stages.pipeline import build as build_stages
+from mock_server.stages.scripted import StreamReset
+from mock_server.stages.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
 
 log = logging.getLogger("mock_server")

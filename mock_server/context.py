@@ -104,7 +104,7 @@ class Call:
     params: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
-    """What a pipeline stage keeps between its ``before`` and ``after`` (see ``stages.py``)."""
+    """What a pipeline stage keeps between its ``before`` and ``after`` (see ``stages/base.py``)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]

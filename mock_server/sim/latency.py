@@ -13,7 +13,7 @@ A request's generation time is ONE draw of ``per_unit`` times its work, so a req
 A :class:`GpuPool` gives each model ``slots`` concurrent generations; more wait in its queue, so
 latency grows under concurrency as on a real provider. Every sleep is multiplied by the time scale
 (0.01 makes a 2 s generation take 20 ms) and every draw comes from a seeded RNG.
-The simulation knows nothing of HTTP; ``mock_server/latency_stage.py`` applies it to requests.
+The simulation knows nothing of HTTP; ``mock_server/stages/latency.py`` applies it to requests.
 """
 
 from __future__ import annotations

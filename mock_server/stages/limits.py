@@ -24,7 +24,7 @@ from starlette.responses import Response
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.sim.ratelimit import Decision, Limit, SlidingWindowLog, retry_after_header
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
 from mock_server.textgen import count_tokens
 from spec import Operation
 from spec.extensions import rate_limit

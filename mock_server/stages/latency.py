@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 from mock_server import jsoncodec
 from mock_server.context import Call, Services
 from mock_server.media_av import WORDS_PER_MINUTE, speech_duration_ms
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
 from spec import Operation
 
 #: ``call.state`` key a handler sets when its answer only starts an asynchronous job.
