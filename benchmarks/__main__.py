@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "streaming": ("benchmarks.bench_streaming", ["--stacks", "uvloop,asyncio"],
                   ["--streams", "200", "--rounds", "1", "--starts", "2"]),
     "journal": ("benchmarks.bench_journal", [], ["--duration", "2", "--rounds", "2"]),
+    "observability": ("benchmarks.bench_observability", [], ["--duration", "2", "--rounds", "2"]),
     "latency": ("benchmarks.bench_latency", [], ["--quick"]),
     "ledger": ("benchmarks.bench_ledger", ["--http"], ["--charges", "500", "--rounds", "1", "--concurrency", "1,64"]),
     "suite": ("benchmarks.bench_suite", [], []),

@@ -3,7 +3,7 @@
 Budget (issue 7): with the latency model on, observed p50 and p95 per operation within 5% of the
 configured model under 200 concurrent clients; the GPU-pool queueing shows up as configured.
 
-A request's simulated delay (``mock_server/latency_stage.py``) is a ``queue`` draw, then the wait for
+A request's simulated delay (``mock_server/stages/latency.py``) is a ``queue`` draw, then the wait for
 a GPU slot of its model, then ``first + per_unit x work`` (one ``per_unit`` draw per request), all
 times ``latency.time_scale``; the work is measured from the answer in the model's ``unit``.
 

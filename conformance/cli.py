@@ -25,7 +25,7 @@ from conformance import pages, report
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
-from spec import load_yaml
+from spec import load_yaml, project_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -33,11 +33,27 @@ SUITE_DIR = Path(__file__).resolve().parent / "suite"
 MOCK_KEY = "sk-test"
 
 
+#: What ``conformance --help`` says above the commands (plain text: argparse prints it as is).
+DESCRIPTION = """\
+Run the gateway conformance suite against a target and write a report, or compare reports.
+
+  conformance run --target mock                                  # the project's own mock
+  conformance run --target https://gateway.example --api-key KEY # any gateway, every API
+  conformance run --target targets/acme.yaml                     # a target file
+  conformance compare reports/a/latest reports/b/latest          # runs side by side
+
+Exit codes of run: 0 no check failed (known failures of --baseline aside), 1 a check failed,
+2 the run could not be made (bad arguments or target file, no tests, an internal error)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``conformance``."""
-    parser = argparse.ArgumentParser(prog="conformance", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the suite against a target and write a report")
+    parser = argparse.ArgumentParser(prog="conformance", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,compare}")
+    run = commands.add_parser("run", help="run the suite against a target and write a report",
+                              description="Run the suite against a target and write reports/<target>/<time>/.")
     run.add_argument("--target", required=True, help="a target file (YAML), a server root URL, or 'mock'")
     run.add_argument("--api-key", default=os.environ.get("CONFORMANCE_API_KEY"),
                      help="key for the target (default $CONFORMANCE_API_KEY; the file's; sk-test for the mock)")
@@ -52,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
-    compare = commands.add_parser("compare", help="render several reports side by side")
+    compare = commands.add_parser("compare", help="render several reports side by side",
+                                  description="Render several report.json files side by side, one column each.")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
     compare.add_argument("--out", type=Path, help="write the Markdown here instead of printing it")
     compare.add_argument("--html", type=Path, default=Path("reports") / "compare.html",
@@ -78,7 +95,12 @@ def _target(args: argparse.Namespace, url: str) -> Target:
 @contextlib.contextmanager
 def _served(target: str) -> Iterator[str]:
     if target == "mock":
-        from conformance.embedded import embedded_mock
+        from conformance.embedded import embedded_mock, mock_missing
+
+        missing = mock_missing()
+        if missing is not None:  # only the suite's half is installed
+            raise TargetFileError(f"--target mock serves the project's mock, which is not installed ({missing}): "
+                                  "pip install 'gateway-conformance[mock]' (or '.[mock]' in a checkout)")
 
         with embedded_mock() as url:
             yield url

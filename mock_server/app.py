@@ -1,9 +1,10 @@
 """The Starlette app: one route per spec operation, each running the request pipeline.
 
 Pipeline per request (all parts prepared at start-up, none loads a file or a schema):
-authenticate (``auth.py``) -> parameters (``params.py``) -> read the body within its size limit
-(``body.py``) -> validate it against the spec (``validation.py``) -> the stages of ``stages.py``
-(scopes and tiers, faults, rate limits, latency) -> the operation's handler (``handlers/``) -> the
+authenticate (``stages/auth.py``) -> parameters (``stages/params.py``) -> read the body within its size
+limit (``stages/body.py``) -> validate it against the spec (``stages/validation.py``) -> the stages of
+``stages/pipeline.py`` (scopes and tiers, faults, rate limits, latency) -> the operation's handler
+(``handlers/``) -> the
 stages again, in reverse, on the response. Any :class:`ApiError` becomes the error envelope of the
 operation's protocol.
 """
@@ -20,23 +21,23 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server import control
-from mock_server.auth import authenticate, key_sources
-from mock_server.body import NO_BODY, BodyReader
+from mock_server import control, observability
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
 from mock_server.errors import ApiError, excerpt, style_of
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
-from mock_server.params import ParameterReader
-from mock_server.scripted import StreamReset
-from mock_server.stages import Stage
-from mock_server.stages import build as build_stages
-from mock_server.validation import BodyValidator
+from mock_server.stages.auth import authenticate, key_sources
+from mock_server.stages.base import Stage
+from mock_server.stages.body import NO_BODY, BodyReader
+from mock_server.stages.params import ParameterReader
+from mock_server.stages.pipeline import build as build_stages
+from mock_server.stages.scripted import StreamReset
+from mock_server.stages.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
 
 log = logging.getLogger("mock_server")
@@ -59,16 +60,44 @@ def create_app(config: MockConfig | None = None) -> Starlette:
             seen.add(key)
             handler = HANDLERS.get(operation.operation_id, _not_implemented)
             endpoint = OperationEndpoint(operation, handler, services)
-            routes.append(Route(operation.path, endpoint, methods=[operation.method.upper()],
+            routes.append(Route(route_path(operation), endpoint, methods=[operation.method.upper()],
                                 name=operation.operation_id))
     routes.append(Route(HOSTED_PREFIX + "/{media_id}", services.hosted.endpoint, methods=["GET"]))
     if services.config.control.enabled:  # the control API (control.py); ValueError without its key
         routes += control.routes(services)
-    app = Starlette(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
+    if services.config.observability:  # /metrics, /health, /ready and X-Request-Id (observability.py)
+        routes += observability.routes(services)
+    app_class = ObservedStarlette if services.config.observability else Starlette
+    app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
                                         Exception: _unexpected})
     app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
+    if isinstance(app, ObservedStarlette):
+        app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
+            app.router.static[(path, _)].endpoint, OperationEndpoint))
     app.state.services = services
     return app
+
+
+def route_path(operation: Operation) -> str:
+    """The Starlette path of ``operation``: its spec path, with ``{name:path}`` for a path parameter marked
+    ``x-slashes`` (a model id such as ``openai/gpt-5-mini``, which the SDK percent-encodes and the server
+    decodes back into two path segments)."""
+    path = operation.path
+    for parameter in operation.spec.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("x-slashes"):
+            path = path.replace("{" + parameter["name"] + "}", "{" + parameter["name"] + ":path}")
+    return path
+
+
+class ObservedStarlette(Starlette):
+    """Starlette with :class:`~mock_server.observability.RequestIdMiddleware` outside its whole stack, so
+    that every answer (its own 500s included) carries ``X-Request-Id``."""
+
+    #: The static paths of the spec operations, whose answers get X-Request-Id from the endpoint.
+    direct_paths: frozenset[str] = frozenset()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return observability.RequestIdMiddleware(super().build_middleware_stack(), self.direct_paths)
 
 
 class StaticPathRouter(Router):
@@ -171,17 +200,29 @@ class OperationEndpoint:
         media_type = "application/json" if self.reader.json else "multipart/form-data"
         self.validator = BodyValidator(operation, media_type=media_type)
         self.style = error_style(operation)
+        self.metrics = services.metrics.operation(operation.operation_id) if services.metrics else None
         stages = build_stages(operation, services)
         # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
         self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
         self.afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         response = await self.answer(MockRequest(scope, receive))
+        observability.tag(scope, response)
+        metrics = self.metrics
+        streaming = metrics is not None and isinstance(response, StreamingResponse)
+        if streaming:
+            metrics.streams += 1  # type: ignore[union-attr]  # streaming implies metrics
         try:
             await response(scope, receive, send)
         except StreamReset:  # a scripted reset: return with the body unfinished, uvicorn drops the connection
             log.info("scripted reset of %s %s mid-stream", scope["method"], scope["path"])
+        finally:
+            if metrics is not None:
+                if streaming:
+                    metrics.streams -= 1
+                metrics.answered(response.status_code, time.perf_counter() - started)
 
     async def answer(self, request: Request) -> Response:
         """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`;
@@ -231,7 +272,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     message = {404: f"Unknown path {excerpt(request.url.path)}.", 405: f"Method {request.method} not allowed here."}
-    return ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    response = ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    return observability.tag(request.scope, response)
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:
@@ -243,7 +285,7 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     error = ApiError(500, "Unexpected mock failure; this is a bug in the mock.")
-    return error.response(path_style(request.url.path))
+    return observability.tag(request.scope, error.response(path_style(request.url.path)))
 
 
 @functools.cache

@@ -7,7 +7,7 @@ image generation" (models with image output capability).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ PART_MODALITY: Mapping[str, str] = {
 OPERATION_FAMILIES = frozenset({"chat", "image_generation", "image_edit", "speech", "transcription", "translation"})
 #: What an entry without ``serves`` serves.
 DEFAULT_SERVES = frozenset({"chat"})
+#: The operation family each operation that names a ``model`` serves (``retrieveModel``: any).
+OPERATION_FAMILY: Mapping[str, str | None] = {
+    "createChatCompletion": "chat", "createResponse": "chat", "createMessage": "chat", "countMessageTokens": "chat",
+    "createImage": "image_generation", "createImageEdit": "image_edit", "createSpeech": "speech",
+    "createTranscription": "transcription", "createTranslation": "translation", "retrieveModel": None,
+}
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,34 @@ def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> dict[str, Model]:
             raise ValueError(f"{path}: model {model.id!r} serves unknown operation families {unknown}")
         models[model.id] = model
     return models
+
+
+class Catalogue:
+    """The catalogue's models by id, and what answers for an id it lacks.
+
+    ``stand_ins`` maps an operationId to the catalogue id that serves unknown ids for it, or is
+    empty (unknown ids refused: the default, as a real gateway). Raises ValueError at start-up for a
+    stand-in that is not in the catalogue or does not serve its operation's family.
+    """
+
+    def __init__(self, models: Mapping[str, Model], stand_ins: Mapping[str, str]) -> None:
+        self.models = dict(models)
+        self.stand_ins: dict[str, Model] = {}
+        for operation_id, model_id in stand_ins.items():
+            model = self.models.get(model_id)
+            if model is None:
+                raise ValueError(f"unknown_models.as.{operation_id}: {model_id!r} is not in the catalogue "
+                                 f"(models: {', '.join(sorted(self.models))})")
+            family = OPERATION_FAMILY.get(operation_id)
+            if family is not None and family not in model.serves:
+                raise ValueError(f"unknown_models.as.{operation_id}: {model_id!r} does not serve {family}")
+            self.stand_ins[operation_id] = model
+
+    def find(self, model_id: str, operation_id: str) -> Model | None:
+        """The model that answers ``model_id`` in ``operation_id``: the catalogue's entry, else the
+        operation's stand-in under the client's id, else None (the caller refuses the request)."""
+        model = self.models.get(model_id)
+        if model is not None:
+            return model
+        stand_in = self.stand_ins.get(operation_id)
+        return None if stand_in is None else replace(stand_in, id=model_id)

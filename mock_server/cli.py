@@ -26,6 +26,7 @@ import uvicorn
 from mock_server.app import create_app
 from mock_server.config import DEFAULT_CONFIG_FILE, ConfigError, MockConfig, load_config
 from mock_server.http_stack import PROTOCOLS
+from spec import project_version
 
 #: Exit code of a bad command line or configuration file (argparse's own usage code).
 EXIT_USAGE = 2
@@ -57,12 +58,29 @@ def _time_scale(text: str) -> float:
     return value
 
 
+#: uvicorn's log levels, the only ones ``--log-level`` takes.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: What ``mock-server --help`` says above the commands (plain text: argparse prints it as is).
+DESCRIPTION = """\
+Serve the mock of the multimodal gateway APIs (OpenAI-compatible, Messages, credits API).
+
+  mock-server serve                                    # the shipped defaults on 127.0.0.1:8000
+  mock-server serve --config my-mock.yaml --seed 7     # your configuration file
+  mock-server serve --no-latency --time-scale 0.01     # fast answers for tests
+
+The configuration is one YAML file (default: mock_server/data/default_config.yaml, which documents
+every key); the options below override it. Exit codes: 0 after a clean shutdown, 2 for a bad
+command line or configuration file (the message names the bad key and the allowed values)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mock-server``."""
-    parser = argparse.ArgumentParser(prog="mock-server", description=__doc__,
+    parser = argparse.ArgumentParser(prog="mock-server", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the mock over HTTP")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve}")
+    serve = commands.add_parser("serve", help="serve the mock over HTTP",
+                                description="Serve the mock over HTTP under uvicorn until interrupted.")
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG_FILE,
                        help="YAML configuration file (default: the shipped defaults, data/default_config.yaml)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -72,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-latency", action="store_true", help="turn simulated latency off (answers at once)")
     serve.add_argument("--time-scale", type=_time_scale, default=None, metavar="X",
                        help="multiply every simulated delay by X >= 0 (0.01: a 30 s video job takes 0.3 s)")
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="uvicorn log level (default info)")
     serve.add_argument("--no-access-log", action="store_true",
                        help="no log line per request (load tests: the line costs about 2 us per request)")
     serve.add_argument("--stack", choices=sorted(STACKS), default=None,

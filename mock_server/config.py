@@ -23,7 +23,8 @@ from mock_server.journal import DEFAULT_BODY_BYTES as DEFAULT_JOURNAL_BODY_BYTES
 from mock_server.journal import DEFAULT_SIZE as DEFAULT_JOURNAL_SIZE
 from mock_server.sim.latency import LatencyModel
 from mock_server.sim.ledger import DEFAULT_STARTING_CREDITS
-from spec import load_yaml
+from mock_server.sim.tiers import TIERS
+from spec import api_names, load_yaml, operations
 
 #: The development key the mock accepts when no keys are configured (README "Development key").
 DEV_API_KEY = "sk-test"
@@ -54,6 +55,23 @@ _LATENCY_MODEL = {
 _RATES = {"type": "object", "additionalProperties": False,
           "properties": {kind: {"type": "number", "minimum": 0, "maximum": 1} for kind in FAULT_KINDS}}
 
+#: The catalogue model that stands in for a model id the catalogue lacks, per operation, when
+#: ``unknown_models.serve`` is on (README "Offline development with any model"); ``unknown_models.as``
+#: overrides any of them. The answer carries the id the client sent; the stand-in decides what the
+#: model takes and gives (modalities, tools, structured output).
+DEFAULT_STAND_INS: Mapping[str, str] = MappingProxyType({
+    "createChatCompletion": "gpt-4o-mini",
+    "createResponse": "openai/gpt-5-mini",
+    "createMessage": "anthropic/claude-sonnet-4.6",
+    "countMessageTokens": "anthropic/claude-sonnet-4.6",
+    "retrieveModel": "gpt-4o-mini",
+    "createImage": "gpt-image-1",
+    "createImageEdit": "gpt-image-1",
+    "createSpeech": "tts-1",
+    "createTranscription": "whisper-1",
+    "createTranslation": "whisper-1",
+})
+
 #: The JSON Schema of a configuration file.
 CONFIG_SCHEMA: Mapping[str, Any] = {
     "type": "object",
@@ -66,7 +84,7 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "type": "object", "additionalProperties": False, "required": ["key"],
             "properties": {
                 "key": {"type": "string", "minLength": 1},
-                "tier": {"type": "string", "minLength": 1},
+                "tier": {"enum": list(TIERS)},
                 "scopes": {"type": "array", "items": {"type": "string"}},
                 "credits": {"type": "integer", "minimum": 0},
                 "rpm": {"type": "integer", "minimum": 1},
@@ -85,6 +103,12 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "operations": {"type": "object", "additionalProperties": _RATES},
             "blocklist": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "header": {"type": "boolean"}}},
+        "unknown_models": {"type": "object", "additionalProperties": False, "properties": {
+            "serve": {"type": "boolean"},
+            "as": {"type": "object", "propertyNames": {"enum": sorted(DEFAULT_STAND_INS)},
+                   "additionalProperties": {"type": "string", "minLength": 1}}}},
+        "observability": {"type": "object", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"}}},
         "journal": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "size": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
             "body_bytes": {"type": "integer", "minimum": 0}}},
@@ -96,6 +120,46 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
 
 class ConfigError(ValueError):
     """A configuration file that does not load or validate; the message names the bad key."""
+
+
+def operation_ids() -> tuple[str, ...]:
+    """Every operationId of the specs, sorted: what ``latency.operations``, ``faults.operations`` and a
+    key's ``scopes`` may name."""
+    return tuple(sorted({op.operation_id for api in api_names() for op in operations(api)}))
+
+
+def name_problems(data: Any) -> list[str]:
+    """The names in a configuration that are not what they must be, each as ``<path>: <what is wrong>;
+    allowed: <values>``: an operationId under ``latency.operations``, ``faults.operations``,
+    ``unknown_models.as`` or in a key's ``scopes`` (or ``*``), a fault kind under
+    ``faults.operations.<operationId>``. (A tier, a value, is
+    the schema's enum.) ``data`` is the parsed file; what is not a mapping or list is left to the schema."""
+    known = operation_ids()
+    allowed_ops = ", ".join(known)
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        return problems
+    for section in ("latency", "faults"):
+        by_operation = data.get(section, {}).get("operations") if isinstance(data.get(section), Mapping) else None
+        for name, value in (by_operation or {}).items() if isinstance(by_operation, Mapping) else ():
+            if name not in known:
+                problems.append(f"{section}.operations.{name}: not an operationId; allowed: {allowed_ops}")
+            if section == "faults" and isinstance(value, Mapping):
+                problems += [f"faults.operations.{name}.{kind}: not a fault kind; allowed: {', '.join(FAULT_KINDS)}"
+                             for kind in value if kind not in FAULT_KINDS]
+    unknown = data.get("unknown_models")
+    stand_ins = unknown.get("as") if isinstance(unknown, Mapping) else None
+    problems += [f"unknown_models.as.{name}: not an operation that names a model; allowed: "
+                 f"{', '.join(sorted(DEFAULT_STAND_INS))}"
+                 for name in (stand_ins if isinstance(stand_ins, Mapping) else ()) if name not in DEFAULT_STAND_INS]
+    keys = data.get("keys")
+    for index, entry in enumerate(keys if isinstance(keys, list) else []):
+        scopes = entry.get("scopes") if isinstance(entry, Mapping) else None
+        for position, scope in enumerate(scopes if isinstance(scopes, list) else []):
+            if scope != "*" and scope not in known:
+                problems.append(f"keys[{index}].scopes[{position}]: {scope!r} is not an operationId; "
+                                f"allowed: *, {allowed_ops}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -158,6 +222,16 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class UnknownModelsConfig:
+    """Model ids the catalogue lacks: refused (``serve`` false, the default, as a real gateway does:
+    400 or 404 ``model_not_found``), or served as ``stand_ins[operationId]``, a catalogue model id
+    (:data:`DEFAULT_STAND_INS` unless the file's ``as`` names another), answering with the id sent."""
+
+    serve: bool = False
+    stand_ins: Mapping[str, str] = field(default_factory=lambda: DEFAULT_STAND_INS)
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     """The control API under ``/_mock``: off unless enabled, and then only with its own ``key``."""
 
@@ -182,6 +256,10 @@ class MockConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    unknown_models: UnknownModelsConfig = field(default_factory=UnknownModelsConfig)
+    observability: bool = True
+    """``X-Request-Id`` on every answer, ``/metrics``, ``/health`` and ``/ready`` (``observability.py``);
+    off only to measure what they cost (``benchmarks/bench_observability.py``)."""
 
     @property
     def api_keys(self) -> frozenset[str]:
@@ -202,14 +280,32 @@ def load_config(path: Path, **overrides: Any) -> MockConfig:
         data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    problems = name_problems(data)
+    if problems:
+        raise ConfigError(f"{path}: {problems[0]}")
     error = best_match(Draft202012Validator(CONFIG_SCHEMA).iter_errors(data))
     if error is not None:
-        where = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {error.message}")
+        raise ConfigError(f"{path}: {_where(error.absolute_path)}: {error.message}{_allowed(error)}")
     try:
         return _build(data, overrides)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _allowed(error: Any) -> str:
+    """``; allowed: ...`` for an error whose schema lists what may stand there (keys or values), else ``""``."""
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(schema.get("properties"), Mapping):
+        return "; allowed keys: " + ", ".join(schema["properties"])
+    return ""
+
+
+def _where(parts: Any) -> str:
+    """A JSON path as the configuration's own notation: ``keys[0].tier``, ``(top level)`` for none."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
 
 
 def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
@@ -238,6 +334,10 @@ def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
             blocklist=tuple(word.lower() for word in faults.get("blocklist", [])), header=faults.get("header", True)),
         "control": ControlConfig(**data.get("control", {})),
         "journal": JournalConfig(**data.get("journal", {})),
+        "observability": data.get("observability", {}).get("enabled", True),
+        "unknown_models": UnknownModelsConfig(
+            serve=data.get("unknown_models", {}).get("serve", False),
+            stand_ins=MappingProxyType({**DEFAULT_STAND_INS, **data.get("unknown_models", {}).get("as", {})})),
     }
     fields.update(overrides)
     return MockConfig(**fields)

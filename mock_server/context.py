@@ -11,10 +11,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.catalogue import Model, load_catalogue
+from mock_server.catalogue import Catalogue, Model, load_catalogue
 from mock_server.config import MockConfig
 from mock_server.hosted import HostedMedia
 from mock_server.journal import Journal
+from mock_server.metrics import Metrics
 from mock_server.sim import PREMIUM, FileStore, Ledger
 from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
@@ -31,6 +32,8 @@ class Services:
 
     config: MockConfig
     models: dict[str, Model] = field(init=False)
+    catalogue: Catalogue = field(init=False)
+    """The models and, with ``unknown_models.serve``, the stand-ins for ids it lacks (``catalogue.py``)."""
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _id_bits: random.Random = field(init=False)
     ledger: Ledger = field(init=False)
@@ -45,6 +48,8 @@ class Services:
     through which alone it is read, is."""
     scripts: ScriptBook = field(init=False)
     """Scripted upstream behaviour in force (``scripted.py``), set through the control API."""
+    metrics: Metrics | None = field(init=False)
+    """The Prometheus metrics (``metrics.py``); None when ``observability`` is off."""
     fault_rng: random.Random = field(init=False)
     fault_rates: dict[str, dict[str, float]] = field(init=False)
     """Fault rates by operationId then kind (``faults.py``), from ``config.faults.operations``;
@@ -53,6 +58,8 @@ class Services:
     def __post_init__(self) -> None:
         config = self.config
         self.models = load_catalogue(config.catalogue)
+        unknown = config.unknown_models
+        self.catalogue = Catalogue(self.models, unknown.stand_ins if unknown.serve else {})
         starting = {entry.key: entry.credits for entry in config.keys if entry.credits is not None}
         self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
         self.latency = LatencySimulator(config.latency.operations, config.latency.default,
@@ -63,6 +70,7 @@ class Services:
         recording = config.journal.enabled and config.control.enabled
         self.journal = Journal(config.journal.size, config.journal.body_bytes) if recording else None
         self.scripts = ScriptBook()
+        self.metrics = Metrics(self.gpus) if config.observability else None
         self.fault_rng = random.Random(config.seed)
         self._id_bits = random.Random(f"ids:{config.seed}")
         self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}
@@ -96,7 +104,7 @@ class Call:
     params: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, list[UploadFile]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
-    """What a pipeline stage keeps between its ``before`` and ``after`` (see ``stages.py``)."""
+    """What a pipeline stage keeps between its ``before`` and ``after`` (see ``stages/base.py``)."""
 
 
 Handler = Callable[[Call], Awaitable[Response]]

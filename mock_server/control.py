@@ -40,13 +40,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mock_server import jsoncodec
-from mock_server.body import unsafe_json_error
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Services
 from mock_server.errors import ApiError, style_of
 from mock_server.journal import Journal
 from mock_server.sim import UsageRecord
 from mock_server.sim.scripts import ScriptError, parse_steps
+from mock_server.stages.body import unsafe_json_error
 from spec import api_names, operations
 
 #: The reserved path prefix of the control API.

@@ -33,8 +33,8 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from mock_server import jsoncodec
-from mock_server.body import Body
 from mock_server.sim.scripts import strings
+from mock_server.stages.body import Body
 
 #: Request headers whose values the journal never shows (credentials).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie",

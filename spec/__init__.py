@@ -8,6 +8,8 @@ figures), ``fields`` (field lookup by path), ``coverage`` (regenerates ``COVERAG
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from spec.loader import (
     SPEC_DIR,
     Operation,
@@ -24,6 +26,16 @@ from spec.loader import (
     schema_validator,
 )
 
+
+def project_version() -> str:
+    """The installed version of the project (``pyproject.toml``'s), which both CLIs' ``--version`` print;
+    ``unknown`` when the package is not installed."""
+    try:
+        return importlib.metadata.version("gateway-conformance")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 __all__ = [
     "SPEC_DIR",
     "Operation",
@@ -32,6 +44,7 @@ __all__ = [
     "load_api",
     "load_yaml",
     "operations",
+    "project_version",
     "request_body_schema",
     "resolve",
     "response_media",

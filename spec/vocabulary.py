@@ -44,6 +44,7 @@ VOCABULARY: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     ),
     "x-mirrors": ("any", {"enum": ["openai", "anthropic"]}),
     "x-undocumented": ("any", {"type": "string", "minLength": 1}),
+    "x-slashes": ("any", {"const": True}),
     "x-sse": (
         "media",
         {

@@ -212,6 +212,18 @@ def _413_as_400(status: int, headers: Headers, body: bytes) -> tuple[int, Header
     return (400 if status == 413 else status), headers, body
 
 
+def _messages_404_in_openai_envelope(status: int, data: Any) -> tuple[int, Any]:
+    if status in (404, 405) and isinstance(data, dict) and data.get("type") == "error":
+        return status, {"error": data["error"]}
+    return status, data
+
+
+def _retrieved_model_renamed(status: int, data: Any) -> tuple[int, Any]:
+    if isinstance(data, dict) and data.get("object") == "model":
+        data["id"] = "some-other-model"
+    return status, data
+
+
 @dataclass(frozen=True)
 class Broken:
     """One broken rule: the rewrite, the check that must report it, and the suite phases to run."""
@@ -251,6 +263,10 @@ BROKEN: dict[str, Broken] = {
     "streams_held_back": Broken(_held_back, "stream_delivered_incrementally", "behavioural",
                                 "test_stream and stream_delivered_incrementally"),
     "html_error_pages": Broken(_html_error_pages, "error_envelope_conformance"),
+    "messages_404_in_openai_envelope": Broken(_json_rewrite(_messages_404_in_openai_envelope),
+                                              "unknown_path_in_protocol_envelope", select="unknown_messages_path"),
+    "retrieved_model_renamed": Broken(_json_rewrite(_retrieved_model_renamed), "sdk_models_retrieve",
+                                      select="retrieve"),
 }
 
 

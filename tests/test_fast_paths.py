@@ -1,6 +1,6 @@
 """The hot path's fast libraries agree with the slow ones they stand in for (issue 7).
 
-- ``mock_server.validation``: the Rust validator (``jsonschema_rs``) only answers "valid?"; a body it
+- ``mock_server.stages.validation``: the Rust validator (``jsonschema_rs``) only answers "valid?"; a body it
   accepts is never looked at by Python ``jsonschema``, so the two must give the same verdict.
 - ``mock_server.jsoncodec``: orjson must read and write what the stdlib would.
 """
@@ -29,12 +29,12 @@ from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
 from mock_server.app import MockRequest, StaticPathRouter
-from mock_server.body import BodyReader
 from mock_server.cli import STACKS, build_parser, default_stack
 from mock_server.config import ControlConfig
-from mock_server.limits import estimated_tokens
+from mock_server.stages.body import BodyReader
+from mock_server.stages.limits import estimated_tokens
+from mock_server.stages.validation import BodyValidator, fast_validator
 from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, sentence, sentence_for
-from mock_server.validation import BodyValidator, fast_validator
 from spec import operations, request_body_schema, schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent

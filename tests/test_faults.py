@@ -1,4 +1,4 @@
-"""Simulated faults (mock_server/faults.py) through HTTP: the X-Mock-Fault header, seeded rates, the
+"""Simulated faults (mock_server/stages/faults.py) through HTTP: the X-Mock-Fault header, seeded rates, the
 safety blocklist, slow and cut streams; refusals charge nothing and count against no rate limit."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from conformance.embedded import serve
 from mock_server import DEV_API_KEY, MockConfig, create_app
 from mock_server.config import FaultConfig, KeyConfig, LatencyConfig
-from mock_server.faults import CUT_AFTER_EVENTS, SLOW_STREAM_GAP_S
+from mock_server.stages.faults import CUT_AFTER_EVENTS, SLOW_STREAM_GAP_S
 from spec import find_operation, response_media, response_schema, schema_validator
 from spec.extensions import credit_cost, retry_after_s
 from tests.protocol_helpers import read_sse

@@ -22,8 +22,8 @@ import pytest
 from conformance.embedded import serve
 from mock_server import DEV_API_KEY, MockConfig, create_app
 from mock_server.app import error_style
-from mock_server.body import DEFAULT_LIMIT_BYTES, MAX_FIELD_BYTES, BodyReader
 from mock_server.config import KeyConfig, RateLimitConfig
+from mock_server.stages.body import DEFAULT_LIMIT_BYTES, MAX_FIELD_BYTES, BodyReader
 from spec import Operation, api_names, operations
 from spec.extensions import upload_limit_bytes
 

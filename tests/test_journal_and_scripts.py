@@ -1,4 +1,4 @@
-"""The request journal (mock_server/journal.py) and scripted upstream behaviour (mock_server/scripted.py),
+"""The request journal (mock_server/journal.py) and scripted upstream behaviour (mock_server/stages/scripted.py),
 through the control API: what reached the mock, and "the next N matching requests answer F"."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Simulated GPU latency (mock_server/latency_stage.py, sim/latency.py), the shipped defaults and the CLI.
+"""Simulated GPU latency (mock_server/stages/latency.py, sim/latency.py), the shipped defaults and the CLI.
 
 Delays are configured large and shrunk by ``latency.time_scale`` so the tests stay fast; elapsed times
 are compared with what the configured model gives for the work the answer reports.
@@ -24,9 +24,9 @@ from conformance.embedded import serve
 from mock_server import DEV_API_KEY, MockConfig, create_app
 from mock_server.cli import build_parser, config_from_args
 from mock_server.config import DEFAULT_CONFIG_FILE, LatencyConfig, RateLimitConfig, load_config
-from mock_server.latency_stage import build as build_latency
 from mock_server.media_av import speech_duration_ms
 from mock_server.sim.latency import Distribution, LatencyModel, LatencySimulator
+from mock_server.stages.latency import build as build_latency
 from spec import api_names, find_operation, operations
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}

@@ -12,9 +12,10 @@ from types import MappingProxyType, SimpleNamespace
 import pytest
 from starlette.testclient import TestClient
 
-from mock_server import DEV_API_KEY, MockConfig, create_app, latency_stage
+from mock_server import DEV_API_KEY, MockConfig, create_app
 from mock_server.config import LatencyConfig, RateLimitConfig
 from mock_server.sim.latency import Distribution, LatencyModel, LatencySimulator
+from mock_server.stages import latency as latency_stage
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
 STREAM = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "stream": True}

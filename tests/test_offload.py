@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mock_server import DEV_API_KEY, create_app, offload
-from mock_server.body import Refusal, judge_json
+from mock_server.stages.body import Refusal, judge_json
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}", "Content-Type": "application/json"}
 MANY = offload.MAX_INLINE_VALUES + 10

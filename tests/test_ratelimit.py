@@ -64,3 +64,17 @@ def test_memory_stays_bounded_and_no_window_admits_more_than_the_limit() -> None
     assert not log.admit("k", [limit], {})[0].admitted
     clock.now = 1060.0 + 60 * RESOLUTION  # the first entry has left, at most a granule late
     assert log.admit("k", [limit], {})[0].admitted
+
+
+def test_a_refusal_counts_nothing_and_every_decision_says_so() -> None:
+    clock = Clock()
+    log = SlidingWindowLog(clock)
+    tpm = Limit("tokens", 100, 60.0)
+    requests, tokens = log.admit("k", [RPM, tpm], {"requests": 1, "tokens": 150})
+    assert requests.admitted and (requests.remaining, requests.reset_s) == (10, 0.0)  # nothing was logged
+    assert not tokens.admitted and tokens.remaining == 100
+    assert SlidingWindowLog.too_large(tokens, 150) and not SlidingWindowLog.too_large(requests, 1)
+    assert log.admit("k", [RPM, tpm], {"requests": 1, "tokens": 60})[0].remaining == 9
+    requests, tokens = log.admit("k", [RPM, tpm], {"requests": 1, "tokens": 60})
+    assert not tokens.admitted and not SlidingWindowLog.too_large(tokens, 60) and tokens.retry_after_s == 60.0
+    assert requests.remaining == 9 and tokens.remaining == 40

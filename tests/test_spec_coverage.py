@@ -45,6 +45,9 @@ OPERATIONS = [
     (CR, "get", "/api/v1/multimodal/usage/{usage_id}", "getMultimodalUsage", D004),
     (CR, "get", "/api/v1/managed/usage", "getManagedUsage", D004),
     (CR, "post", "/api/v1/public/zerodb/files/upload", "uploadZeroDbFile", D004),
+    # the calls the official SDKs make besides the documented ones (issue 17)
+    (GW, "get", "/v1/models/{model}", "retrieveModel", D001),
+    (MP, "post", "/v1/messages/count_tokens", "countMessageTokens", D003),
 ]
 
 ANY = object()  # an expected value that only asks for presence
@@ -200,6 +203,8 @@ PARAMETERS: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ),
     (CR, "getMultimodalUsage", "path", "usage_id", {**REQ, **STR}),
     (MP, "createMessage", "header", "anthropic-version", {**REQ, **STR}),
+    (MP, "countMessageTokens", "header", "anthropic-version", {**REQ, **STR}),
+    (GW, "retrieveModel", "path", "model", {**REQ, **STR}),
 ]
 
 # ---- response fields: (api, operationId, status, media type, field path, {constraint: expected}) -
@@ -236,6 +241,9 @@ RESPONSE_FIELDS: list[tuple[str, str, int, str, str, dict[str, Any]]] = [
     (GW, "listModels", 200, JSON, "data[].object", {"const": "model"}),
     (GW, "listModels", 200, JSON, "data[].created", INT),
     (GW, "listModels", 200, JSON, "data[].owned_by", STR),
+    (GW, "retrieveModel", 200, JSON, "id", {**REQ, **STR}),
+    (GW, "retrieveModel", 200, JSON, "object", {"const": "model"}),
+    (MP, "countMessageTokens", 200, JSON, "input_tokens", {**REQ, **INT}),
     # Responses object (mirrors OpenAI)
     (MP, "createResponse", 200, JSON, "id", {**REQ, **STR}),
     (MP, "createResponse", 200, JSON, "object", {"const": "response"}),
@@ -456,7 +464,9 @@ SECURITY = [
     (MP, "createChatCompletion", "http", "bearer", None),
     (MP, "createResponse", "http", "bearer", None),
     (MP, "createMessage", "apiKey", "header", "x-api-key"),
-    *[(CR, op, "http", "bearer", None) for _, _, _, op, _ in OPERATIONS[10:]],
+    *[(CR, op, "http", "bearer", None) for _, _, _, op, _ in OPERATIONS[10:19]],
+    (GW, "retrieveModel", "http", "bearer", None),
+    (MP, "countMessageTokens", "apiKey", "header", "x-api-key"),
 ]
 
 

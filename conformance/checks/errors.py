@@ -74,3 +74,21 @@ def documented_error_status(exchange: Exchange, operation: Operation, status: in
     if retry is not None and exchange.headers.get("retry-after") != str(retry):
         raise CheckFailure(name, f"Retry-After: {retry}", f"Retry-After: {exchange.headers.get('retry-after')}",
                            exchange.evidence())
+
+
+@check(capability="errors.not_found", source="003 Messages image input (x-mirrors anthropic: errors in the Messages "
+                                             "envelope)")
+def unknown_path_in_protocol_envelope(exchange: Exchange, operation: Operation) -> None:
+    """A request for a path under ``operation``'s path that no operation serves (``/v1/messages/...``) is a 404
+    or 405 in that operation's error envelope: ``{"type": "error", "error": {"type": ...}}`` for the Messages
+    protocol, ``{"error": {"type": ...}}`` for OpenAI's, so the protocol's SDK can read the error."""
+    name = "unknown_path_in_protocol_envelope"
+    body = exchange.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    anthropic = operation.spec.get("x-mirrors") == "anthropic"
+    enveloped = isinstance(error, dict) and isinstance(error.get("type"), str) and (
+        not anthropic or body.get("type") == "error")
+    if exchange.status not in (404, 405) or not enveloped:
+        shape = '{"type": "error", "error": {"type", "message"}}' if anthropic else '{"error": {"type", "message"}}'
+        raise CheckFailure(name, f"404 or 405 with {shape}", f"{exchange.status}: {exchange.body[:200]!r}",
+                           exchange.evidence())

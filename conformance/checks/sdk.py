@@ -57,3 +57,11 @@ def sdk_models_list(models: list[Any], base_url: str) -> None:
     if not models or not all(getattr(model, "id", None) for model in models):
         raise CheckFailure("sdk_models_list", "a non-empty list of models with ids", repr(models)[:300],
                            Evidence(url=base_url))
+
+
+@check(capability="sdk.openai", source="001 Provider routing (Browse available models)")
+def sdk_models_retrieve(model: Any, wanted: str, base_url: str) -> None:
+    """``models.retrieve(id)`` returns the model object of that id."""
+    if getattr(model, "id", None) != wanted or getattr(model, "object", None) != "model":
+        raise CheckFailure("sdk_models_retrieve", f"a model object with id {wanted!r}", repr(model)[:300],
+                           Evidence(url=base_url))

@@ -53,3 +53,14 @@ def test_insufficient_credits_402(client: TargetClient, target: Target) -> None:
     operation = find_operation("credits_api", "createMultimodalTts")
     exchange = client.request("POST", operation.path, json_body={"text": "Hello"}, auth="empty")
     REGISTRY["documented_error_status"](exchange, operation, 402)
+
+
+@pytest.mark.api("multi_protocol", operation="createMessage")
+@pytest.mark.check("unknown_path_in_protocol_envelope")
+@pytest.mark.parametrize(("method", "suffix"), [("POST", "/no-such-path-conformance"), ("GET", "")])
+def test_unknown_messages_path(method: str, suffix: str, client: TargetClient) -> None:
+    """An unknown path under /v1/messages (404), or a method it does not take (405), in the Messages envelope."""
+    operation = find_operation("multi_protocol", "createMessage")
+    exchange = client.request(method, operation.path + suffix, json_body={} if method == "POST" else None,
+                              auth="messages")
+    REGISTRY["unknown_path_in_protocol_envelope"](exchange, operation)

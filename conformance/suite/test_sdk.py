@@ -52,3 +52,11 @@ def test_sdk_images(sdk: openai.OpenAI, target: Target) -> None:
 def test_sdk_models(sdk: openai.OpenAI, target: Target) -> None:
     models = run_sdk("sdk_models_list", target.base_url, lambda: list(sdk.models.list()))
     REGISTRY["sdk_models_list"](models, target.base_url)
+
+
+@pytest.mark.api(API, operation="retrieveModel")
+@pytest.mark.check("sdk_models_retrieve")
+def test_sdk_models_retrieve(sdk: openai.OpenAI, target: Target) -> None:
+    wanted = target.model("chat")
+    model = run_sdk("sdk_models_retrieve", target.base_url, lambda: sdk.models.retrieve(wanted))
+    REGISTRY["sdk_models_retrieve"](model, wanted, target.base_url)

@@ -58,7 +58,7 @@ async def create_speech(call: Call) -> Response:
     ``x-media-type-by``; ``speed`` divides the duration (capped at :data:`MAX_SPEECH_MS`). Raises ApiError
     400 naming ``model``, ``voice`` (not one of the model's voices) or ``instructions`` (tts-1, tts-1-hd)."""
     body = call.body
-    model = serving_model(call.services, body["model"], "speech", "speech synthesis")
+    model = serving_model(call, "speech", "speech synthesis")
     voices = LEGACY_VOICES if model.id in LEGACY_SPEECH_MODELS else VOICES
     if body["voice"] not in voices:
         raise ApiError(400, f"Unsupported voice {body['voice']!r} for model '{model.id}'; it takes: "
@@ -111,7 +111,7 @@ class Segment:
 
 async def _transcript(call: Call, task: str, family: str, language: str) -> Response:
     body = call.body
-    model = serving_model(call.services, body["model"], family, f"{family}s")
+    model = serving_model(call, family, f"{family}s")
     uploads = call.files.get("file") or []
     if not uploads:
         raise ApiError(400, "file must be uploaded as a file (multipart/form-data).", param="file")

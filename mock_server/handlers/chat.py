@@ -66,7 +66,7 @@ async def create_chat_completion(call: Call) -> Response:
     json_schema on a model without them, or a tool_choice naming no declared tool.
     """
     body = call.body
-    model = _model(call.services, body["model"])
+    model = _model(call.services, body["model"], call.operation.operation_id)
     messages = [_normalise(message) for message in body["messages"]]
     _check_parts(model, messages)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -95,8 +95,10 @@ async def create_chat_completion(call: Call) -> Response:
     )
 
 
-def _model(services: Services, model_id: str) -> Model:
-    model = services.models.get(model_id)
+def _model(services: Services, model_id: str, operation_id: str) -> Model:
+    """The chat model ``model_id`` (or the operation's stand-in, ``unknown_models``). Raises ApiError 400
+    ``model_not_found`` for an unknown id, ``model_not_supported`` for a media-only model."""
+    model = services.catalogue.find(model_id, operation_id)
     if model is None:
         known = ", ".join(sorted(services.models))
         raise ApiError(400, f"The model '{model_id}' does not exist. Known models: {known}.", param="model",

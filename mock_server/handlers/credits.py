@@ -26,13 +26,13 @@ from starlette.responses import JSONResponse, Response
 from mock_server.context import Call
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
-from mock_server.latency_stage import JOB_STATE
 from mock_server.media import image_bytes
 from mock_server.media_av import mp4, speech
 from mock_server.sim import PREMIUM, FileTooLarge, InsufficientCredits, UsageRecord, meets
 from mock_server.sim.jobs import Job
 from mock_server.sim.latency import Plan
 from mock_server.sim.ledger import COMPLETED, QUEUED
+from mock_server.stages.latency import JOB_STATE
 from mock_server.textgen import rng_for
 from spec import find_operation, request_body_schema, resolve
 from spec.extensions import credit_cost, hosted_url_ttl_s, providers
@@ -112,9 +112,12 @@ async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: s
     transaction, each in its own savepoint; answered after COMMIT); 402 (nothing charged) when the balance is short."""
     endpoint_type = ENDPOINT_TYPE[call.operation.operation_id]
     try:
-        return await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
+        record = await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
     except InsufficientCredits as short:
         raise _payment_required(short.needed, short.balance) from None
+    if call.services.metrics is not None:
+        call.services.metrics.operation(call.operation.operation_id).charged(credits)
+    return record
 
 
 def _require_tier(call: Call, required: str | None, what: str) -> None:

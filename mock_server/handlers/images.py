@@ -100,7 +100,7 @@ async def create_image(call: Call) -> Response:
     ...}``. Raises ApiError 400 naming ``model``, ``n``, ``size``, ``quality``, ``style``, ``background`` or
     ``output_format`` for a value the model does not take."""
     body = call.body
-    model = serving_model(call.services, body["model"], "image_generation", "image generation")
+    model = serving_model(call, "image_generation", "image generation")
     profile = PROFILES.get(model.id, DEFAULT_PROFILE)
     if body.get("style") is not None and body["style"] not in profile.styles:
         raise _unsupported("style", body["style"], model.id, profile.styles)
@@ -118,7 +118,7 @@ async def create_image_edit(call: Call) -> Response:
     first image's size) or a field :func:`create_image` checks; the pipeline answers 413 over
     ``x-upload-limit-bytes``."""
     body = call.body
-    model = serving_model(call.services, body["model"], "image_edit", "image edits")
+    model = serving_model(call, "image_edit", "image edits")
     profile = PROFILES.get(model.id, DEFAULT_PROFILE)
     uploads = call.files.get("image") or []
     if not uploads:

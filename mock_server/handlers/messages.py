@@ -53,7 +53,7 @@ async def create_message(call: Call) -> Response:
     """
     body = call.body
     services = call.services
-    model = _model(services, body["model"])
+    model = _model(services, body["model"], call.operation.operation_id)
     messages = body["messages"]
     _check_blocks(model, messages)
     tools = body.get("tools") or []
@@ -80,9 +80,26 @@ async def create_message(call: Call) -> Response:
     return JSONResponse(message)
 
 
-def _model(services: Services, model_id: str) -> Model:
-    """The catalogue entry; ApiError 404 not_found_error if unknown, 400 if it is a media-only model."""
-    model = services.models.get(model_id)
+@handles("countMessageTokens")
+async def count_message_tokens(call: Call) -> Response:
+    """``{"input_tokens": n}``: the ``usage.input_tokens`` :func:`create_message` reports for the same
+    model, system and messages (Anthropic's ``messages.count_tokens``). Raises what
+    :func:`create_message` raises for the model and the blocks (404 unknown model, 400 naming a block
+    the model does not take or base64 data that is not its media type, tools on a model without them).
+    """
+    body = call.body
+    model = _model(call.services, body["model"], call.operation.operation_id)
+    _check_blocks(model, body["messages"])
+    tools = body.get("tools") or []
+    if tools and not model.tools:
+        raise ApiError(400, f"tools: model '{model.id}' does not support tools.", param="tools")
+    return JSONResponse({"input_tokens": _input_tokens(body.get("system"), body["messages"])})
+
+
+def _model(services: Services, model_id: str, operation_id: str) -> Model:
+    """The catalogue entry (or the operation's stand-in, ``unknown_models``); ApiError 404 not_found_error
+    if unknown, 400 if it is a media-only model."""
+    model = services.catalogue.find(model_id, operation_id)
     if model is None:
         raise ApiError(404, f"model: {model_id}", param="model")
     if "chat" not in model.serves:  # 000 "Picking the right endpoint": media models have their own endpoints

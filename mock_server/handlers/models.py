@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 
 from mock_server.catalogue import Model
-from mock_server.context import Call, Services
+from mock_server.context import Call
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
 
@@ -23,14 +23,31 @@ async def list_models(call: Call) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-def serving_model(services: Services, model_id: str, family: str, what: str) -> Model:
-    """The catalogue model ``model_id`` if it serves operation ``family`` (``image_generation`` ...).
+@handles("retrieveModel")
+async def retrieve_model(call: Call) -> Response:
+    """One catalogue model as ``{"id", "object": "model", "created", "owned_by", "input_modalities",
+    "output_modalities"}`` (the official SDK's ``models.retrieve``). Raises ApiError 404
+    ``invalid_request_error`` with param ``model`` and code ``model_not_found`` for an id the catalogue
+    lacks (OpenAI's answer; served as the stand-in's entry when ``unknown_models.serve`` is on)."""
+    model_id = call.params["model"]
+    model = call.services.catalogue.find(model_id, call.operation.operation_id)
+    if model is None:
+        raise ApiError(404, f"The model '{model_id}' does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")
+    return JSONResponse(model.as_openai(CATALOGUE_CREATED))
+
+
+def serving_model(call: Call, family: str, what: str) -> Model:
+    """The catalogue model the body's ``model`` names if it serves operation ``family`` (``image_generation``
+    ...); an unknown id is served by the operation's stand-in when ``unknown_models.serve`` is on.
 
     ``what`` names the operation in the message (``image generation``). Raises ApiError 400 with
     param ``model``: code ``model_not_found`` for an unknown id, ``model_not_supported`` for a model
     that does not serve ``family`` (001 "Provider routing": the model id picks the upstream).
     """
-    model = services.models.get(model_id)
+    services = call.services
+    model_id = call.body["model"]
+    model = services.catalogue.find(model_id, call.operation.operation_id)
     if model is None:
         raise ApiError(400, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
     if family not in model.serves:

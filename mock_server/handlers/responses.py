@@ -55,7 +55,7 @@ async def create_response(call: Call) -> Response:
     """
     body = call.body
     services = call.services
-    model = known_model(services, body["model"])
+    model = known_model(services, body["model"], call.operation.operation_id)
     items = _items(body["input"])
     _check_parts(model, items)
     tools = body.get("tools") or []

@@ -13,7 +13,7 @@ A request's generation time is ONE draw of ``per_unit`` times its work, so a req
 A :class:`GpuPool` gives each model ``slots`` concurrent generations; more wait in its queue, so
 latency grows under concurrency as on a real provider. Every sleep is multiplied by the time scale
 (0.01 makes a 2 s generation take 20 ms) and every draw comes from a seeded RNG.
-The simulation knows nothing of HTTP; ``mock_server/latency_stage.py`` applies it to requests.
+The simulation knows nothing of HTTP; ``mock_server/stages/latency.py`` applies it to requests.
 """
 
 from __future__ import annotations
@@ -134,6 +134,17 @@ class GpuPool:
         if semaphore is None:
             semaphore = self._semaphores[model] = asyncio.Semaphore(self.slots)
         return semaphore
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """``{model: (busy slots, generations waiting)}`` of every pool used on the current loop. Reads
+        the semaphores' state (``_value``, ``_waiters``: asyncio's own fields, stable since 3.4), so that
+        the request path pays nothing for it; meant for scrapes (``metrics.py``)."""
+        out: dict[str, tuple[int, int]] = {}
+        for model, semaphore in self._semaphores.items():
+            waiters = getattr(semaphore, "_waiters", None) or ()
+            waiting = sum(1 for waiter in waiters if not waiter.done())
+            out[model] = (self.slots - int(getattr(semaphore, "_value", self.slots)), waiting)
+        return out
 
 
 class LatencySimulator:

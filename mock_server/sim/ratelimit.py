@@ -111,6 +111,8 @@ class SlidingWindowLog:
         """Admit a request under every limit, or none: nothing is recorded unless all admit it.
 
         ``weights`` gives the request's units per dimension (requests: 1; tokens: its estimate).
+        Returns one :class:`Decision` per limit, in order; when any refuses, the others' ``remaining``
+        and ``reset_s`` are as if the request had not come (nothing of it was counted).
         """
         now = self._clock()
         decisions, logs, admitted = [], [], True
@@ -133,7 +135,18 @@ class SlidingWindowLog:
         if admitted:
             for log, weight in logs:
                 log.append(now, weight)
-        return decisions
+            return decisions
+        # refused: nothing was logged, so what a limit that would have admitted reports is what is left
+        # without this request (the x-ratelimit-* headers of the 429 must agree with what was counted)
+        return [d if not d.admitted else _decision((d.limit, True, d.remaining + weights.get(d.limit.dimension, 1),
+                                                    d.reset_s if log.times else 0.0, 0.0))
+                for d, (log, _) in zip(decisions, logs, strict=True)]
+
+    @staticmethod
+    def too_large(decision: Decision, weight: int) -> bool:
+        """Whether a refused ``decision`` refused a request of ``weight`` units that no window can ever
+        admit (``weight`` over the limit itself): waiting never helps, the request must shrink."""
+        return not decision.admitted and weight > decision.limit.limit
 
     def _refusal(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
         reset = log.times[0] + limit.window_s - now if log.times else 0.0

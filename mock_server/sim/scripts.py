@@ -1,4 +1,4 @@
-"""Scripted upstream behaviour: the scripts in force and their steps (what ``mock_server/scripted.py``
+"""Scripted upstream behaviour: the scripts in force and their steps (what ``mock_server/stages/scripted.py``
 answers with; the module docstring there lists the answers). Plain data and logic: no HTTP here.
 
 A script matches requests by nonce (a string found in any string of the request body), by

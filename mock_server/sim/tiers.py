@@ -14,6 +14,10 @@ from collections.abc import Mapping
 PREMIUM = "premium"
 #: The tier of a key that the configuration does not place in one.
 DEFAULT_TIER = PREMIUM
+#: The tier of a key below premium: 004 names none, so the name is the mock's.
+STANDARD = "standard"
+#: Every tier a configured key may have.
+TIERS = (PREMIUM, STANDARD)
 
 
 def key_tier(api_key: str | None, tiers: Mapping[str, str] | None = None) -> str:

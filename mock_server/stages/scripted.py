@@ -37,9 +37,9 @@ from starlette.responses import Response, StreamingResponse
 
 from mock_server.context import Call, Services
 from mock_server.errors import ANTHROPIC_ERROR_TYPES, ApiError, style_of
-from mock_server.faults import cut, slowed, sse_events
 from mock_server.sim.scripts import Step
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
+from mock_server.stages.faults import cut, slowed, sse_events
 from spec import Operation
 from spec.extensions import retry_after_s
 

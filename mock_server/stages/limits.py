@@ -7,7 +7,9 @@
   the configuration (``rate_limits.rpm``/``tpm``, or a key's own ``rpm``/``tpm``).
 
 Over a limit: 429 rate_limit_error with Retry-After (s) and the ``x-ratelimit-*`` headers; every
-admitted answer carries the ``x-ratelimit-*`` headers too. A refused request uses up nothing.
+admitted answer carries the ``x-ratelimit-*`` headers too. A refused request uses up nothing, and
+the headers of its 429 say so. A request whose own estimated tokens exceed the TPM limit can never
+be admitted: OpenAI's "Request too large" 429, without Retry-After and with ``x-should-retry: false``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from starlette.responses import Response
 
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
-from mock_server.sim.ratelimit import Decision, Limit, retry_after_header
-from mock_server.stages import Stage
+from mock_server.sim.ratelimit import Decision, Limit, SlidingWindowLog, retry_after_header
+from mock_server.stages.base import Stage
 from mock_server.textgen import count_tokens
 from spec import Operation
 from spec.extensions import rate_limit
@@ -79,6 +81,7 @@ class RateLimits(Stage):
         elif spec_limit is not None:
             self.dimensions = tuple(spec_limit.dimensions) or ("rpm",)
         self._by_key: dict[str | None, tuple[Limit, ...]] = {}  # the configuration is frozen: built once per key
+        self.metrics = services.metrics.operation(self.operation_id) if services.metrics else None
 
     def limits(self, call: Call) -> Sequence[Limit]:
         """The limits that apply to ``call``'s key."""
@@ -98,14 +101,36 @@ class RateLimits(Stage):
         return out
 
     async def before(self, call: Call) -> None:
-        """Raises ApiError 429 rate_limit_error (with Retry-After) when a limit is reached."""
+        """Raises ApiError 429 rate_limit_error when a limit is reached: with Retry-After when waiting
+        will let the request in, or :meth:`_too_large` when it never can."""
         limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
         for decision in decisions:
             if not decision.admitted:
+                if self.metrics is not None:
+                    for refused in decisions:
+                        if not refused.admitted:
+                            self.metrics.rejected(refused.limit.dimension)
+                tokens = weights["tokens"]
+                for refused in decisions:
+                    if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):
+                        self._too_large(call, refused, tokens, decisions)
                 self._refuse(decisions)
+
+    def _too_large(self, call: Call, refused: Decision, tokens: int, decisions: Sequence[Decision]) -> None:
+        """Raises the answer OpenAI gives a request whose own tokens exceed the TPM limit: 429
+        ``rate_limit_exceeded``, "Request too large for <model> ... on tokens per min (TPM): Limit X,
+        Requested Y" (as the API answers it, e.g. openai-python users' reports). Waiting never lets such
+        a request in, so the answer has no Retry-After and carries ``x-should-retry: false``, which the
+        official openai and anthropic SDKs obey before their retry-on-429 rule: no pointless retries.
+        The ``x-ratelimit-*`` headers are those of the decision: nothing was counted."""
+        model = call.body.get("model") if isinstance(call.body, dict) else None
+        raise ApiError(429, f"Request too large for {model or self.operation_id} on tokens per min (TPM): "
+                            f"Limit {refused.limit.limit}, Requested {tokens}. The input or output tokens must "
+                            f"be reduced in order to run successfully.", code="rate_limit_exceeded",
+                       headers={"x-should-retry": "false", **headers(decisions)})
 
     def _refuse(self, decisions: Sequence[Decision]) -> None:
         """Raises the 429 of the refused ``decisions``."""

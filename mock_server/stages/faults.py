@@ -46,7 +46,7 @@ from starlette.responses import Response, StreamingResponse
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
 from spec import Operation, response_object
 from spec.extensions import retry_after_s
 

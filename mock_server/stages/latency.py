@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 from mock_server import jsoncodec
 from mock_server.context import Call, Services
 from mock_server.media_av import WORDS_PER_MINUTE, speech_duration_ms
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
 from spec import Operation
 
 #: ``call.state`` key a handler sets when its answer only starts an asynchronous job.
@@ -148,6 +148,7 @@ class Latency(Stage):
     def __init__(self, operation: Operation, services: Services) -> None:
         self.operation_id = operation.operation_id
         self.work = WORK[services.latency.model(self.operation_id).unit]
+        self.simulated = services.metrics.operation(self.operation_id).simulated if services.metrics else None
 
     async def after(self, call: Call, response: Response) -> Response:
         """The answer after its simulated latency, or a :class:`PacedStream` of a stream."""
@@ -157,6 +158,8 @@ class Latency(Stage):
             return PacedStream(response, self.paced(call, response.body_iterator))
         services = call.services
         plan = services.latency.plan(self.operation_id, self.work(call, response))
+        if self.simulated is not None:
+            self.simulated.observe(plan.total_s)
         await asyncio.sleep(plan.queue_s)
         async with services.gpus.slot(gpu_model(call)):
             await asyncio.sleep(plan.first_s + plan.generation_s)
@@ -167,6 +170,8 @@ class Latency(Stage):
         slot throughout."""
         services = call.services
         plan = services.latency.plan(self.operation_id, 0)
+        if self.simulated is not None:
+            self.simulated.observe(plan.queue_s + plan.first_s)
         try:
             await asyncio.sleep(plan.queue_s)
             async with services.gpus.slot(gpu_model(call)):

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from mock_server import jsoncodec, offload
 from mock_server.errors import ApiError, excerpt, field_path
-from mock_server.validation import BodyValidator
+from mock_server.stages.validation import BodyValidator
 from spec import Operation, find_operation, load_api
 from spec.extensions import upload_limit_bytes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.sim import meets
-from mock_server.stages import Stage
+from mock_server.stages.base import Stage
 from spec import Operation
 from spec.extensions import tier
 

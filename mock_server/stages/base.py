@@ -1,15 +1,16 @@
-"""Cross-cutting pipeline stages: one concern per module, built per operation at start-up.
+"""The interface of the pipeline's cross-cutting stages: one concern per module, built per operation at start-up.
 
 A stage runs around the handler of every request of its operation: ``before`` after the request
 is authenticated and validated (it may raise :class:`~mock_server.errors.ApiError` to refuse it),
 ``after`` on the handler's response (it may add headers, pace or cut a stream). Stages run in the
-order of :data:`FACTORIES` before the handler and in reverse after it. Per-request data a stage
+order of :data:`mock_server.stages.pipeline.FACTORIES` before the handler and in reverse after it.
+Per-request data a stage
 keeps for its ``after`` goes in ``call.state``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from starlette.responses import Response
 
@@ -30,11 +31,3 @@ class Stage:
 
 StageFactory = Callable[[Operation, Services], Stage | None]
 
-
-def build(operation: Operation, services: Services) -> Sequence[Stage]:
-    """The stages of ``operation``, in order; a factory returns None when its concern does not apply."""
-    from mock_server import access, faults, latency_stage, limits, scripted
-
-    factories: Sequence[StageFactory] = (access.build, scripted.build, faults.build, limits.build,
-                                      latency_stage.build)
-    return [stage for factory in factories if (stage := factory(operation, services)) is not None]

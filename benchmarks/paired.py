@@ -1,0 +1,144 @@
+"""The cost of one feature, measured two ways on a noisy machine: paired wrk rounds and instruction counts.
+
+Two ``mock-server serve`` processes run side by side on the default stack, identical but for the
+feature (configuration A without it, B with it); rounds alternate A, B, B, A... (ABBA) so that drift
+of the machine hits both alike, and the figure is the median of the per-round ratios B/A. CPU time
+per request (us, from ``/proc``) is printed too.
+
+On a shared VM requests/s swing by tens of percent from one 3 s run to the next, so
+:func:`count_instructions` also counts instructions with valgrind's callgrind, which counts the same
+for the same work whatever else runs: the mock's pipeline called in process (no server) for 1,000 and
+3,000 chat requests under each configuration; the difference over 2,000 is the cost per request.
+Used by ``bench_journal.py`` (issue 12) and ``bench_observability.py`` (issue 17).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    CHAT_BODY,
+    ROOT,
+    WrkResult,
+    free_port,
+    mock_argv,
+    print_table,
+    serve,
+    verdict,
+    write_config,
+    wrk,
+)
+
+#: The usual goal: with the feature, at least 95% of the requests/s (and instructions) without it.
+MIN_RATIO = 0.95
+PATH = "/v1/chat/completions"
+
+
+def compare(labels: tuple[str, str], configs: tuple[Mapping[str, Any], Mapping[str, Any]], duration_s: float,
+            rounds: int, connections: tuple[int, ...], goal: float = MIN_RATIO,
+            together: bool = False) -> list[dict[str, object]]:
+    """ABBA rounds of non-streaming chat with wrk, per connection count; prints a table, returns its rows.
+
+    ``labels`` name configuration A (without the feature) and B (with it) in the table. ``together``:
+    load both servers at once in each round instead (a paired measurement: whatever else loads the
+    machine loads both alike, so the ratio holds still where ABBA rounds swing by tens of percent).
+    """
+    rows: list[dict[str, object]] = []
+    a_name, b_name = labels
+    with tempfile.TemporaryDirectory() as tmp:
+        a_file = write_config(Path(tmp), "a", configs[0])
+        b_file = write_config(Path(tmp), "b", configs[1])
+        a_port, b_port = free_port(), free_port()
+        with serve(mock_argv(a_file, a_port), a_port) as a_server, serve(mock_argv(b_file, b_port), b_port) as b_server:
+            for conns in connections:
+                wrk(a_server.url + PATH, CHAT_BODY, conns, 2)  # warm-up
+                wrk(b_server.url + PATH, CHAT_BODY, conns, 2)
+                results: dict[str, list[WrkResult]] = {"a": [], "b": []}
+                cpu: dict[str, list[float]] = {"a": [], "b": []}
+                for index in range(rounds):
+                    pair = [("a", a_server), ("b", b_server)]
+                    if together:
+                        started = {name: server.cpu_s() for name, server in pair}
+                        with ThreadPoolExecutor(2) as pool:
+                            runs = {name: pool.submit(wrk, server.url + PATH, CHAT_BODY, conns, duration_s)
+                                    for name, server in pair}
+                        for name, server in pair:
+                            results[name].append(runs[name].result())
+                            cpu[name].append((server.cpu_s() - started[name]) / max(results[name][-1].requests, 1)
+                                             * 1e6)
+                        continue
+                    for name, server in pair if index % 2 == 0 else reversed(pair):
+                        before = server.cpu_s()
+                        results[name].append(wrk(server.url + PATH, CHAT_BODY, conns, duration_s))
+                        cpu[name].append((server.cpu_s() - before) / max(results[name][-1].requests, 1) * 1e6)
+                ratios = [b.rps / a.rps for a, b in zip(results["a"], results["b"], strict=True)]
+                ratio = statistics.median(ratios)
+                failures = sum(r.non2xx + r.errors + r.timeouts for name in results for r in results[name])
+                rows.append({"conns": conns, "a": f"{statistics.median(r.rps for r in results['a']):,.0f}",
+                             "b": f"{statistics.median(r.rps for r in results['b']):,.0f}", "ratio": f"{ratio:.3f}",
+                             "ratios": " ".join(f"{x:.2f}" for x in ratios),
+                             "cpu": f"{statistics.median(cpu['a']):.1f} / {statistics.median(cpu['b']):.1f}",
+                             "rss": f"{a_server.rss_mb():.0f} / {b_server.rss_mb():.0f}", "failures": failures,
+                             "verdict": verdict(ratio >= goal and failures == 0)})
+    print_table(["conns", f"{a_name} req/s", f"{b_name} req/s", "ratio (median)", "ratios",
+                 f"CPU us/req {a_name} / {b_name}", f"RSS MB {a_name} / {b_name}", "non-2xx/errors",
+                 f"goal >= {goal:g}"],
+                [[r["conns"], r["a"], r["b"], r["ratio"], r["ratios"], r["cpu"], r["rss"], r["failures"],
+                  r["verdict"]] for r in rows])
+    return rows
+
+
+#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N``.
+DRIVER = """
+import asyncio, json, sys, tempfile
+from pathlib import Path
+from benchmarks.common import write_config
+from benchmarks.profile_chat import _run
+from mock_server import create_app
+from mock_server.config import load_config
+with tempfile.TemporaryDirectory() as tmp:
+    app = create_app(load_config(write_config(Path(tmp), "driver", json.loads(sys.argv[1]))))
+asyncio.run(_run(app, 300))
+asyncio.run(_run(app, int(sys.argv[2])))
+"""
+
+
+def instructions(config: Mapping[str, Any], requests: int) -> int:
+    """Instructions callgrind counts for the driver's whole run under ``config``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+                               sys.executable, "-c", DRIVER, json.dumps(config), str(requests)], cwd=ROOT,
+                              capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no count: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def count_instructions(labels: tuple[str, str], configs: tuple[Mapping[str, Any], Mapping[str, Any]],
+                       goal: float = MIN_RATIO, low: int = 1000, high: int = 3000) -> dict[str, float]:
+    """Print the instructions per request under configuration A and B and their ratio; return them:
+    the counts of ``high`` and ``low`` requests, differenced (a feature that fills a ring should
+    pass ``low`` beyond the ring's size, so that the steady state is measured)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
+    per = {label: (instructions(config, high) - instructions(config, low)) / (high - low)
+           for label, config in zip(labels, configs, strict=True)}
+    a, b = (per[label] for label in labels)
+    print_table([f"instructions/request {labels[0]}", f"instructions/request {labels[1]}", "added",
+                 f"{labels[0]} / {labels[1]}", f"goal >= {goal:g}"],
+                [[f"{a:,.0f}", f"{b:,.0f}", f"{b - a:,.0f} ({(b / a - 1) * 100:.1f}%)", f"{a / b:.3f}",
+                  verdict(a / b >= goal)]])
+    return per
