@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
     parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
+    parser.add_argument("--together", action="store_true",
+                        help="load both servers at once each round (paired: robust to the machine's other load)")
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     args = parser.parse_args(argv)
     if args.instructions:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} x {args.duration:g} s each")
     print(f"machine: {machine()}")
     compare(("off", "on"), CONFIGS, args.duration, args.rounds, tuple(int(c) for c in args.connections.split(",")),
-            MIN_RATIO)
+            MIN_RATIO, args.together)
     return 0
 
 

@@ -18,7 +18,9 @@ STAGES = ("access", "auth", "body", "faults", "latency", "limits", "params", "sc
 REGISTRIES = {"mock_server.handlers": "handlers/__init__.py defines HANDLERS and handles() before importing "
                                       "the handler modules, which register with handles()"}
 #: A stage module that uses another's helpers, and why (not a circle: faults imports no stage).
-STAGE_HELPERS = {("scripted", "faults"): "a script's cut and paced streams reuse the fault stage's stream helpers"}
+STAGE_HELPERS = {("scripted", "faults"): "a script's cut and paced streams reuse the fault stage's stream helpers",
+                 ("body", "validation"): "a body of many values is parsed and validated in one call of the worker "
+                                         "process (offload.py), so the body stage builds that call's validator"}
 
 
 def _module_name(path: Path) -> str:
