@@ -34,6 +34,8 @@ class Decoded:
     codec: str = ""
     decoded_s: float = 0.0
     """Where the last decoded frame starts, in s: what the bytes really hold, whatever a header claims."""
+    transparent: bool = False
+    """An image with an alpha channel in which at least one pixel is not fully opaque."""
 
 
 def wav_tone(seconds: float, rate: int = 16_000) -> bytes:
@@ -94,9 +96,18 @@ def image(content: bytes) -> Decoded:
     try:
         with Image.open(io.BytesIO(content)) as picture:
             picture.load()
-            return Decoded(str(picture.format), picture.size[0], picture.size[1])
+            return Decoded(str(picture.format), picture.size[0], picture.size[1], transparent=_see_through(picture))
     except (UnidentifiedImageError, OSError) as exc:
         raise MediaError(f"bytes no image decoder accepts ({exc})") from exc
+
+
+def _see_through(picture: Image.Image) -> bool:
+    """Whether ``picture`` has an alpha channel (or a transparent palette entry) with a pixel below 255."""
+    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+        extrema = picture.convert("RGBA").getchannel("A").getextrema()  # (lowest, highest) of one band
+        low = extrema[0]
+        return isinstance(low, (int, float)) and low < 255
+    return False
 
 
 def audio_video(content: bytes) -> Decoded:

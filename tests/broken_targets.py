@@ -119,6 +119,15 @@ def _images_wrong_size(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _transparency_dropped(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that re-encodes images without their alpha channel (say, to save bytes)."""
+    for item in data.get("data", []) if isinstance(data, dict) else []:
+        if isinstance(item, dict) and "b64_json" in item:
+            decoded = media.image(base64.b64decode(item["b64_json"]))
+            item["b64_json"] = base64.b64encode(media.png(decoded.width, decoded.height, (200, 80, 40, 255))).decode()
+    return status, data
+
+
 def _dead_image_url(status: int, data: Any) -> tuple[int, Any]:
     for item in data.get("data", []) if isinstance(data, dict) else []:
         if isinstance(item, dict) and "url" in item:
@@ -249,6 +258,8 @@ BROKEN: dict[str, Broken] = {
     "corrupt_b64_json_image": Broken(_json_rewrite(_corrupt_b64_json), "image_b64_json_decodes"),
     "images_wrong_size": Broken(_json_rewrite(_images_wrong_size), "image_b64_json_decodes", "behavioural",
                                 "image_b64"),
+    "transparency_dropped": Broken(_json_rewrite(_transparency_dropped), "image_transparent_background",
+                                   "behavioural", "transparent"),
     "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
     "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),

@@ -58,3 +58,19 @@ def test_generated_messages_requests_carry_no_authorization_beside_the_key(tmp_p
                        capture_output=True, timeout=600, check=False)
     assert sum(seen.values()) > 20  # the generated cases did reach the Messages endpoint
     assert set(seen) == {(False, True)}, dict(seen)
+
+
+def test_transparent_background_is_not_judged_for_a_model_that_does_not_take_it(tmp_path: Path) -> None:
+    """002: 'transparent' for supported models only: a target whose image model refuses it (400 naming
+    background) is skipped with that reason, not failed; the mock's gpt-image-1 is judged and passes."""
+    target = tmp_path / "target.yaml"
+    with serve(embedded_app()) as url:
+        for model, outcome in (("dall-e-3", "skipped"), ("gpt-image-1", "passed")):
+            target.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "models": {
+                "image_generation": model}}))
+            subprocess.run([sys.executable, "-m", "conformance", "run", "--target", str(target), "--name", model,
+                            "--reports", str(tmp_path), "-q", "--phases", "behavioural", "-k", "transparent"],
+                           capture_output=True, timeout=300, check=False)
+            report = json.loads((tmp_path / model / "latest" / "report.json").read_text())
+            rows = [row for row in report["checks"] if row["check"] == "image_transparent_background"]
+            assert [row["outcome"] for row in rows] == [outcome], rows

@@ -69,6 +69,26 @@ def image_b64_json_decodes(exchange: Exchange, operation: Operation) -> None:
         _judge_image("image_b64_json_decodes", content, _request(exchange), exchange)
 
 
+@check(capability="images.background", source=SOURCE_IMAGES + " (background: 'transparent' for supported models)")
+def image_transparent_background(exchange: Exchange, operation: Operation) -> None:
+    """A request with ``background: transparent`` (PNG) is answered with images that really have
+    transparent pixels: an alpha channel with at least one pixel below fully opaque."""
+    name = "image_transparent_background"
+    body = _ok_json(name, exchange)
+    items = [item for item in body.get("data") or [] if isinstance(item, dict) and item.get("b64_json")]
+    if not items:
+        raise CheckFailure(name, "data[] entries with b64_json", str(body.get("data"))[:200], exchange.evidence())
+    for index, item in enumerate(items):
+        try:
+            decoded = media.image(media.from_base64(item["b64_json"]))
+        except media.MediaError as exc:
+            raise CheckFailure(name, "a decodable image", str(exc), exchange.evidence()) from None
+        if not decoded.transparent:
+            raise CheckFailure(name, "an image with transparent pixels (an alpha channel below 255)",
+                               f"image {index}: an opaque {decoded.format} {decoded.width}x{decoded.height}",
+                               exchange.evidence())
+
+
 @check(capability="images.url", source=SOURCE_IMAGES + "; Download URLs are short-lived")
 def image_url_downloads(exchange: Exchange, operation: Operation, download: Callable[[str], Exchange]) -> None:
     """Every ``data[].url`` downloads (200, without the API key) as an image of the requested size."""

@@ -40,6 +40,17 @@ def test_image_b64_json(client: TargetClient, target: Target) -> None:
 
 
 @pytest.mark.api(API, operation="createImage")
+@pytest.mark.check("image_transparent_background")
+def test_image_transparent_background(client: TargetClient, target: Target) -> None:
+    body = {**_image(target, "b64_json"), "background": "transparent", "output_format": "png"}
+    exchange = client.request("POST", IMAGES.path, json_body=body)
+    error = (exchange.json() or {}).get("error") if exchange.status == 400 else None
+    if isinstance(error, dict) and error.get("param") == "background":  # 002: "for supported models" only
+        pytest.skip(f"the target's image model {body['model']} does not take background: transparent")
+    REGISTRY["image_transparent_background"](exchange, IMAGES)
+
+
+@pytest.mark.api(API, operation="createImage")
 @pytest.mark.check("image_url_downloads")
 def test_image_url(client: TargetClient, target: Target) -> None:
     exchange = client.request("POST", IMAGES.path, json_body=_image(target, "url"))
