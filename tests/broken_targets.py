@@ -242,6 +242,46 @@ class Broken:
     phases: str = "golden,behavioural"
     select: str = ""
     """A ``-k`` expression narrowing the run to the checks that matter (keeps the proof quick)."""
+    wrap: Callable[[Any], Any] | None = None
+    """An ASGI wrapper of the mock that breaks the rule on the way in (the request), if any."""
+
+
+class TolerantAudio:
+    """A gateway that "repairs" an ``input_audio`` part's base64 (drops line breaks and a ``data:`` prefix)
+    instead of refusing it, then forwards the request (003 "Tips" says the base64 must have neither)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        raw = bytearray()
+        while True:
+            message = await receive()
+            raw.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = json.loads(raw or b"{}")
+        for message_ in body.get("messages", []) if isinstance(body, dict) else []:
+            for part in message_.get("content", []) if isinstance(message_.get("content"), list) else []:
+                audio = part.get("input_audio") if isinstance(part, dict) else None
+                if isinstance(audio, dict) and isinstance(audio.get("data"), str):
+                    audio["data"] = re.sub(r"\s|^data:[^,]*,", "", audio["data"])
+        fixed = json.dumps(body).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(fixed)).encode()))
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": fixed, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
 
 
 BROKEN: dict[str, Broken] = {
@@ -260,6 +300,9 @@ BROKEN: dict[str, Broken] = {
                                 "image_b64"),
     "transparency_dropped": Broken(_json_rewrite(_transparency_dropped), "image_transparent_background",
                                    "behavioural", "transparent"),
+    "tolerates_malformed_audio_base64": Broken(lambda status, headers, body: (status, headers, body),
+                                               "malformed_audio_base64_refused", "behavioural", "malformed",
+                                               wrap=TolerantAudio),
     "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
     "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),
@@ -283,7 +326,10 @@ BROKEN: dict[str, Broken] = {
 
 def broken_app(name: str) -> Any:
     """The mock, configured as ``--target mock`` serves it, wrapped so that it breaks rule ``name``."""
-    return Rewriting(embedded_app(), BROKEN[name].rewrite)
+    broken = BROKEN[name]
+    app = embedded_app()
+    return Rewriting(broken.wrap(app) if broken.wrap else app, broken.rewrite)
+
 
 
 def slow_models_app(delay_s: float) -> Any:

@@ -51,6 +51,19 @@ def invalid_request_names_field(exchange: Exchange, operation: Operation) -> Non
                            f"message {error.get('message')!r}, param {error.get('param')!r}", exchange.evidence())
 
 
+@check(capability="multimodal.audio", source="003 Tips (audio base64 with no line breaks or extra prefix/suffix)")
+def malformed_audio_base64_refused(exchange: Exchange, operation: Operation) -> None:
+    """An ``input_audio`` part whose base64 has line breaks or a ``data:`` prefix is answered 400
+    invalid_request_error naming the part (``...input_audio...`` in ``param`` or the message), not
+    taken as audio."""
+    name = "malformed_audio_base64_refused"
+    _expect_status(name, exchange, 400, "invalid_request_error")
+    error = _error(exchange)
+    if "input_audio" not in str(error.get("param") or "") + str(error.get("message", "")):
+        raise CheckFailure(name, "error.param or error.message naming the input_audio part",
+                           f"message {error.get('message')!r}, param {error.get('param')!r}", exchange.evidence())
+
+
 @check(capability="auth.tier", source="004 Video: Text-to-Video (T2V) (Tier: Premium only); 001 Errors (403)")
 def tier_rejected(exchange: Exchange, operation: Operation) -> None:
     """A premium-only operation called with a key below the premium tier is answered 403 with an error envelope."""
