@@ -246,12 +246,13 @@ class Broken:
     """An ASGI wrapper of the mock that breaks the rule on the way in (the request), if any."""
 
 
-class TolerantAudio:
-    """A gateway that "repairs" an ``input_audio`` part's base64 (drops line breaks and a ``data:`` prefix)
-    instead of refusing it, then forwards the request (003 "Tips" says the base64 must have neither)."""
+class RequestRewriting:
+    """ASGI middleware that reads each chat request's JSON body and passes it through ``change``, which
+    returns the body to forward, or ``(status, body)`` to answer at once instead (a gateway's refusal)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, change: Callable[[Any], Any]) -> None:
         self.app = app
+        self.change = change
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
@@ -263,13 +264,15 @@ class TolerantAudio:
             raw.extend(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        body = json.loads(raw or b"{}")
-        for message_ in body.get("messages", []) if isinstance(body, dict) else []:
-            for part in message_.get("content", []) if isinstance(message_.get("content"), list) else []:
-                audio = part.get("input_audio") if isinstance(part, dict) else None
-                if isinstance(audio, dict) and isinstance(audio.get("data"), str):
-                    audio["data"] = re.sub(r"\s|^data:[^,]*,", "", audio["data"])
-        fixed = json.dumps(body).encode()
+        changed = self.change(json.loads(raw or b"{}"))
+        if isinstance(changed, tuple):
+            status, answer = changed
+            data = json.dumps(answer).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]})
+            await send({"type": "http.response.body", "body": data})
+            return
+        fixed = json.dumps(changed).encode()
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(fixed)).encode()))
         sent = False
@@ -282,6 +285,31 @@ class TolerantAudio:
             return {"type": "http.request", "body": fixed, "more_body": False}
 
         await self.app({**scope, "headers": headers}, replay, send)
+
+
+def _repair_audio(body: Any) -> Any:
+    """A gateway that "repairs" an ``input_audio`` part's base64 (drops line breaks and a ``data:`` prefix)
+    instead of refusing it, then forwards the request (003 "Tips" says the base64 must have neither)."""
+    for message in body.get("messages", []) if isinstance(body, dict) else []:
+        for part in message.get("content", []) if isinstance(message.get("content"), list) else []:
+            audio = part.get("input_audio") if isinstance(part, dict) else None
+            if isinstance(audio, dict) and isinstance(audio.get("data"), str):
+                audio["data"] = re.sub(r"\s|^data:[^,]*,", "", audio["data"])
+    return body
+
+
+def _unchanged(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    return status, headers, body
+
+
+def _refuse_tool_results(body: Any) -> Any:
+    """A gateway whose translation has no place for ``tool`` messages: it refuses the tool-result turn."""
+    messages = body.get("messages", []) if isinstance(body, dict) else []
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "tool":
+            return 400, {"error": {"type": "invalid_request_error", "param": f"messages[{index}].role",
+                                   "message": f"messages[{index}].role: 'tool' is not supported"}}
+    return body
 
 
 BROKEN: dict[str, Broken] = {
@@ -300,9 +328,11 @@ BROKEN: dict[str, Broken] = {
                                 "image_b64"),
     "transparency_dropped": Broken(_json_rewrite(_transparency_dropped), "image_transparent_background",
                                    "behavioural", "transparent"),
-    "tolerates_malformed_audio_base64": Broken(lambda status, headers, body: (status, headers, body),
+    "tolerates_malformed_audio_base64": Broken(_unchanged,
                                                "malformed_audio_base64_refused", "behavioural", "malformed",
-                                               wrap=TolerantAudio),
+                                               wrap=lambda app: RequestRewriting(app, _repair_audio)),
+    "refuses_tool_results": Broken(_unchanged, "tool_result_turn_answered", "behavioural", "tool_loop",
+                                   wrap=lambda app: RequestRewriting(app, _refuse_tool_results)),
     "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
     "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),

@@ -50,7 +50,7 @@ def get(name: str) -> Check:
 
 
 # registers every check module's checks
-from conformance.checks import contract, credits, errors, media, sdk, streaming, streams, upstream  # noqa: E402
+from conformance.checks import chat, contract, credits, errors, media, sdk, streaming, streams, upstream  # noqa: E402
 
-__all__ = ["REGISTRY", "Check", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming",
+__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming",
            "streams", "upstream"]

@@ -78,3 +78,20 @@ def test_chat_behaviour(scenario: str, check: Check, client: TargetClient, targe
                         answers: dict[str, Exchange]) -> None:
     operation: Operation = CHAT
     check(_answer(scenario, client, target, answers), operation)
+
+
+@pytest.mark.check("tool_result_turn_answered")
+def test_tool_loop(client: TargetClient, target: Target) -> None:
+    """One round of the tool loop: a forced call, then the call and its result sent back."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    call_turn = client.request("POST", CHAT.path, json_body={**_chat(target), "messages": messages,
+                                                             "tools": [WEATHER_TOOL], "tool_choice": "required"})
+    body = call_turn.json()
+    message = body["choices"][0].get("message", {}) if isinstance(body, dict) and body.get("choices") else {}
+    results = [{"role": "tool", "tool_call_id": call.get("id", ""), "content": '{"temperature_c": 18, "sky": "clear"}'}
+               for call in message.get("tool_calls") or [] if isinstance(call, dict)]
+    result_turn = client.request("POST", CHAT.path, json_body={
+        **_chat(target), "tools": [WEATHER_TOOL],
+        "messages": [*messages, {k: v for k, v in message.items() if k in ("role", "content", "tool_calls")},
+                     *results]})
+    REGISTRY["tool_result_turn_answered"](call_turn, result_turn, CHAT)
