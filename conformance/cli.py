@@ -80,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY
+        from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
 
         return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
-                      empty_api_key=EMPTY_KEY, fault_header=FAULT_HEADER)
+                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER)
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})

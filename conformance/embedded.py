@@ -44,6 +44,8 @@ EMBEDDED_CREDITS = 100_000_000
 STANDARD_KEY = "sk-test-standard"
 #: A third key of the embedded mock, with no credits, for the 402 checks.
 EMPTY_KEY = "sk-test-empty"
+#: A fourth key of the embedded mock, scoped to chat only, for the scope check (403 permission_error).
+SCOPED_KEY = "sk-test-chat-only"
 #: The mock's fault-injection header (``mock_server.stages.faults``), for the 5xx envelope checks.
 FAULT_HEADER = "X-Mock-Fault"
 
@@ -59,13 +61,14 @@ def mock_missing() -> str | None:
 
 def embedded_app(seed: int = 0) -> Any:
     """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
-    :data:`STANDARD_KEY` (standard tier) and :data:`EMPTY_KEY` (no credits), rate limits as documented,
+    :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits) and :data:`SCOPED_KEY` (chat
+    only), rate limits as documented,
     no latency, faults only on request (:data:`FAULT_HEADER`)."""
     from mock_server import MockConfig, create_app  # the one place the suite touches the mock
     from mock_server.config import DEV_API_KEY, KeyConfig
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
-            KeyConfig(EMPTY_KEY, credits=0))
+            KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})))
     return create_app(MockConfig(seed=seed, keys=keys))
 
 

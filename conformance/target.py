@@ -7,6 +7,8 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     api_key_env: ACME_KEY                # or api_key: sk-...; used as Bearer and as x-api-key
     standard_api_key_env: ACME_BASIC     # optional: a key below the premium tier, for the 403 checks
     empty_api_key_env: ACME_EMPTY        # optional: a key with no credits left, for the 402 checks
+    scoped_api_key_env: ACME_CHAT_ONLY   # optional: a key whose scopes leave out image generation, for the
+                                         # 403 scope check (001: "Key lacks the required scope")
     fault_header: X-Mock-Fault           # optional: a header that makes the target answer a given
                                          # error status (a test mode), for the 5xx envelope checks
     messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
@@ -76,6 +78,8 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "standard_api_key": {"type": "string", "minLength": 1},
         "standard_api_key_env": {"type": "string", "minLength": 1},
         "empty_api_key": {"type": "string", "minLength": 1},
+        "scoped_api_key": {"type": "string", "minLength": 1},
+        "scoped_api_key_env": {"type": "string", "minLength": 1},
         "empty_api_key_env": {"type": "string", "minLength": 1},
         "fault_header": {"type": "string", "minLength": 1},
         "messages_version": {"type": "string", "minLength": 1},
@@ -141,6 +145,8 @@ class Target:
     max_retry_wait_s: float = 5.0
     standard_api_key: str | None = None
     empty_api_key: str | None = None
+    scoped_api_key: str | None = None
+    """A key without the scope of ``createImage`` (it may call chat), for the 403 scope check."""
     fault_header: str | None = None
     timeout_s: float = 60.0
     upstream: Upstream | None = None
@@ -156,14 +162,16 @@ class Target:
 
     def auth_headers(self, style: str = "bearer") -> dict[str, str]:
         """Headers carrying the key: ``bearer`` (OpenAI protocols), ``messages`` (x-api-key + version),
-        ``standard`` (Bearer with the below-premium key) or ``empty`` (Bearer with the no-credits key),
-        when the target has them."""
+        ``standard`` (Bearer with the below-premium key), ``empty`` (Bearer with the no-credits key) or
+        ``scoped`` (Bearer with the key lacking the images scope), when the target has them."""
         if style == "messages":
             return {"x-api-key": self.api_key, "anthropic-version": self.messages_version}
         if style == "standard" and self.standard_api_key:
             return {"Authorization": f"Bearer {self.standard_api_key}"}
         if style == "empty" and self.empty_api_key:
             return {"Authorization": f"Bearer {self.empty_api_key}"}
+        if style == "scoped" and self.scoped_api_key:
+            return {"Authorization": f"Bearer {self.scoped_api_key}"}
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
@@ -196,6 +204,7 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         max_retry_wait_s=float(data.get("max_retry_wait_s", 5.0)),
         standard_api_key=_key(data, "standard_api_key"),
         empty_api_key=_key(data, "empty_api_key"),
+        scoped_api_key=_key(data, "scoped_api_key"),
         fault_header=data.get("fault_header"),
         timeout_s=float(data.get("timeout_s", 60.0)),
         upstream=_upstream(path, data.get("upstream")),

@@ -98,6 +98,14 @@ def _401_as_400(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _scope_ignored(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that maps a missing scope to 401, as if the key were unknown (001: 403 permission_error)."""
+    if status == 403 and isinstance(data, dict) and "scope" in str(data.get("error", {}).get("message", "")):
+        data["error"]["type"] = "authentication_error"
+        return 401, data
+    return status, data
+
+
 def _corrupt_chat_image(status: int, data: Any) -> tuple[int, Any]:
     for choice in data.get("choices", []) if isinstance(data, dict) else []:
         for image in choice["message"].get("images", []):
@@ -333,6 +341,8 @@ BROKEN: dict[str, Broken] = {
                                                wrap=lambda app: RequestRewriting(app, _repair_audio)),
     "refuses_tool_results": Broken(_unchanged, "tool_result_turn_answered", "behavioural", "tool_loop",
                                    wrap=lambda app: RequestRewriting(app, _refuse_tool_results)),
+    "missing_scope_as_401": Broken(_json_rewrite(_scope_ignored), "documented_error_status", "behavioural",
+                                   "scope"),
     "dead_image_url": Broken(_json_rewrite(_dead_image_url), "image_url_downloads"),
     "text_transcript_as_json": Broken(_text_transcript_as_json, "transcript_format_conforms"),
     "speech_as_octet_stream": Broken(_speech_as_octets, "speech_audio_decodes"),

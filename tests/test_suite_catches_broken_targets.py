@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY, serve
+from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY, serve
 from tests.broken_targets import BROKEN, broken_app, slow_models_app
 
 
@@ -42,6 +42,7 @@ def mock_like_target_file(url: str, directory: Path, **extra: object) -> str:
     """A target file for a served mock (or a broken variant) with every key the embedded mock has."""
     path = directory / "target.yaml"
     path.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "standard_api_key": STANDARD_KEY,
+                                    "scoped_api_key": SCOPED_KEY,
                                     "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER, **extra}))
     return str(path)
 

@@ -55,6 +55,20 @@ def test_insufficient_credits_402(client: TargetClient, target: Target) -> None:
     REGISTRY["documented_error_status"](exchange, operation, 402)
 
 
+@pytest.mark.api("openai_gateway", operation="createImage")
+@pytest.mark.check("documented_error_status")
+def test_key_without_the_scope_403(client: TargetClient, target: Target) -> None:
+    """001 "Errors": 403 permission_error, "Key lacks the required scope": the target's scoped key (one
+    that may call chat but not image generation) is refused by createImage."""
+    if not target.scoped_api_key:
+        pytest.skip("the target file names no scoped_api_key (a key without the image generation scope)")
+    operation = find_operation("openai_gateway", "createImage")
+    exchange = client.request("POST", operation.path, auth="scoped", json_body={
+        "model": target.model("image_generation"), "prompt": "A red square", "size": "1024x1024",
+        "response_format": "b64_json"})
+    REGISTRY["documented_error_status"](exchange, operation, 403)
+
+
 @pytest.mark.api("multi_protocol", operation="createMessage")
 @pytest.mark.check("unknown_path_in_protocol_envelope")
 @pytest.mark.parametrize(("method", "suffix"), [("POST", "/no-such-path-conformance"), ("GET", "")])
