@@ -87,6 +87,10 @@ def _target(args: argparse.Namespace, url: str) -> Target:
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})
+    if not args.target.lower().startswith(("http://", "https://")):
+        raise TargetFileError(f"--target {args.target!r} is not `mock`, an http(s) URL or an existing target file"
+                              + (" (no such file)" if args.target.endswith((".yaml", ".yml")) or "/" in args.target
+                                 else ""))
     if not args.api_key:
         raise TargetFileError("--api-key (or $CONFORMANCE_API_KEY) is required for a URL target")
     return Target(args.name or name_for(url), root_url(url), args.api_key)

@@ -92,3 +92,24 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
                              for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
+
+
+@pytest.mark.parametrize(("target", "said"), [("gatway.yaml", "(no such file)"), ("configs/acme", "(no such file)"),
+                                              ("gateway.acme.dev", "an http(s) URL")])
+def test_a_target_that_is_no_url_file_or_mock_is_refused_by_name(
+        target: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    code = main(["run", "--target", target, "--api-key", "k", "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and repr(target) in err and said in err
+    assert not (tmp_path / "reports").exists()  # a refused run leaves no folder
+
+
+def test_a_url_target_still_needs_only_a_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.cli import main
+
+    monkeypatch.delenv("CONFORMANCE_API_KEY", raising=False)
+    code = main(["run", "--target", "https://gateway.acme.dev", "--reports", str(tmp_path / "reports")])
+    assert code == 2 and "--api-key" in capsys.readouterr().err
