@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import base_config, machine
-from benchmarks.paired import MIN_RATIO, PATH, compare, count_instructions
+from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions
 from mock_server.journal import DEFAULT_SIZE
 
 CONNECTIONS = (64, 256)
@@ -48,13 +48,8 @@ def run(duration_s: float, rounds: int, connections: tuple[int, ...],
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse options, run, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
-    parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
-    parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
+    add_arguments(parser, CONNECTIONS)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"journal entries (default {DEFAULT_SIZE})")
-    parser.add_argument("--together", action="store_true",
-                        help="load both servers at once each round (paired: robust to the machine's other load)")
-    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
     args = parser.parse_args(argv)
     if args.instructions:
         print("## Request journal: instructions per chat request in process (callgrind), journal off against on")

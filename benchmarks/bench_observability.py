@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import base_config, machine
-from benchmarks.paired import MIN_RATIO, PATH, compare, count_instructions
+from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions
 
 CONNECTIONS = (64, 256)
 #: The configurations compared: observability off (the pipeline as before issue 17), and on (the default).
@@ -25,12 +25,7 @@ CONFIGS = (base_config(observability={"enabled": False}), base_config(observabil
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse options, run, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
-    parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
-    parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)), help="default 64,256")
-    parser.add_argument("--together", action="store_true",
-                        help="load both servers at once each round (paired: robust to the machine's other load)")
-    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    add_arguments(parser, CONNECTIONS)
     args = parser.parse_args(argv)
     if args.instructions:
         print("## Observability: instructions per chat request in process (callgrind), off against on")

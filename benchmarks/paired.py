@@ -14,6 +14,7 @@ Used by ``bench_journal.py`` (issue 12) and ``bench_observability.py`` (issue 17
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -97,6 +98,18 @@ def compare(labels: tuple[str, str], configs: tuple[Mapping[str, Any], Mapping[s
                 [[r["conns"], r["a"], r["b"], r["ratio"], r["ratios"], r["cpu"], r["rss"], r["failures"],
                   r["verdict"]] for r in rows])
     return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser, connections: tuple[int, ...]) -> None:
+    """The options every paired benchmark takes: ``--duration`` (s per wrk run), ``--rounds``,
+    ``--connections`` (comma-separated, default ``connections``), ``--together`` and ``--instructions``."""
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating off/on rounds (default 8)")
+    parser.add_argument("--connections", default=",".join(map(str, connections)),
+                        help=f"default {','.join(map(str, connections))}")
+    parser.add_argument("--together", action="store_true",
+                        help="load both servers at once each round (paired: robust to the machine's other load)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
 
 
 #: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N``.

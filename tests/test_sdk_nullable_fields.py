@@ -55,7 +55,7 @@ def _models(annotation: Any) -> Iterator[tuple[type[SdkModel], bool]]:
             continue
         origin = typing.get_origin(node)
         for argument in typing.get_args(node):
-            stack.append((argument, listed or origin in (list, typing.List)))  # noqa: UP006
+            stack.append((argument, listed or origin is list))
 
 
 def _branches(api: str, schema: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

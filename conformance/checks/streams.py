@@ -100,14 +100,15 @@ def responses_stream_lifecycle(stream: TimedStream, operation: Operation) -> Non
     """``response.created`` comes first and only once; ``response.completed`` comes last, once, with the
     response's usage (input, output and total tokens, the total their sum)."""
     name = "responses_stream_lifecycle"
-    types = [payload.get("type") for payload in _payloads(stream, name)]
+    payloads = _payloads(stream, name)
+    types = [payload.get("type") for payload in payloads]
     if types[0] != "response.created" or types.count("response.created") != 1:
         raise _fail(name, stream, "response.created first, once", f"first {types[0]!r}, "
                                                                    f"{types.count('response.created')} in all")
     if types[-1] != "response.completed" or types.count("response.completed") != 1:
         raise _fail(name, stream, "response.completed last, once", f"last {types[-1]!r}, "
                                                                    f"{types.count('response.completed')} in all")
-    usage = _payloads(stream, name)[-1].get("response", {}).get("usage")
+    usage = payloads[-1].get("response", {}).get("usage")
     counts = [usage.get(key) for key in ("input_tokens", "output_tokens", "total_tokens")] if isinstance(
         usage, dict) else []
     numbers = [count for count in counts if isinstance(count, int) and count >= 0]
