@@ -23,6 +23,8 @@ from mock_server.handlers import handles
 from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
+from mock_server.structured import answers as structured_answers
+from mock_server.structured import require_support
 from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence, sentence_for
 
 #: Prompt tokens a non-text content part counts for (the documents leave the rates open).
@@ -63,7 +65,8 @@ async def create_chat_completion(call: Call) -> Response:
     """Answer a chat completion, as one ``chat.completion`` or an SSE stream of chunks.
 
     Raises ApiError 400 for an unknown model, a content part the model does not take, tools or
-    json_schema on a model without them, or a tool_choice naming no declared tool.
+    json_schema on a model without them, a tool_choice naming no declared tool, or a json_schema
+    the mock cannot answer (``mock_server.structured``: param ``response_format.json_schema.schema...``).
     """
     body = call.body
     model = _model(call.services, body["model"], call.operation.operation_id)
@@ -72,7 +75,13 @@ async def create_chat_completion(call: Call) -> Response:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     limit = None if limit is None else int(limit)  # JSON Schema integers may arrive as 2.0
     choices = int(body.get("n") or 1)
-    answers = [_answer(call.services, model, body, messages, index, limit) for index in range(choices)]
+    keys = [key_for(call.services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"),
+                    index) for index in range(choices)]
+    response_format = body.get("response_format")
+    structured = (await _structured(model, response_format, keys)
+                  if response_format and response_format.get("type") == "json_schema" else None)
+    answers = [_answer(call.services, model, body, messages, key, structured[index] if structured else None, limit)
+               for index, key in enumerate(keys)]
     usage = _usage(messages, answers)
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
@@ -137,10 +146,20 @@ def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
                                code="unsupported_content_part")
 
 
+async def _structured(model: Model, response_format: Mapping[str, Any], keys: Sequence[bytes]) -> list[str]:
+    """For ``response_format: json_schema``, one JSON text per choice valid against its whole ``schema``
+    (``strict: true`` enforces OpenAI's strict-schema rules first). Raises ApiError 400."""
+    require_support(model, "json_schema", "response_format")
+    spec = response_format["json_schema"]
+    return await structured_answers(spec.get("schema") or {"type": "object"}, keys,
+                                    param="response_format.json_schema.schema", name=spec.get("name", ""),
+                                    strict=spec.get("strict") is True)
+
+
 def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],
-            index: int, limit: int | None) -> Answer:
-    # the answer's random stream; a generator is only built off the plain-text path (sentence_for)
-    key = key_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
+            key: bytes, structured: str | None, limit: int | None) -> Answer:
+    """One choice's answer from its random stream ``key`` (a generator is only built off the plain-text
+    path, sentence_for); ``structured`` is its json_schema content, if the request asks for one."""
     tools = body.get("tools") or []
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
@@ -151,7 +170,7 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
         call = {"id": services.new_id("call"), "type": "function",
                 "function": {"name": function["name"], "arguments": arguments}}
         return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
-    text, known = _text(model, body.get("response_format"), key)
+    text, known = (structured, None) if structured is not None else _text(model, body.get("response_format"), key)
     images = []
     if "image" in model.output:
         png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, HashRandom(key).randrange(64))
@@ -184,11 +203,7 @@ def _text(model: Model, response_format: Mapping[str, Any] | None, key: bytes) -
     """The answer's text from the stream of ``key``, and its token count when known without counting
     (a sentence of N tokens)."""
     kind = (response_format or {}).get("type", "text")
-    if kind != "text" and not model.structured_output:
-        raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
-    if kind == "json_schema":
-        schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
-        return json.dumps(safe_instance_of(schema, HashRandom(key))), None
+    require_support(model, kind, "response_format")
     if kind == "json_object":
         return json.dumps({"answer": sentence(HashRandom(key), 8)}), None
     if "image" in model.output:

@@ -1,0 +1,348 @@
+"""Structured output: JSON that honours the caller's whole JSON Schema (001 "What you can do": "Enforce
+structured output - use response_format: 'json_schema' to get strictly-typed JSON without parsing").
+
+The instance comes from ``jsf`` (JSON Schema Faker): it generates from the schema's keywords (pattern,
+format, multipleOf, uniqueItems, lengths and item counts, enum, const, ``$defs``/``$ref``, anyOf/oneOf/
+allOf, nesting, ``additionalProperties: false``). Every draw is then judged by ``jsonschema`` with
+format checking on, the validator the suite uses; a draw that misses (jsf can miss a pattern *and* a
+length on one string, the exclusivity of oneOf, or a float ``multipleOf``) is replaced by the next draw,
+up to :data:`MAX_DRAWS` draws. So an answer is valid against the schema, or the
+request is refused with 400 naming ``<param>`` (``response_format.json_schema.schema``): never a loose
+answer, a 500 or a stall.
+
+Deterministic: draw ``i`` of an answer seeds jsf's generators (the ``random`` module and its Faker) from
+the answer's key (the mock's ``--seed`` and the request) and ``i``, so the same seed and request give the
+same JSON. jsf draws from process-wide generators, so answers are made one at a time (a lock) and the
+``random`` module's state is put back afterwards. Prepared schemas are cached (:data:`CACHE_SIZE`).
+
+Before jsf sees a schema it is checked here (:func:`prepare`), since jsf would act on some of it:
+jsf ``eval``s the non-standard keywords ``$provider`` and ``$state`` and opens the file or URL of a
+non-local ``$ref`` (so both are refused), and it would build whatever size a schema asks for (so
+sizes past :data:`MAX_ITEMS` and :data:`MAX_CHARS` are refused, and all its work stops after
+:data:`BUDGET_S` s: :func:`_deadline`). With
+``strict: true`` the schema must also meet OpenAI's documented rules for strict structured outputs
+(:func:`check_strict`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import jsonschema
+import orjson
+from jsonschema.validators import validator_for
+
+from mock_server.errors import ApiError
+from mock_server.textgen import key_for
+
+#: Draws tried for one answer before the request is refused.
+MAX_DRAWS = 64
+#: Time one answer's draws may take, in s, before the request is refused.
+BUDGET_S = 1.0
+#: The largest minItems / minProperties the mock fills (a model's answer is bounded by its output tokens).
+MAX_ITEMS = 1_000
+#: The largest minLength the mock fills, in characters.
+MAX_CHARS = 10_000
+#: The sizes a draw aims at when the schema allows more: items of an array, characters of a string.
+ANSWER_ITEMS, ANSWER_CHARS = 8, 200
+#: The longest structured answer, in characters of JSON; a longer draw counts as a miss.
+MAX_ANSWER_CHARS = 1_000_000
+#: OpenAI's documented limits for strict schemas: object nesting levels, object properties in all,
+#: enum values in all.
+STRICT_MAX_DEPTH, STRICT_MAX_PROPERTIES, STRICT_MAX_ENUM_VALUES = 10, 5_000, 1_000
+#: Prepared schemas kept (by canonical JSON), least recently used dropped first.
+CACHE_SIZE = 256
+#: jsf extensions that it evaluates as Python: never from a caller.
+_EVALUATED = ("$provider", "$state", "$fixed")
+#: Keywords whose value is a map of subschemas / a list of subschemas / one subschema.
+_MAPS = ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas")
+_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SINGLE = ("items", "additionalProperties", "not", "contains", "if", "then", "else", "propertyNames",
+           "unevaluatedProperties", "unevaluatedItems", "additionalItems")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A schema checked and parsed once: jsf's parsed form and the validator that judges its draws."""
+
+    generator: Any
+    validator: Any
+    param: str
+
+
+_CACHE: OrderedDict[bytes, Prepared] = OrderedDict()
+_DRAW_LOCK = threading.Lock()
+
+
+def require_support(model: Any, kind: str, param: str) -> None:
+    """Raise ApiError 400 naming ``param`` when ``kind`` (``text``, ``json_object``, ``json_schema``) is not
+    ``text`` and ``model`` (a catalogue Model) has no structured output."""
+    if kind != "text" and not model.structured_output:
+        raise ApiError(400, f"Model '{model.id}' does not support structured output.", param=param)
+
+
+async def answers(schema: Any, keys: Sequence[bytes], *, param: str, name: str = "", strict: bool = False
+                  ) -> list[str]:
+    """One JSON text per key, each valid against ``schema``, made in a worker thread (jsf and the
+    checks would hold the event loop). ``param`` is where the schema is in the request
+    (``response_format.json_schema.schema``). Raises ApiError 400 naming ``param`` (or a field under
+    it) for a schema that is invalid, unsafe, too large, breaks the strict rules, or has no instance
+    the mock finds within :data:`MAX_DRAWS` draws and :data:`BUDGET_S` s."""
+    return await anyio.to_thread.run_sync(generate, schema, tuple(keys), param, name, strict)
+
+
+def generate(schema: Any, keys: Sequence[bytes], param: str, name: str = "", strict: bool = False) -> list[str]:
+    """:func:`answers`, in the calling thread: :func:`prepare` then :func:`instance` per key, all within
+    :data:`BUDGET_S` s of Python work (counted once this answer's turn comes: one answer is made at a
+    time). Raises ApiError 400 as :func:`answers` says."""
+    import jsf  # noqa: F401  # its first import (about 0.5 s: Faker, pydantic) is not the schema's time
+
+    with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
+        prepared = prepare(schema, param=param, name=name, strict=strict)
+        return [instance(prepared, key) for key in keys]
+
+
+def prepare(schema: Any, *, param: str, name: str = "", strict: bool = False) -> Prepared:
+    """Check ``schema`` and parse it for generation (cached by its canonical JSON and ``strict``).
+
+    Raises ApiError 400 naming ``param`` or a field under it: not an object, not a valid JSON Schema,
+    a ``$ref`` that is not local (``#...``), a jsf-evaluated keyword, sizes past the mock's limits, a
+    ``pattern`` Python cannot compile, or (``strict``) a break of the strict rules (:func:`check_strict`).
+    """
+    if not isinstance(schema, Mapping):
+        raise ApiError(400, f"{param} must be a JSON Schema object.", param=param)
+    cache_key = key_for(0, schema, strict)
+    if cache_key in _CACHE:
+        _CACHE.move_to_end(cache_key)
+        return _CACHE[cache_key]
+    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        where = ".".join([param, *map(str, exc.path)])
+        raise ApiError(400, f"Invalid schema for {param}: {exc.message}", param=where) from None
+    _check_safe(schema, param)
+    if strict:
+        check_strict(schema, param=param, name=name)
+    prepared = Prepared(_parse(schema, param), cls(schema, format_checker=cls.FORMAT_CHECKER), param)
+    _CACHE[cache_key] = prepared
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return prepared
+
+
+def instance(prepared: Prepared, key: bytes) -> str:
+    """The JSON text of the first of draws 0, 1, ... for ``key`` that the schema accepts (call it
+    holding the draw lock, as :func:`generate` does). Raises ApiError 400 naming the schema's ``param``
+    when none of :data:`MAX_DRAWS` draws is valid."""
+    for draw in range(MAX_DRAWS):
+        value = _draw(prepared.generator, key_for(0, key.hex(), draw))
+        if value is not _MISS and prepared.validator.is_valid(value):
+            text = orjson.dumps(value).decode()
+            if len(text) <= MAX_ANSWER_CHARS:
+                return text
+    raise ApiError(400, f"The mock found no instance of the schema at {prepared.param} in {MAX_DRAWS} draws; it "
+                        "generates from type, pattern, format, multipleOf, uniqueItems, lengths, enum, const, "
+                        "local $ref, anyOf/oneOf/allOf and nesting.", param=prepared.param)
+
+
+class _OutOfTime(BaseException):
+    """Raised into the generating thread's Python code when its budget is spent (a BaseException, so
+    that no ``except Exception`` in jsf swallows it: a trace function that raised is unset)."""
+
+
+@contextlib.contextmanager
+def _deadline(deadline: float, param: str) -> Iterator[None]:
+    """Stop this thread's Python work at ``deadline`` (``time.monotonic()``): a trace function, called on
+    each Python function call of this thread only, raises :class:`_OutOfTime` into the call, which
+    becomes ApiError 400 naming ``param``. jsf's loops (a uniqueItems array whose items have fewer
+    distinct values than minItems never ends there) call Python functions, so none outlives it."""
+    def trace(frame: Any, event: str, arg: Any) -> None:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        return None
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        yield
+    except _OutOfTime:
+        raise ApiError(400, f"The mock could not make an instance of the schema at {param} within {BUDGET_S:g} s.",
+                       param=param) from None
+    finally:
+        sys.settrace(previous)
+
+
+_MISS = object()
+
+
+def _draw(generator: Any, seed: bytes) -> Any:
+    """One jsf draw seeded by ``seed`` (32 bytes), or :data:`_MISS` when jsf fails on the schema."""
+    from jsf.schema_types.string import faker
+
+    state = random.getstate()
+    random.seed(seed)
+    faker.seed_instance(int.from_bytes(seed[:8], "big"))
+    try:
+        value = generator.generate()
+        orjson.dumps(value)  # jsf may build values JSON cannot carry (NaN, non-str keys)
+        return value
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            re.error, orjson.JSONEncodeError):
+        return _MISS
+    finally:
+        random.setstate(state)
+
+
+def _parse(schema: Mapping[str, Any], param: str) -> Any:
+    """jsf's parsed form of :func:`_narrowed` ``schema``. Raises ApiError 400 naming ``param`` when jsf
+    cannot parse it."""
+    from jsf import JSF
+
+    _stable_dates()
+    try:
+        # max_recursive_depth bounds a recursive $ref that has a way out (anyOf with null)
+        return JSF(_narrowed(schema), allow_none_optionals=0.0, max_recursive_depth=3)
+    except Exception as exc:  # jsf raises what its parser meets (KeyError, ValueError, pydantic's errors)
+        raise ApiError(400, f"The mock cannot generate from the schema at {param} ({type(exc).__name__}: "
+                            f"{str(exc)[:200]}).", param=param) from None
+
+
+def _narrowed(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` whose instances are all instances of ``schema``, sized as a model answers:
+    ``maxItems`` at most ``max(minItems, ANSWER_ITEMS)`` and ``maxLength`` at most
+    ``max(minLength, ANSWER_CHARS)`` (jsf draws a size uniformly between the bounds, so
+    ``maxItems: 100000`` would fill the budget). Draws are still judged against ``schema`` itself."""
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(schema))
+    for _, node in _nodes(copy):
+        assert isinstance(node, dict)
+        for low, high, size in (("minItems", "maxItems", ANSWER_ITEMS), ("minLength", "maxLength", ANSWER_CHARS)):
+            if isinstance(node.get(high), int | float) and node[high] > size:
+                floor = node.get(low, 0)
+                node[high] = max(int(floor) if isinstance(floor, int | float) else 0, size)
+    return copy
+
+
+_STABLE: list[bool] = []
+
+
+def _stable_dates() -> None:
+    """Make jsf's date-time, date and time formats a function of the seed alone: jsf draws them
+    between 1970 and *now*, so the same seed would give another date each second. Here they are
+    drawn between 2000-01-01 and 2030-01-01 (UTC) from jsf's own seeded Faker."""
+    if _STABLE:
+        return
+    from jsf.schema_types import string
+
+    low, high = datetime(2000, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+
+    def moment() -> str:
+        return str(string.faker.date_time_between(low, high, tzinfo=UTC).isoformat())
+
+    string.format_map.update({"date-time": moment, "date": lambda: moment().split("T")[0],
+                              "time": lambda: moment().split("T")[1]})
+    _STABLE.append(True)
+
+
+def _nodes(schema: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """Every subschema of ``schema`` (dicts in keyword positions) with its path of keys, iteratively
+    (a deep schema must not exhaust the stack)."""
+    stack: list[tuple[tuple[str, ...], Any]] = [(path, schema)]
+    while stack:
+        where, node = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        yield where, node
+        for keyword in _MAPS:
+            if isinstance(node.get(keyword), Mapping):
+                stack.extend(((*where, keyword, str(k)), v) for k, v in node[keyword].items())
+        for keyword in _LISTS:
+            if isinstance(node.get(keyword), list):
+                stack.extend(((*where, keyword, str(i)), v) for i, v in enumerate(node[keyword]))
+        for keyword in _SINGLE:
+            if isinstance(node.get(keyword), Mapping | list):
+                value = node[keyword]
+                if isinstance(value, list):  # draft 4-7 tuple items
+                    stack.extend(((*where, keyword, str(i)), v) for i, v in enumerate(value))
+                else:
+                    stack.append(((*where, keyword), value))
+
+
+def _dotted(param: str, path: Sequence[str]) -> str:
+    return ".".join([param, *path])
+
+
+def _check_safe(schema: Mapping[str, Any], param: str) -> None:
+    """Refuse what jsf would act on dangerously or build without bound (see the module docstring)."""
+    for path, node in _nodes(schema):
+        for keyword in _EVALUATED:
+            if keyword in node:
+                raise ApiError(400, f"{_dotted(param, (*path, keyword))}: '{keyword}' is not a JSON Schema keyword "
+                                    "the mock accepts.", param=_dotted(param, (*path, keyword)))
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            raise ApiError(400, f"{_dotted(param, (*path, '$ref'))}: only local references (#/$defs/...) are "
+                                f"supported, not {ref[:100]!r}.", param=_dotted(param, (*path, "$ref")))
+        for keyword, limit in (("minItems", MAX_ITEMS), ("minProperties", MAX_ITEMS), ("minLength", MAX_CHARS)):
+            value = node.get(keyword)
+            if isinstance(value, int | float) and value > limit:
+                raise ApiError(400, f"{_dotted(param, (*path, keyword))}: {value} is more than the mock generates "
+                                    f"({limit}).", param=_dotted(param, (*path, keyword)))
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            where = _dotted(param, (*path, "pattern"))
+            try:
+                re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ApiError(400, f"{where}: not a regular expression the mock can use ({exc}).",
+                               param=where) from None
+
+
+def check_strict(schema: Mapping[str, Any], *, param: str, name: str = "") -> None:
+    """OpenAI's documented rules for ``strict: true`` structured outputs: the root is an object
+    (``type: object``, not ``anyOf``); every object lists each of its properties in ``required`` and sets
+    ``additionalProperties: false``; at most :data:`STRICT_MAX_DEPTH` levels of object nesting,
+    :data:`STRICT_MAX_PROPERTIES` properties and :data:`STRICT_MAX_ENUM_VALUES` enum values in all.
+    Raises ApiError 400 naming the offending field under ``param``."""
+    label = f"Invalid schema for response_format '{name}'" if name else f"Invalid schema at {param}"
+    if schema.get("type") != "object" or "anyOf" in schema:
+        raise ApiError(400, f"{label}: the root must be a JSON Schema of 'type: \"object\"', not anyOf.",
+                       param=_dotted(param, ("type",)))
+    properties = enum_values = 0
+    for path, node in _nodes(schema):
+        depth = sum(1 for part in path if part == "properties")
+        if depth > STRICT_MAX_DEPTH:
+            raise ApiError(400, f"{label}: more than {STRICT_MAX_DEPTH} levels of nesting at {'.'.join(path)}.",
+                           param=_dotted(param, path))
+        enum_values += len(node["enum"]) if isinstance(node.get("enum"), list) else 0
+        declared = node.get("properties")
+        if node.get("type") != "object" and not isinstance(declared, Mapping):
+            continue
+        declared = declared if isinstance(declared, Mapping) else {}
+        properties += len(declared)
+        if node.get("additionalProperties") is not False:
+            where = _dotted(param, (*path, "additionalProperties"))
+            raise ApiError(400, f"{label}: In context={'.'.join(path) or '(root)'}, 'additionalProperties' is "
+                                "required to be supplied and to be false.", param=where)
+        missing = [key for key in declared if key not in (node.get("required") or [])]
+        if missing:
+            raise ApiError(400, f"{label}: In context={'.'.join(path) or '(root)'}, 'required' is required to be "
+                                f"supplied and to be an array including every key in properties. Missing "
+                                f"'{missing[0]}'.", param=_dotted(param, (*path, "required")))
+    if properties > STRICT_MAX_PROPERTIES:
+        raise ApiError(400, f"{label}: {properties} object properties, more than {STRICT_MAX_PROPERTIES}.",
+                       param=param)
+    if enum_values > STRICT_MAX_ENUM_VALUES:
+        raise ApiError(400, f"{label}: {enum_values} enum values, more than {STRICT_MAX_ENUM_VALUES}.",
+                       param=param)
