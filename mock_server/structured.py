@@ -27,13 +27,16 @@ sizes past :data:`MAX_ITEMS` and :data:`MAX_CHARS` are refused, and all its work
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import importlib
 import random
 import re
 import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -208,30 +211,78 @@ def _draw(generator: Any, seed: bytes) -> Any:
 def _parse(schema: Mapping[str, Any], param: str) -> Any:
     """jsf's parsed form of :func:`_narrowed` ``schema``. Raises ApiError 400 naming ``param`` when jsf
     cannot parse it."""
+    import inspect
+
     from jsf import JSF
 
     _stable_dates()
+    narrowed, makers = _narrowed(schema)
+    context = {**inspect.signature(JSF).parameters["context"].default, _MAKERS: makers}
     try:
         # max_recursive_depth bounds a recursive $ref that has a way out (anyOf with null)
-        return JSF(_narrowed(schema), allow_none_optionals=0.0, max_recursive_depth=3)
+        return JSF(narrowed, context=context, allow_none_optionals=0.0, max_recursive_depth=3)
     except Exception as exc:  # jsf raises what its parser meets (KeyError, ValueError, pydantic's errors)
         raise ApiError(400, f"The mock cannot generate from the schema at {param} ({type(exc).__name__}: "
                             f"{str(exc)[:200]}).", param=param) from None
 
 
-def _narrowed(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` whose instances are all instances of ``schema``, sized as a model answers:
-    ``maxItems`` at most ``max(minItems, ANSWER_ITEMS)`` and ``maxLength`` at most
-    ``max(minLength, ANSWER_CHARS)`` (jsf draws a size uniformly between the bounds, so
-    ``maxItems: 100000`` would fill the budget). Draws are still judged against ``schema`` itself."""
-    copy: dict[str, Any] = orjson.loads(orjson.dumps(schema))
-    for _, node in _nodes(copy):
+#: The name, in jsf's generation context, of the list of value makers :func:`_narrowed` adds.
+_MAKERS = "_mock_makers"
+
+
+def _narrowed(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[Callable[[], Any]]]:
+    """A copy of ``schema`` whose instances are all instances of ``schema``, sized as a model answers,
+    and the value makers it names. ``maxItems`` is at most ``max(minItems, ANSWER_ITEMS)`` and
+    ``maxLength`` at most ``max(minLength, ANSWER_CHARS)`` (jsf draws a size uniformly between the
+    bounds, so ``maxItems: 100000`` would fill the budget). Two kinds of node are made by the mock's
+    makers, named by a ``$provider`` that only the mock writes (a caller's is refused): ``const`` and
+    ``enum`` by :func:`_pick` (jsf turns ``true`` into ``1``), and a string with a ``pattern`` and a
+    length bound (and no ``format``) by :func:`_fitting` (jsf's own maker ignores the bounds). Draws
+    are still judged against ``schema`` itself."""
+    narrowed: dict[str, Any] = orjson.loads(orjson.dumps(schema))
+    makers: list[Callable[[], Any]] = []
+    for _, node in _nodes(narrowed):
         assert isinstance(node, dict)
         for low, high, size in (("minItems", "maxItems", ANSWER_ITEMS), ("minLength", "maxLength", ANSWER_CHARS)):
             if isinstance(node.get(high), int | float) and node[high] > size:
                 floor = node.get(low, 0)
                 node[high] = max(int(floor) if isinstance(floor, int | float) else 0, size)
-    return copy
+        maker: Callable[[], Any] | None = None
+        if "const" in node:
+            maker = functools.partial(_pick, [node["const"]])
+        elif isinstance(node.get("enum"), list) and node["enum"]:
+            maker = functools.partial(_pick, node["enum"])
+        elif isinstance(node.get("pattern"), str) and "format" not in node and ("minLength" in node or
+                                                                                 "maxLength" in node):
+            maker = functools.partial(_fitting, node["pattern"], int(node.get("minLength", 0)),
+                                      int(node.get("maxLength", MAX_CHARS)))
+        if maker is not None:
+            node["$provider"] = f"{_MAKERS}[{len(makers)}]"
+            makers.append(maker)
+    return narrowed, makers
+
+
+def _pick(values: list[Any]) -> Any:
+    """A copy of one of ``values`` (``random``'s choice: the draw's seed decides)."""
+    return copy.deepcopy(random.choice(values))
+
+
+def _fitting(pattern: str, low: int, high: int) -> str:
+    """A string ``pattern`` makes (rstr, jsf's maker) of ``low`` to ``high`` characters: rstr's bound
+    for ``*`` and ``+`` lowered to ``high`` (a longer repeat could not fit), up to 32 tries; the last
+    try when none fits (the draw then misses)."""
+    xeger: Any = importlib.import_module("rstr.xeger")  # the module (the package's ``rstr.xeger`` is a function)
+
+    limit = xeger.STAR_PLUS_LIMIT
+    xeger.STAR_PLUS_LIMIT = max(1, min(limit, high))
+    try:
+        for _ in range(32):
+            text: str = xeger.Xeger().xeger(pattern)
+            if low <= len(text) <= high:
+                break
+        return text
+    finally:
+        xeger.STAR_PLUS_LIMIT = limit
 
 
 _STABLE: list[bool] = []
