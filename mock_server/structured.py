@@ -49,6 +49,8 @@ from jsonschema.validators import validator_for
 from mock_server.errors import ApiError
 from mock_server.textgen import key_for
 
+#: The deepest nesting of objects and arrays a schema may have (OpenAI's strict limit is 10 levels of objects).
+MAX_SCHEMA_DEPTH = 64
 #: Draws tried for one answer before the request is refused.
 MAX_DRAWS = 64
 #: Time one answer's draws may take, in s, before the request is refused.
@@ -95,6 +97,21 @@ def require_support(model: Any, kind: str, param: str) -> None:
         raise ApiError(400, f"Model '{model.id}' does not support structured output.", param=param)
 
 
+def check_nesting(schema: Any, param: str) -> None:
+    """Raise ApiError 400 naming ``param`` when ``schema`` (any JSON value) nests deeper than
+    :data:`MAX_SCHEMA_DEPTH` levels of objects and arrays (checked without recursion, before anything
+    recursive reads it: hashing, the metaschema, jsf)."""
+    stack: list[tuple[Any, int]] = [(schema, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            raise ApiError(400, f"{param} nests deeper than {MAX_SCHEMA_DEPTH} levels.", param=param)
+        if isinstance(value, Mapping):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
 async def answers(schema: Any, keys: Sequence[bytes], *, param: str, name: str = "", strict: bool = False
                   ) -> list[str]:
     """One JSON text per key, each valid against ``schema``, made in a worker thread (jsf and the
@@ -125,6 +142,7 @@ def prepare(schema: Any, *, param: str, name: str = "", strict: bool = False) ->
     """
     if not isinstance(schema, Mapping):
         raise ApiError(400, f"{param} must be a JSON Schema object.", param=param)
+    check_nesting(schema, param)
     cache_key = key_for(0, schema, strict)
     if cache_key in _CACHE:
         _CACHE.move_to_end(cache_key)

@@ -5,6 +5,7 @@ hostile schemas are a 400 naming the schema's field, quickly (``mock_server.stru
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -247,6 +248,7 @@ HOSTILE: dict[str, tuple[Any, str]] = {
     "exponential_refs": ({**obj({"r": {"$ref": "#/$defs/d0"}}), "$defs": {**_DEFS, "d40": {"type": "integer"}}},
                          PARAM),
     "nested_plus": (obj({"x": {"type": "string", "pattern": "^((((a+)+)+)+)+$"}}), PARAM),
+    "deep_nesting": (functools.reduce(lambda inner, _: obj({"a": inner}), range(100), {"type": "string"}), PARAM),
 }
 
 

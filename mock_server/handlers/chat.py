@@ -24,7 +24,7 @@ from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
 from mock_server.structured import answers as structured_answers
-from mock_server.structured import require_support
+from mock_server.structured import check_nesting, require_support
 from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence, sentence_for
 
 #: Prompt tokens a non-text content part counts for (the documents leave the rates open).
@@ -33,6 +33,8 @@ PART_TOKENS: Mapping[str, int] = {"image_url": 85, "input_audio": 50, "video_url
 IMAGE_TOKENS = 1290
 #: Side of the square PNG a native image-output model returns, in px.
 IMAGE_SIDE = 1024
+#: Where a json_schema request's schema is (the ``param`` of its errors).
+SCHEMA_PARAM = "response_format.json_schema.schema"
 #: Tokens of a plain text answer when max_tokens does not cut it shorter.
 ANSWER_TOKENS = 24
 
@@ -75,11 +77,18 @@ async def create_chat_completion(call: Call) -> Response:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     limit = None if limit is None else int(limit)  # JSON Schema integers may arrive as 2.0
     choices = int(body.get("n") or 1)
+    response_format = body.get("response_format") or {}
+    wanted = response_format.get("json_schema") if response_format.get("type") == "json_schema" else None
+    if wanted is not None:  # before the keys, which hash the schema
+        require_support(model, "json_schema", "response_format")
+        check_nesting(wanted.get("schema"), SCHEMA_PARAM)
     keys = [key_for(call.services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"),
                     index) for index in range(choices)]
-    response_format = body.get("response_format")
-    structured = (await _structured(model, response_format, keys)
-                  if response_format and response_format.get("type") == "json_schema" else None)
+    # 001 "Enforce structured output": each choice's content valid against the whole schema (strict: true
+    # enforces OpenAI's strict-schema rules first)
+    structured = None if wanted is None else await structured_answers(
+        wanted.get("schema") or {"type": "object"}, keys, param=SCHEMA_PARAM, name=wanted.get("name", ""),
+        strict=wanted.get("strict") is True)
     answers = [_answer(call.services, model, body, messages, key, structured[index] if structured else None, limit)
                for index, key in enumerate(keys)]
     usage = _usage(messages, answers)
@@ -144,16 +153,6 @@ def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
                 raise ApiError(400, f"Model '{model.id}' does not accept '{part['type']}' content parts "
                                f"(it takes: {', '.join(sorted(model.input))}).", param=param,
                                code="unsupported_content_part")
-
-
-async def _structured(model: Model, response_format: Mapping[str, Any], keys: Sequence[bytes]) -> list[str]:
-    """For ``response_format: json_schema``, one JSON text per choice valid against its whole ``schema``
-    (``strict: true`` enforces OpenAI's strict-schema rules first). Raises ApiError 400."""
-    require_support(model, "json_schema", "response_format")
-    spec = response_format["json_schema"]
-    return await structured_answers(spec.get("schema") or {"type": "object"}, keys,
-                                    param="response_format.json_schema.schema", name=spec.get("name", ""),
-                                    strict=spec.get("strict") is True)
 
 
 def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],

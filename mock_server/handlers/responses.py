@@ -25,8 +25,8 @@ from mock_server.handlers.chat import ANSWER_TOKENS, PART_TOKENS
 from mock_server.handlers.chat import _model as known_model
 from mock_server.sse import typed_sse_response
 from mock_server.structured import answers as structured_answers
-from mock_server.structured import require_support
-from mock_server.textgen import count_tokens, key_for, pieces, rng_for, safe_instance_of, sentence
+from mock_server.structured import check_nesting, require_support
+from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence
 
 #: Input content part ``type`` -> the input modality it needs (003 "Multimodal input").
 PART_MODALITY: Mapping[str, str] = {
@@ -64,17 +64,17 @@ async def create_response(call: Call) -> Response:
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
     text_format = (body.get("text") or {}).get("format") or {"type": "text"}
-    rng = rng_for(services.config.seed, "responses", model.id, body["input"], body.get("instructions"), tools,
-                  text_format)
-    tool = _chosen_tool(tools, body.get("tool_choice"), items)
-    structured = None
-    if text_format.get("type") == "json_schema":
+    wants_schema = text_format.get("type") == "json_schema"
+    if wants_schema:  # checked before the key, which hashes the schema
         require_support(model, "json_schema", "text.format")
-        key = key_for(services.config.seed, "responses", model.id, body["input"], body.get("instructions"), tools,
-                      text_format)
-        structured = (await structured_answers(text_format.get("schema") or {"type": "object"}, [key],
-                                               param="text.format.schema", name=text_format.get("name", ""),
-                                               strict=text_format.get("strict") is True))[0]
+        check_nesting(text_format.get("schema"), "text.format.schema")
+    key = key_for(services.config.seed, "responses", model.id, body["input"], body.get("instructions"), tools,
+                  text_format)
+    rng = HashRandom(key)
+    tool = _chosen_tool(tools, body.get("tool_choice"), items)
+    structured = None if not wants_schema else (await structured_answers(
+        text_format.get("schema") or {"type": "object"}, [key], param="text.format.schema",
+        name=text_format.get("name", ""), strict=text_format.get("strict") is True))[0]
     status, incomplete = "completed", None
     if tool is not None:
         arguments = json.dumps(safe_instance_of(tool.get("parameters") or {"type": "object"}, rng))
