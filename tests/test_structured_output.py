@@ -1,7 +1,8 @@
 """Structured output (001 "What you can do": "Enforce structured output"): the mock's answer to a
 ``json_schema`` request validates against the whole schema the caller sent, for every keyword of a
 battery and for schemas hypothesis draws; the same seed gives the same JSON; strict rules, unsafe and
-hostile schemas are a 400 naming the schema's field, quickly (``mock_server.structured``)."""
+hostile schemas are a 400 naming the schema's field, quickly (``mock_server.structured``). And the
+suite's ``structured_output_honours_schema`` fails each answer shape it reads when it breaks the schema."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from conformance.checks import REGISTRY
+from conformance.failures import CheckFailure
+from conformance.http import Exchange
 from mock_server import MockConfig, create_app, structured
 from mock_server.errors import ApiError
+from spec import find_operation
 
 AUTH = {"Authorization": "Bearer sk-test"}
 PARAM = "response_format.json_schema.schema"
+CHAT = find_operation("openai_gateway", "createChatCompletion")
 #: No answer to a hostile schema may take this long, in s (a stall bound, far above BUDGET_S).
 STALL_S = 10 * structured.BUDGET_S
 
@@ -271,3 +277,54 @@ def test_a_refused_schema_leaves_no_tracer_behind() -> None:
     with pytest.raises(ApiError):
         structured.generate(HOSTILE["unique_items_beyond_the_enum"][0], [b"\x00" * 32], PARAM)
     assert sys.gettrace() is before
+
+
+# ---- the suite's check: every answer shape it reads can fail it -------------------------------------------
+
+def _exchange(request: dict[str, Any], status: int, body: Any, media_type: str = "application/json") -> Exchange:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Exchange("POST", "http://127.0.0.1:9/v1/x", request, status, {"content-type": media_type}, raw)
+
+
+def _stream(pieces: list[str]) -> bytes:
+    chunks = [{"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]} for piece in pieces]
+    return b"".join(b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks) + b"data: [DONE]\n\n"
+
+
+CODE = obj({"code": {"type": "string", "pattern": "^[A-Z]{2}$"}, "at": {"type": "string", "format": "date-time"}})
+CHAT_REQUEST = {"response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CODE}}}
+RESPONSES_REQUEST = {"text": {"format": {"type": "json_schema", "name": "c", "schema": CODE}}}
+GOOD = '{"code": "FR", "at": "2026-01-02T03:04:05Z"}'
+LOOSE = GOOD.replace("FR", "fr")
+BAD_FORMAT = GOOD.replace("2026-01-02T03:04:05Z", "yesterday")
+
+
+def _responses(text: str | None) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text} if text is not None else {"type": "refusal", "refusal": "no"}
+    return {"output": [{"type": "message", "content": [part]}]}
+
+
+@pytest.mark.parametrize(("exchange", "fails_with"), [
+    (_exchange(CHAT_REQUEST, 200, {"choices": [{"message": {"content": GOOD}}]}), None),
+    (_exchange(CHAT_REQUEST, 200, {"choices": [{"message": {"content": GOOD}}, {"message": {"content": LOOSE}}]}),
+     "pattern"),
+    (_exchange(CHAT_REQUEST, 200, {"choices": [{"message": {"content": BAD_FORMAT}}]}), "format"),
+    (_exchange(CHAT_REQUEST, 200, {"choices": [{"message": {"content": None, "refusal": "I can't"}}]}), "JSON text"),
+    (_exchange(CHAT_REQUEST, 200, {"choices": [{"message": {"content": "Sure! Here it is"}}]}), "JSON text"),
+    (_exchange(CHAT_REQUEST, 400, {"error": {"message": "no"}}), "200"),
+    (_exchange(CHAT_REQUEST, 200, _stream(['{"code": "F', 'R", "at": "2026-01-02T03:04:05Z"}']),
+               "text/event-stream"), None),
+    (_exchange(CHAT_REQUEST, 200, _stream(['{"code": "f', 'r", "at": "2026-01-02T03:04:05Z"}']),
+               "text/event-stream"), "pattern"),
+    (_exchange(RESPONSES_REQUEST, 200, _responses(GOOD)), None),
+    (_exchange(RESPONSES_REQUEST, 200, _responses(LOOSE)), "pattern"),
+    (_exchange(RESPONSES_REQUEST, 200, _responses(None)), "no content"),
+])
+def test_the_check_judges_every_answer_shape(exchange: Exchange, fails_with: str | None) -> None:
+    check = REGISTRY["structured_output_honours_schema"]
+    if fails_with is None:
+        check(exchange, CHAT)
+        return
+    with pytest.raises(CheckFailure) as failure:
+        check(exchange, CHAT)
+    assert fails_with in f"{failure.value.expected} {failure.value.received}"
