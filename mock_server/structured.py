@@ -255,12 +255,20 @@ def _narrowed(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[Callable[
     bounds, so ``maxItems: 100000`` would fill the budget). Two kinds of node are made by the mock's
     makers, named by a ``$provider`` that only the mock writes (a caller's is refused): ``const`` and
     ``enum`` by :func:`_pick` (jsf turns ``true`` into ``1``), and a string with a ``pattern`` and a
-    length bound (and no ``format``) by :func:`_fitting` (jsf's own maker ignores the bounds). Draws
-    are still judged against ``schema`` itself."""
+    length bound (and no ``format``) by :func:`_fitting` (jsf's own maker ignores the bounds). An
+    array whose items refer to a recursive definition (a tree's ``children``) has at most
+    ``max(minItems, 1)`` items: jsf bounds no recursion through arrays, and with its default of up to
+    5 items a tree most often grows until Python's recursion limit. Draws are still judged against
+    ``schema`` itself."""
     narrowed: dict[str, Any] = orjson.loads(orjson.dumps(schema))
     makers: list[Callable[[], Any]] = []
+    recursive = _recursive_refs(narrowed)
     for _, node in _nodes(narrowed):
         assert isinstance(node, dict)
+        items = node.get("items")
+        if isinstance(items, dict) and items.get("$ref") in recursive:
+            floor = node.get("minItems", 0)
+            node["maxItems"] = max(int(floor) if isinstance(floor, int | float) else 0, 1)
         for low, high, size in (("minItems", "maxItems", ANSWER_ITEMS), ("minLength", "maxLength", ANSWER_CHARS)):
             if isinstance(node.get(high), int | float) and node[high] > size:
                 floor = node.get(low, 0)
@@ -278,6 +286,28 @@ def _narrowed(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[Callable[
             node["$provider"] = f"{_MAKERS}[{len(makers)}]"
             makers.append(maker)
     return narrowed, makers
+
+
+def _recursive_refs(schema: Mapping[str, Any]) -> set[str]:
+    """The local references (``#/$defs/name``, ``#/definitions/name``) of ``schema`` whose definition can
+    reach itself through references."""
+    refs: dict[str, set[str]] = {}
+    for keyword in ("$defs", "definitions"):
+        for name, definition in (schema.get(keyword) or {}).items():
+            refs[f"#/{keyword}/{name}"] = {node["$ref"] for _, node in _nodes(definition)
+                                           if isinstance(node.get("$ref"), str)}
+    recursive = set()
+    for start, targets in refs.items():
+        seen, stack = set(), list(targets)
+        while stack:
+            ref = stack.pop()
+            if ref == start:
+                recursive.add(start)
+                break
+            if ref not in seen:
+                seen.add(ref)
+                stack.extend(refs.get(ref, ()))
+    return recursive
 
 
 def _pick(values: list[Any]) -> Any:
