@@ -123,14 +123,19 @@ async def answers(schema: Any, keys: Sequence[bytes], *, param: str, name: str =
 
 
 def generate(schema: Any, keys: Sequence[bytes], param: str, name: str = "", strict: bool = False) -> list[str]:
-    """:func:`answers`, in the calling thread: :func:`prepare` then :func:`instance` per key, all within
-    :data:`BUDGET_S` s of Python work (counted once this answer's turn comes: one answer is made at a
-    time). Raises ApiError 400 as :func:`answers` says."""
+    """:func:`answers`, in the calling thread: :func:`prepare`, then :func:`instance` per key, each within
+    :data:`BUDGET_S` s of Python work (counted once this request's turn comes: one request's answers are
+    made at a time). Raises ApiError 400 as :func:`answers` says."""
     import jsf  # noqa: F401  # its first import (about 0.5 s: Faker, pydantic) is not the schema's time
 
-    with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
-        prepared = prepare(schema, param=param, name=name, strict=strict)
-        return [instance(prepared, key) for key in keys]
+    with _DRAW_LOCK:
+        with _deadline(time.monotonic() + BUDGET_S, param):
+            prepared = prepare(schema, param=param, name=name, strict=strict)
+        texts = []
+        for key in keys:
+            with _deadline(time.monotonic() + BUDGET_S, param):
+                texts.append(instance(prepared, key))
+        return texts
 
 
 def prepare(schema: Any, *, param: str, name: str = "", strict: bool = False) -> Prepared:
