@@ -3,26 +3,28 @@ structured output - use response_format: 'json_schema' to get strictly-typed JSO
 
 The instance comes from ``jsf`` (JSON Schema Faker): it generates from the schema's keywords (pattern,
 format, multipleOf, uniqueItems, lengths and item counts, enum, const, ``$defs``/``$ref``, anyOf/oneOf/
-allOf, nesting, ``additionalProperties: false``). Every draw is then judged by ``jsonschema`` with
-format checking on, the validator the suite uses; a draw that misses (jsf can miss a pattern *and* a
-length on one string, the exclusivity of oneOf, or a float ``multipleOf``) is replaced by the next draw,
-up to :data:`MAX_DRAWS` draws. So an answer is valid against the schema, or the
-request is refused with 400 naming ``<param>`` (``response_format.json_schema.schema``): never a loose
-answer, a 500 or a stall.
+allOf, nesting, ``additionalProperties: false``), from a narrowed copy of the schema (:func:`_narrowed`:
+sizes a model would answer, and the mock's own makers where jsf is wrong). Every draw is then judged by
+``jsonschema`` against the schema itself, with format checking on (the validator the suite uses); a draw
+that misses (the exclusivity of oneOf, a float ``multipleOf``, a tree grown too deep) is replaced by the
+next, up to :data:`MAX_DRAWS` draws. So an answer is valid against the schema, or the request is refused
+with 400 naming ``<param>`` (``response_format.json_schema.schema``): never a loose answer, a 500 or a
+stall.
 
 Deterministic: draw ``i`` of an answer seeds jsf's generators (the ``random`` module and its Faker) from
 the answer's key (the mock's ``--seed`` and the request) and ``i``, so the same seed and request give the
-same JSON. jsf draws from process-wide generators, so answers are made one at a time (a lock) and the
-``random`` module's state is put back afterwards. Prepared schemas are cached (:data:`CACHE_SIZE`).
+same JSON. jsf draws from process-wide generators, so one request's answers are made at a time (a lock)
+and the ``random`` module's state is put back afterwards. Prepared schemas are cached (:data:`CACHE_SIZE`).
 
-Before jsf sees a schema it is checked here (:func:`prepare`), since jsf would act on some of it:
-jsf ``eval``s the non-standard keywords ``$provider`` and ``$state`` and opens the file or URL of a
-non-local ``$ref`` (so both are refused), and it would build whatever size a schema asks for (so
-sizes past :data:`MAX_ITEMS` and :data:`MAX_CHARS` are refused, and all its work stops after
-:data:`BUDGET_S` s: :func:`_deadline`). With
-``strict: true`` the schema must also meet OpenAI's documented rules for strict structured outputs
-(:func:`check_strict`).
+Before jsf sees a schema it is checked here (:func:`prepare`), since jsf would act on some of it: it
+``eval``s the non-standard keywords ``$provider``, ``$state`` and ``$fixed`` and opens the file or URL of
+a non-local ``$ref`` (so both are refused), and it builds whatever size a schema asks for (so sizes past
+:data:`MAX_ITEMS` and :data:`MAX_CHARS` and nesting past :data:`MAX_SCHEMA_DEPTH` are refused, and its
+work for one answer stops after :data:`BUDGET_S` s: :func:`_deadline`). With ``strict: true`` the schema
+must also meet OpenAI's documented rules for strict structured outputs (:func:`check_strict`); keywords
+beyond OpenAI's strict subset (uniqueItems, minLength...) are honoured, not refused.
 """
+
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from mock_server.textgen import key_for
 MAX_SCHEMA_DEPTH = 64
 #: Draws tried for one answer before the request is refused.
 MAX_DRAWS = 64
-#: Time one answer's draws may take, in s, before the request is refused.
+#: Python work one answer (or checking and parsing the schema) may take, in s, before the request is refused.
 BUDGET_S = 1.0
 #: The largest minItems / minProperties the mock fills (a model's answer is bounded by its output tokens).
 MAX_ITEMS = 1_000
