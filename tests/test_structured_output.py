@@ -6,20 +6,25 @@ suite's ``structured_output_honours_schema`` fails each answer shape it reads wh
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
+import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
 from conformance.checks import REGISTRY
+from conformance.embedded import serve
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
 from mock_server import MockConfig, create_app, structured
@@ -328,3 +333,32 @@ def test_the_check_judges_every_answer_shape(exchange: Exchange, fails_with: str
     with pytest.raises(CheckFailure) as failure:
         check(exchange, CHAT)
     assert fails_with in f"{failure.value.expected} {failure.value.received}"
+
+
+# ---- as an SDK user sees it ---------------------------------------------------------------------------
+
+class Address(BaseModel):
+    street: str = Field(min_length=3, max_length=40)
+    zip_code: str = Field(pattern=r"^[0-9]{5}$")
+
+
+class Member(BaseModel):
+    id: uuid.UUID
+    joined: datetime.date
+    tier: Literal["free", "pro", "team"]
+    score: float = Field(ge=0, le=10, multiple_of=0.5)
+    tags: list[Literal["a", "b", "c"]] = Field(min_length=1, max_length=3)
+    address: Address
+    referrer: Address | None
+
+
+def test_the_openai_sdk_parses_a_pydantic_model() -> None:
+    """``client.chat.completions.parse(response_format=Model)``: the SDK sends the model's strict schema
+    ($defs, anyOf for Optional, format uuid and date, pattern, lengths, multipleOf) and pydantic accepts
+    the answer."""
+    with serve(create_app(MockConfig())) as url, \
+            openai.OpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0) as client:
+        completion = client.chat.completions.parse(model="gpt-4o-mini", response_format=Member,
+                                                   messages=[{"role": "user", "content": "A member, please."}])
+    member = completion.choices[0].message.parsed
+    assert isinstance(member, Member) and isinstance(member.address, Address)
