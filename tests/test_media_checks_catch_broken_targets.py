@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conformance import media
+from conformance.checks import REGISTRY
 from conformance.checks.hosted import IssuedUrl, LaterDownload, header_lifetime_s, url_lifetime_s
 from conformance.embedded import EMBEDDED_MODELS, serve
+from conformance.failures import CheckFailure
 from conformance.http import Exchange
 from tests.broken_media_targets import MEDIA_BREAKS
 from tests.test_suite_catches_broken_targets import mock_like_target_file, run_suite
@@ -63,3 +66,17 @@ def _download(headers: dict[str, str], later_s: float = 20.0) -> LaterDownload:
 ])
 def test_header_lifetime_counted_from_issue(headers: dict[str, str], stated: tuple[str, float] | None) -> None:
     assert header_lifetime_s(_download(headers)) == stated
+
+
+@pytest.mark.parametrize(("expires_s", "fails"), [(3600, False), (300, True), (7 * 24 * 3600, True)])
+def test_signed_url_lifetime_judged_by_the_check(expires_s: int, fails: bool) -> None:
+    """A URL signed for an hour passes; for 5 minutes (not "about an hour") or a week (not short-lived) fails."""
+    url = f"https://b.s3.amazonaws.com/i.png?X-Amz-Date=20270115T080000Z&X-Amz-Expires={expires_s}&X-Amz-Signature=ab"
+    issued = IssuedUrl("openai_gateway", url, "image", "createImage data[0].url", ISSUED)
+    fetched = Exchange("GET", url, None, 200, {"content-type": "image/png"}, media.png(8, 8, (1, 2, 3, 255)))
+    judge = REGISTRY["hosted_urls_download_later"]
+    if fails:
+        with pytest.raises(CheckFailure, match="x-amz-expires states"):
+            judge([LaterDownload(issued, fetched, ISSUED + 20)])
+    else:
+        judge([LaterDownload(issued, fetched, ISSUED + 20)])
