@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.embedded import embedded_app
-from tests.broken_targets import Headers, RequestRewriting, Rewriting, _ctype, _json_rewrite, _sse_rewrite
+from tests.broken_targets import Headers, RequestRewriting, Rewriting, _json_rewrite, _sse_rewrite
 
 #: The mock's catalogue model that takes text only (``mock_server/data/models.yaml``).
 TEXT_ONLY = "text-only-mini"
@@ -97,11 +97,13 @@ def _without_expiry(status: int, headers: Headers, body: bytes) -> tuple[int, He
     return status, [(k, v) for k, v in headers if k not in (b"cache-control", b"expires")], body
 
 
-def _minutes_of_expiry(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
-    """Hosted media stating a 5-minute lifetime (it still downloads: the statement is what is wrong)."""
-    if _ctype(headers).startswith(("image/", "video/")):
-        headers = [*_without_expiry(status, headers, body)[1], (b"cache-control", b"public, max-age=300")]
-    return status, headers, body
+def _urls_signed_for_minutes(status: int, data: Any) -> tuple[int, Any]:
+    """Hosted image URLs signed for 5 minutes (``X-Amz-Expires=300``; they still download: the lifetime the
+    URL states is what is wrong)."""
+    for item in data.get("data", []) if isinstance(data, dict) and isinstance(data.get("data"), list) else []:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] += ("&" if "?" in item["url"] else "?") + "X-Amz-Expires=300&X-Amz-Signature=ab"
+    return status, data
 
 
 def _revised_prompt_object(status: int, data: Any) -> tuple[int, Any]:
@@ -145,8 +147,8 @@ MEDIA_BREAKS: dict[str, MediaBreak] = {
         "image_edit_over_limit_is_413"),
     "hosted_urls_expire_in_seconds": MediaBreak(
         lambda: Rewriting(embedded_app(hosted_url_ttl_s=5.0), _without_expiry), "hosted_urls_download_later"),
-    "hosted_urls_state_minutes": MediaBreak(lambda: Rewriting(embedded_app(), _minutes_of_expiry),
-                                            "hosted_urls_download_later"),
+    "hosted_urls_signed_for_minutes": MediaBreak(
+        lambda: Rewriting(embedded_app(), _json_rewrite(_urls_signed_for_minutes)), "hosted_urls_download_later"),
     "revised_prompt_not_string": MediaBreak(lambda: Rewriting(embedded_app(), _json_rewrite(_revised_prompt_object)),
                                             "revised_prompt_is_string"),
     "wrapped_audio_base64": MediaBreak(lambda: Rewriting(embedded_app(), _json_rewrite(_wrapped_audio_base64)),
