@@ -45,9 +45,10 @@ def facts_view(rows: Sequence[Mapping[str, Any]], claimed: Iterable[str],
     claimed_apis = set(claimed)
     judged = [_judge(fact, rows, claimed_apis) for fact in (facts() if items is None else items)]
     counts = Counter(entry["verdict"] for entry in judged)
-    documents = {doc: dict(Counter(e["verdict"] for e in judged if e["document"] == doc)) for doc in DOCUMENTS}
+    documents = {doc: Counter(e["verdict"] for e in judged if e["document"] == doc) for doc in DOCUMENTS}
     return {"counts": {verdict: counts.get(verdict, 0) for verdict in VERDICTS},
-            "documents": {doc: tally for doc, tally in documents.items() if tally}, "facts": judged}
+            "documents": {doc: {verdict: tally[verdict] for verdict in VERDICTS if tally[verdict]}
+                          for doc, tally in documents.items() if tally}, "facts": judged}
 
 
 def _judge(fact: Fact, rows: Sequence[Mapping[str, Any]], claimed: set[str]) -> dict[str, Any]:
