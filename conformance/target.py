@@ -13,7 +13,8 @@ A target file (YAML) says it; ``conformance run --target FILE``::
                                          # OpenAI-compatible gateway, for the 402 billing_error check
     refused_prompt: "..."                # optional: a prompt the target's content filter refuses (002 Safety)
     rate_limits:                         # optional: the limits the suite may provoke (429), on a key of their own
-      api_key_env: ACME_LIMITED          # or api_key: ...; default the main key
+      api_key_env: ACME_LIMITED          # or api_key: ...; a premium key (default the main key); it also
+                                         # carries the seedance and sora2 I2V calls
       rpm: 3                             # that key's requests per minute on createChatCompletion
       tpm: 2000                          # that key's tokens per minute on createChatCompletion (>= 200)
       endpoints: [createMultimodalImage] # credits API operations whose documented per-minute limit (004)

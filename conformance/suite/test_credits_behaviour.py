@@ -90,8 +90,10 @@ I2V_PROVIDERS = providers(I2V)
 @pytest.fixture(scope="module")
 def i2v_started(client: TargetClient, target: Target) -> dict[str, tuple[str, Exchange]]:
     """I2V calls started once per provider for the module, as (key style, answer): wan22 (the default, so
-    without ``provider``) on the standard key when the target has one, the others on the main key.
-    The I2V limit is 2/min per key (004), so the main key's two calls fit in one window."""
+    without ``provider``) on the standard key when the target has one, seedance and sora2 (premium) on
+    the rate-limit probes' key when the target file declares one (a premium key set aside for
+    rate-limited calls: the golden fixtures spend the main key's I2V window, 2/min in 004), else on
+    the main key."""
     return {}
 
 
@@ -99,7 +101,9 @@ def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[st
                provider: str) -> tuple[str, Exchange]:
     """The answer of this module's I2V call with ``provider``, made on first use."""
     if provider not in started:
-        style = "standard" if provider == "wan22" and target.standard_api_key else "bearer"
+        probes_key = target.rate_limits is not None and target.rate_limits.api_key
+        style = ("standard" if provider == "wan22" and target.standard_api_key else
+                 "limited" if provider != "wan22" and probes_key else "bearer")
         body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
         started[provider] = style, client.request("POST", I2V.path, auth=style,
                                                   json_body=body if provider == "wan22" else {**body,
