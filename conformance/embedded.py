@@ -56,7 +56,7 @@ BILLING_KEY = "sk-test-over-limit"
 LIMITED_KEY = "sk-test-limited"
 LIMITED_RPM = 3
 LIMITED_TPM = 600
-LIMITED_WINDOW_S = 3.0
+LIMITED_WINDOW_S = 5.0
 #: Credits of :data:`LIMITED_KEY`: enough for limit + 1 calls of each rate-limited credits endpoint.
 LIMITED_CREDITS = 100_000
 #: The word the embedded mock's safety filter refuses (``faults.blocklist``), and a prompt holding it.
