@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from conformance.embedded import BILLING_KEY, BLOCKED_WORD, LIMITED_KEY, LIMITED_WINDOW_S, embedded_app
 from mock_server import MockConfig, create_app
 from mock_server.catalogue import load_catalogue
-from mock_server.config import DEFAULT_CONFIG_FILE, KeyConfig, load_config
+from mock_server.config import DEFAULT_CONFIG_FILE, ControlConfig, KeyConfig, load_config
 from mock_server.sim.spend import Price, SpendLimitReached, SpendMeter
 
 CHAT = "/v1/chat/completions"
@@ -116,3 +116,14 @@ def test_limited_key_window_is_short_and_retry_after_says_so() -> None:
         assert 1 <= wait <= LIMITED_WINDOW_S
         time.sleep(wait)
         assert client.post(CHAT, json=_chat(), headers=_auth(LIMITED_KEY)).status_code == 200
+
+
+def test_control_reset_forgets_gateway_spend() -> None:
+    keys = (KeyConfig("sk-test"), KeyConfig("sk-capped", spend_limit_usd=0.02))
+    config = MockConfig(keys=keys, control=ControlConfig(enabled=True, key="ctl"))
+    body = {"model": "dall-e-2", "prompt": "A red square", "size": "1024x1024"}  # 0.02 USD an image
+    with TestClient(create_app(config)) as client:
+        assert [client.post(IMAGES, json=body, headers=_auth("sk-capped")).status_code for _ in range(2)] == [200, 402]
+        reset = client.post("/_mock/reset", headers=_auth("ctl"))
+        assert reset.status_code == 200 and "spend" in reset.json()["reset"]
+        assert client.post(IMAGES, json=body, headers=_auth("sk-capped")).status_code == 200

@@ -100,3 +100,8 @@ class SpendMeter:
                 raise SpendLimitReached(cost / MICROS, spent / MICROS, limit / MICROS)
             self._spent[key] = spent + cost
             return (spent + cost) / MICROS
+
+    def reset(self) -> None:
+        """Forget every key's spend (the control API's reset); the limits stay."""
+        with self._lock:
+            self._spent.clear()
