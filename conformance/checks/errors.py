@@ -120,8 +120,8 @@ def gateway_billing_error_402(exchange: Exchange, operation: Operation) -> None:
         raise CheckFailure(name, "the error envelope documented for 402", reason, exchange.evidence())
 
 
-@check(capability="safety", source="002 Safety (disallowed prompts: 400 invalid_request_error with the rejection "
-                                   "reason in error.message)")
+@check(capability="errors.safety", source="002 Safety (disallowed prompts: 400 invalid_request_error with the "
+                                          "rejection reason in error.message)")
 def safety_rejection_reported(exchange: Exchange, operation: Operation) -> None:
     """A prompt the target's content filter refuses is answered 400 invalid_request_error whose
     ``error.message`` gives the rejection reason: a non-empty sentence, not a bare status word
