@@ -1,6 +1,7 @@
 """Behavioural checks of the credits API (004): accounting, usage records and rate limits.
 
-The rate-limit burst runs last in this module: it spends the window of the operation it tests.
+The TTS rate-limit burst runs after the other TTS checks: it spends the window of the operation it
+tests; the reconciliation runs last, on that spent window (its TTS calls then cost little).
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[st
         style = ("standard" if provider == "wan22" and target.standard_api_key else
                  "limited" if provider != "wan22" and probes_key else "bearer")
         body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
-        started[provider] = style, client.request("POST", I2V.path, auth=style,
-                                                  json_body=body if provider == "wan22" else {**body,
-                                                                                              "provider": provider})
+        if provider != "wan22":  # wan22 is the documented default: asked for by omitting the field
+            body["provider"] = provider
+        started[provider] = style, client.request("POST", I2V.path, auth=style, json_body=body)
     return started[provider]
 
 
@@ -192,12 +193,17 @@ def test_credits_reconcile(client: TargetClient, target: Target) -> None:
     def tts(style: str) -> Exchange:
         return client.request("POST", TTS.path, json_body={"text": "Reconcile."}, auth=style, honour_429=False)
 
+    excluded = target.exclude_operations
+    if TTS.operation_id in excluded:
+        pytest.skip(f"{TTS.operation_id}, the cheapest charged call this test makes, is excluded by the target file")
     limit = rate_limit(TTS)
     assert limit is not None and limit.requests is not None
     runs: list[Measured] = []
     before = usage("bearer")
-    calls = [tts("bearer"), client.request("POST", IMAGE.path, json_body={"prompt": "A red kite", "width": 512,
-                                                                          "height": 512}, honour_429=False)]
+    calls = [tts("bearer")]
+    if IMAGE.operation_id not in excluded:
+        calls.append(client.request("POST", IMAGE.path, json_body={"prompt": "A red kite", "width": 512, "height": 512},
+                                    honour_429=False))
     for _ in range(limit.requests + 1):
         calls.append(tts("bearer"))
         if calls[-1].status == 429:
@@ -206,10 +212,10 @@ def test_credits_reconcile(client: TargetClient, target: Target) -> None:
     if target.empty_api_key:
         before = usage("empty")
         runs.append(Measured(before, [tts("empty")], usage("empty")))
-    if target.standard_api_key:
+    if target.standard_api_key and not {T2V.operation_id, I2V.operation_id} <= excluded:
         before = usage("standard")
         refused = (client.request("POST", T2V.path, json_body={"prompt": "A wave", "duration": 1}, auth="standard")
-                   if "createTextToVideo" not in target.exclude_operations else
+                   if T2V.operation_id not in excluded else
                    client.request("POST", I2V.path, auth="standard", json_body={
                        "image_url": "https://example.com/photo.jpg", "motion_prompt": "Drift", "provider": "sora2"}))
         runs.append(Measured(before, [refused], usage("standard")))
