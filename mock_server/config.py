@@ -89,6 +89,8 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
                 "credits": {"type": "integer", "minimum": 0},
                 "rpm": {"type": "integer", "minimum": 1},
                 "tpm": {"type": "integer", "minimum": 1},
+                "rate_window_s": {"type": "number", "exclusiveMinimum": 0},
+                "spend_limit_usd": {"type": "number", "minimum": 0},
             }}},
         "ledger": {"type": "object", "additionalProperties": False, "properties": {
             "path": {"type": ["string", "null"]}, "starting_credits": {"type": "integer", "minimum": 0}}},
@@ -173,6 +175,12 @@ class KeyConfig:
     credits: int | None = None
     rpm: int | None = None
     tpm: int | None = None
+    rate_window_s: float | None = None
+    """The window of this key's ``rpm``/``tpm``, in s (None: a minute); shorter only to test how
+    clients wait for Retry-After without waiting a minute."""
+    spend_limit_usd: float | None = None
+    """Most the key may spend on the OpenAI-compatible gateway, in US dollars (``sim/spend.py``, priced
+    by the catalogue); past it 402 billing_error (001, 002 "Errors"). None: no limit; 0: out of credit."""
 
     def allows(self, operation_id: str) -> bool:
         """Whether the key's scopes include ``operation_id``."""
@@ -311,7 +319,8 @@ def _where(parts: Any) -> str:
 def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
     keys = tuple(KeyConfig(key=entry["key"], tier=entry.get("tier", "premium"),
                            scopes=frozenset(entry.get("scopes", ["*"])), credits=entry.get("credits"),
-                           rpm=entry.get("rpm"), tpm=entry.get("tpm")) for entry in data.get("keys", []))
+                           rpm=entry.get("rpm"), tpm=entry.get("tpm"), rate_window_s=entry.get("rate_window_s"),
+                           spend_limit_usd=entry.get("spend_limit_usd")) for entry in data.get("keys", []))
     ledger = data.get("ledger", {})
     latency = data.get("latency", {})
     faults = data.get("faults", {})

@@ -21,6 +21,7 @@ from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
 from mock_server.sim.ratelimit import SlidingWindowLog
 from mock_server.sim.scripts import ScriptBook
+from mock_server.sim.spend import SpendMeter
 from spec import Operation
 
 
@@ -37,6 +38,8 @@ class Services:
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _id_bits: random.Random = field(init=False)
     ledger: Ledger = field(init=False)
+    spend: SpendMeter = field(init=False)
+    """Gateway spend per key against ``keys[].spend_limit_usd`` (``sim/spend.py``; 402 billing_error)."""
     files: FileStore = field(init=False, default_factory=FileStore)
     limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
     latency: LatencySimulator = field(init=False)
@@ -62,6 +65,8 @@ class Services:
         self.catalogue = Catalogue(self.models, unknown.stand_ins if unknown.serve else {})
         starting = {entry.key: entry.credits for entry in config.keys if entry.credits is not None}
         self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
+        self.spend = SpendMeter({entry.key: entry.spend_limit_usd for entry in config.keys
+                                 if entry.spend_limit_usd is not None})
         self.latency = LatencySimulator(config.latency.operations, config.latency.default,
                                         config.latency.time_scale, config.seed)
         self.gpus = GpuPool(config.latency.gpu_slots)

@@ -4,9 +4,10 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 (``control.key``, never an API key) sent as ``Authorization: Bearer <control key>``: anything else is
 401 authentication_error. JSON in and out; errors in the OpenAI envelope (001 "Errors").
 
-- ``POST /_mock/reset``: forget every rate-limit window, empty the credits ledger (each key starts
-  again from its starting balance, usage records dropped), restore the configured fault rates and
-  re-seed the fault RNG. Hosted media and stored files are kept (they are bounded and expire).
+- ``POST /_mock/reset``: forget every rate-limit window and every key's gateway spend, empty the
+  credits ledger (each key starts again from its starting balance, usage records dropped), restore
+  the configured fault rates and re-seed the fault RNG. Hosted media and stored files are kept (they
+  are bounded and expire).
 - ``POST /_mock/credits`` ``{"api_key", "credits"}``: top a configured key up by ``credits`` (1 ..
   :data:`MAX_TOP_UP`); answers ``{"api_key", "credits_added", "balance"}``.
 - ``GET /_mock/faults``: the fault rates ``{operationId: {kind: probability}}``;
@@ -100,6 +101,7 @@ class Control:
         """POST /_mock/reset (see the module docstring)."""
         services = self.services
         services.limiter.reset()
+        services.spend.reset()
         await anyio.to_thread.run_sync(services.ledger.reset)
         services.fault_rates.clear()
         services.fault_rates.update({op: dict(rates) for op, rates in services.config.faults.operations.items()})
@@ -107,7 +109,7 @@ class Control:
         services.scripts.clear()
         if services.journal is not None:
             services.journal.clear()
-        return {"reset": ["rate_limits", "ledger", "fault_rates", "fault_rng", "scripts", "journal"]}
+        return {"reset": ["rate_limits", "spend", "ledger", "fault_rates", "fault_rng", "scripts", "journal"]}
 
     async def credits(self, request: Request) -> Any:
         """POST /_mock/credits: ``{"api_key", "credits"}`` -> ``{"api_key", "credits_added", "balance"}``."""

@@ -20,6 +20,7 @@ from mock_server.catalogue import PART_MODALITY, Model
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.handlers.billing import bill
 from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
@@ -63,7 +64,8 @@ async def create_chat_completion(call: Call) -> Response:
     """Answer a chat completion, as one ``chat.completion`` or an SSE stream of chunks.
 
     Raises ApiError 400 for an unknown model, a content part the model does not take, tools or
-    json_schema on a model without them, or a tool_choice naming no declared tool.
+    json_schema on a model without them, or a tool_choice naming no declared tool; 402 billing_error
+    when the answer's tokens would take the key past its spend limit (``handlers/billing.py``).
     """
     body = call.body
     model = _model(call.services, body["model"], call.operation.operation_id)
@@ -74,6 +76,8 @@ async def create_chat_completion(call: Call) -> Response:
     choices = int(body.get("n") or 1)
     answers = [_answer(call.services, model, body, messages, index, limit) for index in range(choices)]
     usage = _usage(messages, answers)
+    if model.price is not None:  # 002 "Pricing": per token, image output tokens among the output
+        bill(call, model.price.tokens_usd(usage["prompt_tokens"], usage["completion_tokens"]))
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
     if body.get("stream"):

@@ -4,7 +4,8 @@
   004: "Rate limit: 10/min" and the like).
 - The gateways name RPM and TPM without figures (001 "Errors": "RPM or TPM exceeded"; the spec's
   ``x-rate-limit: {dimensions: [rpm, tpm]}`` or ``{configurable: true}``): the figures come from
-  the configuration (``rate_limits.rpm``/``tpm``, or a key's own ``rpm``/``tpm``).
+  the configuration (``rate_limits.rpm``/``tpm``, or a key's own ``rpm``/``tpm``, over a minute or
+  the key's ``rate_window_s``).
 
 Over a limit: 429 rate_limit_error with Retry-After (s) and the ``x-ratelimit-*`` headers; every
 admitted answer carries the ``x-ratelimit-*`` headers too. A refused request uses up nothing, and
@@ -94,9 +95,10 @@ class RateLimits(Stage):
         entry = call.services.config.key(call.api_key)
         rpm = entry.rpm if entry is not None and entry.rpm else settings.rpm
         tpm = entry.tpm if entry is not None and entry.tpm else settings.tpm
-        out = [Limit("requests", rpm, MINUTE_S)]
+        window_s = entry.rate_window_s if entry is not None and entry.rate_window_s else MINUTE_S
+        out = [Limit("requests", rpm, window_s)]
         if "tpm" in self.dimensions:
-            out.append(Limit("tokens", tpm, MINUTE_S))
+            out.append(Limit("tokens", tpm, window_s))
         self._by_key[call.api_key] = tuple(out)
         return out
 
