@@ -112,10 +112,15 @@ class HostedMedia:
 
     def get(self, media_id: str) -> Hosted:
         """The hosted item. Raises ApiError 404 if unknown, 410 if expired, 425 if reserved and not filled."""
-        item = self._items.get(media_id)
+        return self.check(media_id, self._items.get(media_id), self._clock())
+
+    @staticmethod
+    def check(media_id: str, item: Hosted | None, now: float) -> Hosted:
+        """``item`` (found under ``media_id``) if it may be served at ``now`` (its ``expires_at``'s clock).
+        Raises ApiError 404 if None, 410 if expired, 425 if reserved and not filled."""
         if item is None:
             raise ApiError(404, f"No hosted file {media_id!r}.", code="not_found")
-        if self._clock() >= item.expires_at:
+        if now >= item.expires_at:
             raise ApiError(410, f"The hosted file {media_id!r} has expired; hosted URLs are short-lived.",
                            type="invalid_request_error", code="url_expired")
         if not item.ready:
@@ -124,10 +129,34 @@ class HostedMedia:
                            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)})
         return item
 
+    # The asynchronous face the handlers and the endpoint use: a fleet's store (``fleet/media.py``) is
+    # remote, so it overrides these; in process they are the synchronous methods above.
+
+    async def publish(self, request: Request, content: bytes, media_type: str, ttl_s: float, suffix: str = "",
+                      owner: str | None = None) -> str:
+        """:meth:`url`, awaited."""
+        return self.url(request, content, media_type, ttl_s, suffix, owner)
+
+    async def reserve_path(self, media_type: str, ttl_s: float, suffix: str = "", owner: str | None = None) -> str:
+        """:meth:`reserve`, awaited."""
+        return self.reserve(media_type, ttl_s, suffix, owner)
+
+    async def fill_path(self, path: str, content: bytes, media_type: str, ttl_s: float) -> None:
+        """:meth:`fill`, awaited."""
+        self.fill(path, content, media_type, ttl_s)
+
+    async def discard_path(self, path: str) -> None:
+        """:meth:`discard`, awaited."""
+        self.discard(path)
+
+    async def serve(self, media_id: str) -> Hosted:
+        """:meth:`get`, awaited (same errors)."""
+        return self.get(media_id)
+
     async def endpoint(self, request: Request) -> Response:
         """GET ``/hosted/{media_id}``: the file's bytes with its media type."""
         try:
-            item = self.get(request.path_params["media_id"])
+            item = await self.serve(request.path_params["media_id"])
         except ApiError as error:
             return error.response()
         return Response(item.content, media_type=item.media_type)

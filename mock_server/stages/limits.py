@@ -105,7 +105,10 @@ class RateLimits(Stage):
         will let the request in, or :meth:`_too_large` when it never can."""
         limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
-        decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
+        self.judge(call, call.services.limiter.admit((call.api_key, self.operation_id), limits, weights), weights)
+
+    def judge(self, call: Call, decisions: list[Decision], weights: dict[str, int]) -> None:
+        """Keep ``decisions`` for :meth:`after`; raise the 429 of a refusal among them."""
         call.state["rate_limits"] = decisions
         for decision in decisions:
             if not decision.admitted:
@@ -149,6 +152,19 @@ class RateLimits(Stage):
         return response
 
 
+class SharedRateLimits(RateLimits):
+    """:class:`RateLimits` of a fleet: admitted by the limiter in Redis (``fleet/ratelimit.py``), one
+    await per request; its StateUnavailable becomes the app's 503."""
+
+    async def before(self, call: Call) -> None:
+        """As :meth:`RateLimits.before`, with every replica's admissions counted."""
+        limits = self.limits(call)
+        weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
+        limiter = call.services.shared_limiter
+        assert limiter is not None  # built only for a fleet
+        self.judge(call, await limiter.admit((call.api_key, self.operation_id), limits, weights), weights)
+
+
 @functools.cache
 def _fixed_headers(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
     """The raw ``x-ratelimit-limit-<dimension>`` header and value of ``limit``, and the names of its
@@ -177,4 +193,4 @@ def build(operation: Operation, services: Services) -> Stage | None:
     """A :class:`RateLimits` stage when limits are on and the spec gives the operation one."""
     if not services.config.rate_limits.enabled or not operation.security or rate_limit(operation) is None:
         return None
-    return RateLimits(operation, services)
+    return (SharedRateLimits if services.shared_limiter is not None else RateLimits)(operation, services)
