@@ -71,9 +71,10 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     app_class = ObservedStarlette if services.config.observability else Starlette
     replica.attach(services)  # a fleet's bus and job recovery (replica.py); nothing in process
     app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
-                                        Exception: _unexpected},
-                    lifespan=(lambda _app: replica.lifespan(services)) if services.fleet is not None else None)
-    app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
+                                        Exception: _unexpected})
+    # before the first request builds the middleware stack; the router runs the lifespan (a fleet's bus)
+    app.router = StaticPathRouter(routes, lifespan=(lambda _app: replica.lifespan(services))
+                                  if services.fleet is not None else None)
     if isinstance(app, ObservedStarlette):
         app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
             app.router.static[(path, _)].endpoint, OperationEndpoint))
@@ -114,8 +115,8 @@ class StaticPathRouter(Router):
     Starlette's own matching.
     """
 
-    def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        super().__init__(routes=routes)
+    def __init__(self, routes: Sequence[BaseRoute], lifespan: Any = None) -> None:
+        super().__init__(routes=routes, lifespan=lifespan)
         self.static: dict[tuple[str, str], Route] = {}
         for index, route in enumerate(self.routes):
             if not isinstance(route, Route) or route.param_convertors or not route.methods:

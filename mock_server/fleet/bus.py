@@ -67,6 +67,7 @@ class Bus:
 
     async def listen(self) -> None:
         """Serve the bus until cancelled, resubscribing after any Redis failure (``on_connect`` each time)."""
+        failing = False
         while True:
             pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -74,6 +75,9 @@ class Bus:
                 if self.on_connect is not None:
                     await self.on_connect()
                 self.ready.set()
+                if failing:
+                    log.warning("fleet bus: listening again")
+                failing = False
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
@@ -81,7 +85,9 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # Redis away (or a bad message): wait, then resubscribe
-                log.warning("fleet bus: %s; resubscribing", error)
+                if not failing:  # once per outage, not every RECONNECT_S
+                    log.warning("fleet bus: %s; resubscribing every %g s", error, RECONNECT_S)
+                failing = True
                 await asyncio.sleep(RECONNECT_S)
             finally:
                 with contextlib.suppress(Exception):

@@ -116,6 +116,10 @@ class SharedJobRunner(JobRunner):
     async def sweep_forever(self) -> None:
         """:meth:`sweep` every :data:`SWEEP_S` s until cancelled; Redis outages are waited out."""
         while True:
-            with contextlib.suppress(StateUnavailable):
+            try:
                 await self.sweep()
+            except StateUnavailable:
+                pass  # Redis is away: the next sweep tries again
+            except Exception:  # a bug must not end the sweeper silently
+                log.exception("sweeping for orphaned jobs failed")
             await asyncio.sleep(SWEEP_S)

@@ -29,7 +29,6 @@ _STORE = Script("""
 local item, owned, sizes = KEYS[1], KEYS[2], KEYS[3]
 local id, now, prefix = ARGV[1], tonumber(ARGV[7]), ARGV[10]
 if ARGV[11] == '1' and redis.call('EXISTS', item) == 0 then return 0 end
-if ARGV[11] == '1' then ARGV[6] = redis.call('HGET', item, 'owner') end
 redis.call('HSET', item, 'content', ARGV[2], 'media_type', ARGV[3], 'expires_at', ARGV[4], 'ready', ARGV[5],
            'owner', ARGV[6])
 redis.call('PEXPIRE', item, ARGV[8])
@@ -91,7 +90,11 @@ class SharedHostedMedia(HostedMedia):
 
     async def fill_path(self, path: str, content: bytes, media_type: str, ttl_s: float) -> None:
         """Host ``content`` at a reserved path for its owner; nothing when the reservation is gone."""
-        await self._put(path.rsplit("/", 1)[-1], content, media_type, ttl_s, True, None, refill=True)
+        media_id = path.rsplit("/", 1)[-1]
+        with guarded():
+            owner = await self.store.client.hget(self.store.key("media", media_id), "owner")
+        if owner is not None:  # the script checks again: a discard in between wins
+            await self._put(media_id, content, media_type, ttl_s, True, text(owner), refill=True)
 
     async def discard_path(self, path: str) -> None:
         """Forget ``path`` on every replica (its owner's index keeps the id until its next store)."""

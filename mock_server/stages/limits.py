@@ -105,22 +105,23 @@ class RateLimits(Stage):
         will let the request in, or :meth:`_too_large` when it never can."""
         limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
-        self.judge(call, call.services.limiter.admit((call.api_key, self.operation_id), limits, weights), weights)
-
-    def judge(self, call: Call, decisions: list[Decision], weights: dict[str, int]) -> None:
-        """Keep ``decisions`` for :meth:`after`; raise the 429 of a refusal among them."""
+        decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
         for decision in decisions:
             if not decision.admitted:
-                if self.metrics is not None:
-                    for refused in decisions:
-                        if not refused.admitted:
-                            self.metrics.rejected(refused.limit.dimension)
-                tokens = weights["tokens"]
-                for refused in decisions:
-                    if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):
-                        self._too_large(call, refused, tokens, decisions)
-                self._refuse(decisions)
+                self.refuse(call, decisions, weights)
+
+    def refuse(self, call: Call, decisions: list[Decision], weights: dict[str, int]) -> None:
+        """Raises the 429 of ``decisions``, of which one at least refused (counted in the metrics)."""
+        if self.metrics is not None:
+            for refused in decisions:
+                if not refused.admitted:
+                    self.metrics.rejected(refused.limit.dimension)
+        tokens = weights["tokens"]
+        for refused in decisions:
+            if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):
+                self._too_large(call, refused, tokens, decisions)
+        self._refuse(decisions)
 
     def _too_large(self, call: Call, refused: Decision, tokens: int, decisions: Sequence[Decision]) -> None:
         """Raises the answer OpenAI gives a request whose own tokens exceed the TPM limit: 429
@@ -162,7 +163,11 @@ class SharedRateLimits(RateLimits):
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         limiter = call.services.shared_limiter
         assert limiter is not None  # built only for a fleet
-        self.judge(call, await limiter.admit((call.api_key, self.operation_id), limits, weights), weights)
+        decisions = await limiter.admit((call.api_key, self.operation_id), limits, weights)
+        call.state["rate_limits"] = decisions
+        for decision in decisions:
+            if not decision.admitted:
+                self.refuse(call, decisions, weights)
 
 
 @functools.cache
