@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 
 #: Seconds a process gets to start answering.
 START_TIMEOUT_S = 30.0
@@ -119,6 +120,20 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.process = None
+
+
+@contextlib.contextmanager
+def redis_for_tests(directory: Path) -> Iterator[RedisServer]:
+    """A :class:`RedisServer` in ``directory`` for a test module, killed on exit; the test is skipped
+    (saying why) where ``redis-server`` is not installed."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +18,7 @@ import yaml
 
 from mock_server.fleet.ledger import SharedLedger
 from mock_server.fleet.store import RedisStore
-from tests.fleet_fixtures import REDIS_SERVER, RedisServer, Replica, replicas
-
-pytestmark = pytest.mark.skipif(not Path(REDIS_SERVER).exists(),
-                                reason="redis-server is not installed (.ci/run installs Debian's redis-server)")
+from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests, replicas
 
 CONTROL = {"Authorization": "Bearer ctl-key"}
 #: A fleet key's RPM (chat) in the burst test.
@@ -40,12 +36,8 @@ def auth(key: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with redis_for_tests(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module")

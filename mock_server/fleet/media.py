@@ -55,14 +55,18 @@ return 1
 
 
 class SharedHostedMedia(HostedMedia):
-    """:class:`~mock_server.hosted.HostedMedia` whose items live in Redis (module docstring). Only the
+    """:class:`~mock_server.hosted.HostedMedia` whose items live in Redis (module docstring), at most
+    ``max_items`` items and ``max_bytes`` bytes per key (the in-process bounds by default). Only the
     asynchronous face (:meth:`publish`, :meth:`reserve_path`, :meth:`fill_path`, :meth:`discard_path`,
     :meth:`serve`) is shared; each raises :class:`StateUnavailable` when Redis fails, except
     :meth:`serve`, which raises the 503 ApiError (the endpoint's answer)."""
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: RedisStore, max_items: int = MAX_ITEMS_PER_KEY, max_bytes: int = MAX_BYTES_PER_KEY
+                 ) -> None:
         super().__init__(time.time)
         self.store = store
+        self.max_items = max_items
+        self.max_bytes = max_bytes
 
     async def _put(self, media_id: str, content: bytes, media_type: str, ttl_s: float, ready: bool,
                    owner: str | None, refill: bool = False) -> bool:
@@ -71,8 +75,8 @@ class SharedHostedMedia(HostedMedia):
         keys = [self.store.key("media", media_id), self.store.key("media-owner", owner_name),
                 self.store.key("media-size", owner_name)]
         args = [media_id, content, media_type, repr(now + ttl_s), "1" if ready else "0", owner_name, repr(now),
-                round((ttl_s + GONE_KEEP_S) * 1000), MAX_ITEMS_PER_KEY, self.store.key("media", ""),
-                "1" if refill else "0", MAX_BYTES_PER_KEY]
+                round((ttl_s + GONE_KEEP_S) * 1000), self.max_items, self.store.key("media", ""),
+                "1" if refill else "0", self.max_bytes]
         return bool(await self.store.run(_STORE, keys, args))
 
     async def publish(self, request: Request, content: bytes, media_type: str, ttl_s: float, suffix: str = "",

@@ -97,14 +97,17 @@ class SharedScriptBook(ScriptBook):
                                          [json.dumps(data), MAX_SCRIPTS])
         if script_id == 0:
             raise ScriptError(f"At most {MAX_SCRIPTS} scripts may be in force; delete some first.", "steps")
+        script = Script(text(script_id), steps, nonce, operation_id)
+        self.scripts.append(script)
         await self._announce()
-        return Script(text(script_id), steps, nonce, operation_id)
+        return script
 
     async def remove_async(self, script_id: str) -> bool:
         """Delete one script on every replica; whether it was in force."""
         with guarded():
             removed = await self.store.client.hdel(self.hash, script_id)
             await self.store.client.lrem(self.order, 0, script_id)
+        self.scripts = [script for script in self.scripts if script.id != script_id]
         await self._announce()
         return bool(removed)
 
@@ -113,6 +116,7 @@ class SharedScriptBook(ScriptBook):
         with guarded():
             count = await self.store.client.hlen(self.hash)
             await self.store.client.delete(self.hash, self.order)
+        self.scripts = []
         await self._announce()
         return int(count)
 
