@@ -263,12 +263,12 @@ class Journal:
 
 def fleet_entry_ids() -> Iterator[int]:
     """Entry ids for a replica of a fleet: increasing, and in time order across replicas (the wall clock's
-    microseconds times 1024 plus a counter's low bits), so that ``since_id`` and sorting by id work on
-    the journal gathered from every replica. Below 2**62 until the year 2110."""
+    milliseconds times 1024 plus a counter's low bits), so that ``since_id`` and sorting by id work on
+    the journal gathered from every replica. Below 2**53 (exact in any JSON reader) until the year 2248."""
     last, count = 0, 0
     while True:
         count += 1
-        last = max(last + 1, time.time_ns() // 1000 * 1024 + (count & 1023))
+        last = max(last + 1, time.time_ns() // 1_000_000 * 1024 + (count & 1023))
         yield last
 
 

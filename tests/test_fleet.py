@@ -53,7 +53,14 @@ def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         yield started
 
 
-def chat(key: str, text: str = "hello") -> dict[str, Any]:
+def remaining(replica: Replica, key: str) -> int:
+    """The key's ``credits_remaining`` as ``replica`` answers it."""
+    return int(httpx.get(replica.url + "/api/v1/managed/usage", headers=auth(key), timeout=10).json()[
+        "credits_remaining"])
+
+
+def chat(text: str = "hello") -> dict[str, Any]:
+    """A small chat completion request."""
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 5}
 
 
@@ -66,7 +73,7 @@ async def _spread(fleet: list[Replica], path: str, key: str, bodies: list[dict[s
 
 def test_a_burst_spread_over_the_replicas_admits_exactly_the_limit(fleet: list[Replica]) -> None:
     answers = asyncio.run(_spread(fleet, "/v1/chat/completions", "sk-burst",
-                                  [chat("sk-burst", f"burst {i}") for i in range(3 * BURST_RPM)]))
+                                  [chat(f"burst {i}") for i in range(3 * BURST_RPM)]))
     statuses = [answer.status_code for answer in answers]
     assert statuses.count(200) == BURST_RPM, statuses
     assert statuses.count(429) == 2 * BURST_RPM, statuses
@@ -146,14 +153,18 @@ def test_the_control_api_acts_on_the_whole_fleet(fleet: list[Replica]) -> None:
     first, second, third = fleet
     faults = httpx.put(first.url + "/_mock/faults", json={"createChatCompletion": {"503": 1.0}}, headers=CONTROL)
     assert faults.status_code == 200
-    assert httpx.post(third.url + "/v1/chat/completions", json=chat("x"), headers=auth("sk-control")).status_code == 503
+    assert httpx.post(third.url + "/v1/chat/completions", json=chat(), headers=auth("sk-control")).status_code == 503
     assert httpx.get(second.url + "/_mock/faults", headers=CONTROL).json() == {"createChatCompletion": {"503": 1.0}}
+    topped = httpx.post(first.url + "/_mock/credits", json={"api_key": "sk-control", "credits": 5}, headers=CONTROL)
+    assert topped.json()["balance"] == 10_005
+    assert remaining(third, "sk-control") == 10_005
     assert httpx.post(second.url + "/_mock/reset", headers=CONTROL).status_code == 200
-    assert httpx.post(first.url + "/v1/chat/completions", json=chat("x"), headers=auth("sk-control")).status_code == 200
+    assert remaining(first, "sk-control") == 10_000
+    assert httpx.post(first.url + "/v1/chat/completions", json=chat(), headers=auth("sk-control")).status_code == 200
     script = httpx.post(second.url + "/_mock/scripts", headers=CONTROL, json={
         "match": {"nonce": "nonce-fleet-7"}, "steps": [{"answer": "error", "status": 503, "times": 2}]})
     assert script.status_code == 200, script.text
-    statuses = [httpx.post(replica.url + "/v1/chat/completions", json=chat("x", "say nonce-fleet-7"),
+    statuses = [httpx.post(replica.url + "/v1/chat/completions", json=chat("say nonce-fleet-7"),
                            headers=auth("sk-control")).status_code for replica in fleet]
     assert statuses == [503, 503, 200]  # "the next 2 matching requests", counted over the fleet
     journal = httpx.get(third.url + "/_mock/journal", params={"nonce": "nonce-fleet-7"}, headers=CONTROL).json()
@@ -174,7 +185,7 @@ def test_redis_away_is_503_in_the_envelope_and_a_restart_loses_nothing_answered(
     try:
         began = time.monotonic()
         for replica in fleet:
-            refused = httpx.post(replica.url + "/v1/chat/completions", json=chat("x"), headers=auth("sk-durable"),
+            refused = httpx.post(replica.url + "/v1/chat/completions", json=chat(), headers=auth("sk-durable"),
                                  timeout=10)
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "state_unavailable"
@@ -186,7 +197,7 @@ def test_redis_away_is_503_in_the_envelope_and_a_restart_loses_nothing_answered(
     finally:
         redis_server.start()
     deadline = time.monotonic() + 15
-    while httpx.post(fleet[2].url + "/v1/chat/completions", json=chat("x"),
+    while httpx.post(fleet[2].url + "/v1/chat/completions", json=chat(),
                      headers=auth("sk-durable"), timeout=10).status_code != 200:
         assert time.monotonic() < deadline, "the fleet did not recover when Redis came back"
         time.sleep(0.2)
