@@ -25,6 +25,11 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 
 Bad input (an unknown operationId or fault kind, a negative count, a journal query too wide) is a
 400 naming the field in ``param``.
+
+In a fleet (``state.url`` a Redis URL, ``mock_server/fleet/``) every call acts on the whole fleet,
+whichever replica it reaches: the shared state in Redis, and each replica's own part (fault rates,
+fault RNG, journal) over the fleet's bus (``replica.py``) before the call answers; 503
+``state_unavailable`` while Redis is away.
 """
 
 from __future__ import annotations

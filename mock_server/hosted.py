@@ -10,6 +10,9 @@ and :data:`MAX_BYTES_PER_KEY` bytes. Past either bound the key's own expired ite
 its own oldest live ones (their URLs answer 404 from then on). Keys are the configured ones, so the
 whole store is bounded by their number times these bounds.
 
+In a fleet (``state.url`` a Redis URL) the store is ``fleet/media.py``'s, in Redis, with the same rules:
+every replica serves every URL.
+
 A path may be reserved before its content exists (an asynchronous job's output, 004 "For AI
 Agents"): until :meth:`HostedMedia.fill` it answers 425 ``not_ready`` with ``Retry-After`` (s).
 """
