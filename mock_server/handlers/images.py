@@ -228,8 +228,9 @@ async def _answer(call: Call, profile: ImageProfile, settings: Settings, prompt:
         content = await anyio.to_thread.run_sync(functools.partial(
             render, settings.width, settings.height, colour, settings.fmt, settings.transparent, settings.compression))
         entry: dict[str, Any] = ({"b64_json": base64.b64encode(content).decode("ascii")} if settings.b64 else
-                                 {"url": call.services.hosted.url(call.request, content, mime, ttl_s,
-                                                                  suffix="." + settings.fmt, owner=call.api_key)})
+                                 {"url": await call.services.hosted.publish(
+                                     call.request, content, mime, ttl_s, suffix="." + settings.fmt,
+                                     owner=call.api_key)})
         if profile.revised_prompt:
             entry["revised_prompt"] = f"{prompt.rstrip(' .')}, {rng.choice(_DETAILS)}."
         data.append(entry)
