@@ -25,15 +25,16 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server import control, observability
+from mock_server import control, observability, replica
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import ApiError, excerpt, style_of
+from mock_server.errors import ApiError, excerpt, state_unavailable, style_of
+from mock_server.fleet.store import StateUnavailable
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.stages.auth import authenticate, key_sources
 from mock_server.stages.base import Stage
-from mock_server.stages.body import NO_BODY, BodyReader
+from mock_server.stages.body import NO_BODY, Body, BodyReader
 from mock_server.stages.params import ParameterReader
 from mock_server.stages.pipeline import build as build_stages
 from mock_server.stages.scripted import StreamReset
@@ -68,9 +69,12 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     if services.config.observability:  # /metrics, /health, /ready and X-Request-Id (observability.py)
         routes += observability.routes(services)
     app_class = ObservedStarlette if services.config.observability else Starlette
+    replica.attach(services)  # a fleet's bus and job recovery (replica.py); nothing in process
     app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
                                         Exception: _unexpected})
-    app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
+    # before the first request builds the middleware stack; the router runs the lifespan (a fleet's bus)
+    app.router = StaticPathRouter(routes, lifespan=(lambda _app: replica.lifespan(services))
+                                  if services.fleet is not None else None)
     if isinstance(app, ObservedStarlette):
         app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
             app.router.static[(path, _)].endpoint, OperationEndpoint))
@@ -111,8 +115,8 @@ class StaticPathRouter(Router):
     Starlette's own matching.
     """
 
-    def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        super().__init__(routes=routes)
+    def __init__(self, routes: Sequence[BaseRoute], lifespan: Any = None) -> None:
+        super().__init__(routes=routes, lifespan=lifespan)
         self.static: dict[tuple[str, str], Route] = {}
         for index, route in enumerate(self.routes):
             if not isinstance(route, Route) or route.param_convertors or not route.methods:
@@ -246,6 +250,8 @@ class OperationEndpoint:
                     response = await after(call, response)
             except ApiError as error:
                 response = error.response(self.style)
+            except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang
+                response = state_unavailable(error).response(self.style)
             if journal is not None:  # before the uploads close: the journal keeps their digests
                 response = journal.record(request.scope, self.operation.operation_id, body, clock, response,
                                           call.state.get("script") if call is not None else None)
@@ -266,14 +272,44 @@ async def _not_implemented(call: Call) -> Response:
     raise ApiError(501, f"The mock does not simulate {call.operation.operation_id} yet.", code="not_implemented")
 
 
+#: The ``operation`` label under which ``/metrics`` counts requests that match no spec operation (a 404
+#: or 405 from the router, a hosted file that is gone); the journal files them with operationId null.
+UNMATCHED = "(unmatched)"
+#: Most bytes of such a request's body that the journal keeps, in bytes (the rest is not read).
+UNMATCHED_BODY_BYTES = 1 << 20
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's 404 and 405 (with its ``Allow`` header, RFC 9110 15.5.6) in the envelope of the protocol
-    that owns the path."""
+    that owns the path. Counted in ``/metrics`` under :data:`UNMATCHED` and recorded in the request
+    journal (a gateway that forwards to a wrong path shows there, its body's nonce included)."""
+    clock, started = time.monotonic(), time.perf_counter()
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     message = {404: f"Unknown path {excerpt(request.url.path)}.", 405: f"Method {request.method} not allowed here."}
-    response = ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    response: Response = ApiError(status, message.get(status, str(exc)), headers=headers).response(
+        path_style(request.url.path))
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is not None and services.journal is not None:
+        body = Body(None, raw=await _head_of_body(request, UNMATCHED_BODY_BYTES))
+        response = services.journal.record(request.scope, None, body, clock, response)
+    if services is not None and services.metrics is not None:
+        services.metrics.operation(UNMATCHED).answered(status, time.perf_counter() - started)
     return observability.tag(request.scope, response)
+
+
+async def _head_of_body(request: Request, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``request``'s body (None for an empty or unreadable one); the rest
+    is left unread."""
+    head = bytearray()
+    try:
+        async for chunk in request.stream():
+            head += chunk[: limit - len(head)]
+            if len(head) >= limit:
+                break
+    except (ClientDisconnect, RuntimeError):  # gone, or already read by the route
+        pass
+    return bytes(head) or None
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:

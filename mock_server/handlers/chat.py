@@ -20,6 +20,7 @@ from mock_server.catalogue import PART_MODALITY, Model
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.handlers.billing import bill
 from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
@@ -68,7 +69,9 @@ async def create_chat_completion(call: Call) -> Response:
 
     Raises ApiError 400 for an unknown model, a content part the model does not take, tools or
     json_schema on a model without them, a tool_choice naming no declared tool, or a json_schema
-    the mock cannot answer (``mock_server.structured``: param ``response_format.json_schema.schema...``).
+    the mock cannot answer (``mock_server.structured``: param ``response_format.json_schema.schema...``);
+    402 billing_error when the answer's tokens would take the key past its spend limit
+    (``handlers/billing.py``).
     """
     body = call.body
     model = _model(call.services, body["model"], call.operation.operation_id)
@@ -92,6 +95,8 @@ async def create_chat_completion(call: Call) -> Response:
     answers = [_answer(call.services, model, body, messages, key, structured[index] if structured else None, limit)
                for index, key in enumerate(keys)]
     usage = _usage(messages, answers)
+    if model.price is not None:  # 002 "Pricing": per token, image output tokens among the output
+        bill(call, model.price.tokens_usd(usage["prompt_tokens"], usage["completion_tokens"]))
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
     if body.get("stream"):
