@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "suite": ("benchmarks.bench_suite", [], []),
     "refusal": ("benchmarks.bench_refusal", [], ["--max-mb", "3.5"]),
     "schemathesis": ("benchmarks.bench_schemathesis", [], ["--max-examples", "5"]),
+    "structured": ("benchmarks.bench_structured", [], ["--answers", "20"]),
 }
 
 
