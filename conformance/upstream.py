@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -152,9 +152,7 @@ class Relay:
         """The gateway's answer as evidence, with the upstream view attached."""
         if self.answer is None:
             return Evidence("POST", "", self.sent, None, {}, self.failure or "", self.view())
-        base = self.answer.evidence()
-        return Evidence(base.method, base.url, base.request_body, base.status, base.headers,
-                        base.response_excerpt, self.view(), base.media)
+        return replace(self.answer.evidence(), upstream=self.view())
 
 
 def _cut(value: Any) -> Any:
