@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conformance import pages, report
+from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
@@ -67,7 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--phases", default=",".join(PHASES), type=phases_argument,
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
-    run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
+    run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                     help="progress per phase: a bar on a terminal, a plain line every few seconds otherwise "
+                          "(a CI log); auto picks by whether stdout is a terminal (default auto)")
+    run.add_argument("--progress-every", type=float, default=PLAIN_INTERVAL_S, metavar="SECONDS",
+                     help=f"seconds between two plain progress lines (default {PLAIN_INTERVAL_S:g})")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress: only the summary at the end")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="pytest's own line per check and tracebacks (to debug the suite) instead of the progress")
     compare = commands.add_parser("compare", help="render several reports side by side",
                                   description="Render several report.json files side by side, one column each.")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
@@ -140,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
             modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
             report_dir = _report_dir(args.reports, target.name)
             plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
-            code = pytest.main(_pytest_args(args, report_dir, modules), plugins=[plugin])
+            mode = "none" if args.quiet or args.verbose else args.progress
+            console = ConsoleReport(plugin.rows, report_dir, mode=mode, interval_s=args.progress_every)
+            code = pytest.main(_pytest_args(args, report_dir, modules),
+                               plugins=[plugin] if args.verbose else [plugin, console])
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
@@ -184,7 +195,9 @@ def _pytest_args(args: argparse.Namespace, report_dir: Path, modules: list[str])
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                    "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
-                   "-q" if args.quiet else "-v"]
+                   # the console (conformance/console.py) shows progress and the summary; pytest's own lines
+                   # per check, tracebacks and short summary only with --verbose
+                   *(["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "-o", "console_output_style=classic"])]
     return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
 
 

@@ -151,11 +151,6 @@ class ConformancePlugin:
                                 finished.isoformat(timespec="seconds"), time.monotonic() - self._clock)
         report.write(document, self.run.report_dir)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        seconds = report.phase_seconds(self.rows)
-        terminalreporter.write_line("time per phase: " + ", ".join(f"{p} {seconds.get(p, 0.0):.1f} s" for p in PHASES))
-        terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
-
 
 def check_failures(error: BaseException | None) -> list[CheckFailure]:
     """The :class:`CheckFailure` (s) behind a failed test: the error itself, or each one in an exception group
