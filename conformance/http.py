@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,15 @@ import httpx
 from httpx_sse import EventSource
 
 from conformance import media
-from conformance.failures import KEY_VARIABLE, Evidence, TargetError, excerpt, form_field, redact_headers
+from conformance.failures import (
+    KEY_VARIABLE,
+    CheckFailure,
+    Evidence,
+    TargetError,
+    excerpt,
+    form_field,
+    redact_headers,
+)
 from conformance.target import Target
 
 #: Largest body read from the target, in bytes; more is cut (a runaway stream must not hang the suite).
@@ -116,6 +125,53 @@ def form_parts(data: Mapping[str, Any] | None, files: Any) -> tuple[dict[str, An
         upload = value if isinstance(value, tuple) else (None, value)
         parts.append(form_field(name, upload[1], upload[0] or name, upload[2] if len(upload) > 2 else None))
     return tuple(parts)
+
+
+class Recorder:
+    """Keeps the last answer an SDK's own HTTP client received (httpx event hooks: pass :attr:`hooks` as the
+    ``event_hooks`` of the client the SDK is given), so that a failed SDK check carries the request and answer
+    behind it like any other check. The SDK's client may be its own httpx build (openai's ``httpx2``): the
+    response is read by its attributes only."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.last: Any = None
+
+    @property
+    def hooks(self) -> dict[str, list[Any]]:
+        """``event_hooks`` for ``httpx.Client``."""
+        return {"response": [self._keep]}
+
+    def _keep(self, response: Any) -> None:
+        self.last = response
+
+    def evidence(self) -> Evidence:
+        """The last exchange as evidence (the answer's excerpt empty when the SDK streamed it); empty before any."""
+        if self.last is None:
+            return Evidence()
+        request, response = self.last.request, self.last
+        try:
+            body = bytes(response.content)
+        except RuntimeError:  # ResponseNotRead: streamed, read event by event by the SDK
+            body = b""
+        sent = request.content.decode("utf-8", "replace") if request.content else None
+        with contextlib.suppress(ValueError, TypeError):
+            sent = json.loads(sent) if sent else None
+        exchange = Exchange(request.method, str(request.url), sent, response.status_code,
+                            {k.lower(): v for k, v in response.headers.items()}, body,
+                            redact_headers(dict(request.headers), secrets_of(self.target)))
+        return exchange.evidence()
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Give a :class:`CheckFailure` raised inside that names no request this recorder's last exchange."""
+        self.last = None
+        try:
+            yield
+        except CheckFailure as failure:
+            if not failure.evidence.method:
+                failure.evidence = self.evidence()
+            raise
 
 
 #: Most times one request is re-sent after a 429 whose Retry-After the target's patience allows.

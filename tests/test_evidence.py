@@ -125,3 +125,19 @@ def test_skips_record_their_reason_in_every_format(tmp_path: Path) -> None:
     assert next(row for row in report["checks"] if row["id"] == "test_skipped")["reason"] == reason
     for name in ("report.md", "report.html", "junit.xml"):
         assert reason in (tmp_path / name).read_text(), name
+
+
+def test_a_failed_sdk_check_carries_the_sdk_request_and_answer(tmp_path: Path) -> None:
+    from tests.broken_targets import broken_app
+    from tests.test_suite_catches_broken_targets import mock_like_target_file, run_suite
+
+    with serve(broken_app("retrieved_model_renamed")) as url:
+        code, report, output = run_suite(mock_like_target_file(url, tmp_path), tmp_path, "--phases", "behavioural",
+                                         "-k", "sdk")
+    assert code == 1, output
+    failure = next(row["failure"] for row in report["checks"] if row["check"] == "sdk_models_retrieve")
+    request, response = failure["evidence"]["request"], failure["evidence"]["response"]
+    assert request["method"] == "GET" and request["url"].startswith(f"{url}/v1/models/")
+    assert request["headers"]["authorization"] == "Bearer $CONFORMANCE_API_KEY"
+    assert request["curl"].startswith(f"curl -sS {url}/v1/models/")
+    assert response["status"] == 200 and "some-other-model" in response["body_excerpt"]

@@ -9,54 +9,68 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.checks.sdk import run_sdk
+from conformance.http import Recorder
 from conformance.target import Target
 
 API = "openai_gateway"
 
 
 @pytest.fixture(scope="module")
-def sdk(target: Target) -> Iterator[openai.OpenAI]:
-    """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding)."""
+def recorder(target: Target) -> Recorder:
+    """The SDK's last exchange, the evidence of a failed SDK check."""
+    return Recorder(target)
+
+
+@pytest.fixture(scope="module")
+def sdk(target: Target, recorder: Recorder) -> Iterator[openai.OpenAI]:
+    """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding);
+    its HTTP client is the SDK's default but for the hooks that record each exchange."""
+    http = openai.DefaultHttpxClient(event_hooks=recorder.hooks)
     with openai.OpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0,
-                       timeout=target.timeout_s) as client:
+                       timeout=target.timeout_s, http_client=http) as client:
         yield client
 
 
 @pytest.mark.api(API, operation="createChatCompletion")
 @pytest.mark.check("sdk_chat_completion")
-def test_sdk_chat(sdk: openai.OpenAI, target: Target) -> None:
-    completion = run_sdk("sdk_chat_completion", target.base_url, lambda: sdk.chat.completions.create(
-        model=target.model("chat"), messages=[{"role": "user", "content": "Say hello."}]))
-    REGISTRY["sdk_chat_completion"](completion, target.base_url)
+def test_sdk_chat(sdk: openai.OpenAI, target: Target, recorder: Recorder) -> None:
+    with recorder.attached():  # a failure carries the SDK's last request and answer
+        completion = run_sdk("sdk_chat_completion", target.base_url, lambda: sdk.chat.completions.create(
+            model=target.model("chat"), messages=[{"role": "user", "content": "Say hello."}]))
+        REGISTRY["sdk_chat_completion"](completion, target.base_url)
 
 
 @pytest.mark.api(API, operation="createChatCompletion")
 @pytest.mark.check("sdk_chat_stream")
-def test_sdk_chat_stream(sdk: openai.OpenAI, target: Target) -> None:
-    chunks = run_sdk("sdk_chat_stream", target.base_url, lambda: list(sdk.chat.completions.create(
-        model=target.model("chat"), messages=[{"role": "user", "content": "Say hello."}], stream=True,
-        stream_options={"include_usage": True})))
-    REGISTRY["sdk_chat_stream"](chunks, target.base_url)
+def test_sdk_chat_stream(sdk: openai.OpenAI, target: Target, recorder: Recorder) -> None:
+    with recorder.attached():  # a failure carries the SDK's last request and answer
+        chunks = run_sdk("sdk_chat_stream", target.base_url, lambda: list(sdk.chat.completions.create(
+            model=target.model("chat"), messages=[{"role": "user", "content": "Say hello."}], stream=True,
+            stream_options={"include_usage": True})))
+        REGISTRY["sdk_chat_stream"](chunks, target.base_url)
 
 
 @pytest.mark.api(API, operation="createImage")
 @pytest.mark.check("sdk_images_generate")
-def test_sdk_images(sdk: openai.OpenAI, target: Target) -> None:
-    result = run_sdk("sdk_images_generate", target.base_url, lambda: sdk.images.generate(
-        model=target.model("image_generation"), prompt="A logo for a coffee app", response_format="b64_json"))
-    REGISTRY["sdk_images_generate"](result, target.base_url)
+def test_sdk_images(sdk: openai.OpenAI, target: Target, recorder: Recorder) -> None:
+    with recorder.attached():  # a failure carries the SDK's last request and answer
+        result = run_sdk("sdk_images_generate", target.base_url, lambda: sdk.images.generate(
+            model=target.model("image_generation"), prompt="A logo for a coffee app", response_format="b64_json"))
+        REGISTRY["sdk_images_generate"](result, target.base_url)
 
 
 @pytest.mark.api(API, operation="listModels")
 @pytest.mark.check("sdk_models_list")
-def test_sdk_models(sdk: openai.OpenAI, target: Target) -> None:
-    models = run_sdk("sdk_models_list", target.base_url, lambda: list(sdk.models.list()))
-    REGISTRY["sdk_models_list"](models, target.base_url)
+def test_sdk_models(sdk: openai.OpenAI, target: Target, recorder: Recorder) -> None:
+    with recorder.attached():  # a failure carries the SDK's last request and answer
+        models = run_sdk("sdk_models_list", target.base_url, lambda: list(sdk.models.list()))
+        REGISTRY["sdk_models_list"](models, target.base_url)
 
 
 @pytest.mark.api(API, operation="retrieveModel")
 @pytest.mark.check("sdk_models_retrieve")
-def test_sdk_models_retrieve(sdk: openai.OpenAI, target: Target) -> None:
-    wanted = target.model("chat")
-    model = run_sdk("sdk_models_retrieve", target.base_url, lambda: sdk.models.retrieve(wanted))
-    REGISTRY["sdk_models_retrieve"](model, wanted, target.base_url)
+def test_sdk_models_retrieve(sdk: openai.OpenAI, target: Target, recorder: Recorder) -> None:
+    with recorder.attached():  # a failure carries the SDK's last request and answer
+        wanted = target.model("chat")
+        model = run_sdk("sdk_models_retrieve", target.base_url, lambda: sdk.models.retrieve(wanted))
+        REGISTRY["sdk_models_retrieve"](model, wanted, target.base_url)
