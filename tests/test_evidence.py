@@ -141,3 +141,17 @@ def test_a_failed_sdk_check_carries_the_sdk_request_and_answer(tmp_path: Path) -
     assert request["headers"]["authorization"] == "Bearer $CONFORMANCE_API_KEY"
     assert request["curl"].startswith(f"curl -sS {url}/v1/models/")
     assert response["status"] == 200 and "some-other-model" in response["body_excerpt"]
+
+
+def test_an_upstream_scenario_the_gateway_did_not_answer_keeps_its_request() -> None:
+    from conformance.failures import Evidence
+    from conformance.target import Upstream
+    from conformance.upstream import Relay
+
+    asked = Evidence("POST", "http://gw/v1/chat/completions", {"model": "m", "messages": []},
+                     request_headers={"authorization": "Bearer $CONFORMANCE_API_KEY"})
+    relay = Relay("chat_forwarded", "cnf-1", asked.request_body, Upstream("http://up", "ctl"),
+                  failure="ReadTimeout: timed out", unanswered=asked)
+    shown = relay.evidence().as_dict()
+    assert shown["request"]["curl"].startswith("curl -sS -X POST http://gw/v1/chat/completions -H \"Authorization")
+    assert shown["response"]["body_excerpt"] == "ReadTimeout: timed out" and shown["upstream"]["nonce"] == "cnf-1"
