@@ -155,6 +155,12 @@ def markdown(report: dict[str, Any]) -> str:
     if skipped:
         lines += ["", "## Skipped", "", "| check | case | why |", "|---|---|---|"]
         lines += [f"| {row['check']} | {_cell(row['id'])} | {_cell(row.get('reason') or '')} |" for row in skipped]
+    unclaimed = Counter((row["api"], row.get("reason") or "") for row in report["checks"]
+                        if row["outcome"] == "not_claimed")
+    if unclaimed:
+        lines += ["", "## Not claimed", ""]
+        lines += [f"- {api}: {count} checks ({reason or 'no reason given'})" for (api, reason), count in
+                  sorted(unclaimed.items())]
     return "\n".join(lines + _upstream_markdown(report)) + "\n"
 
 

@@ -92,6 +92,9 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
                              for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
+    markdown = (tmp_path / "under-test" / "latest" / "report.md").read_text()
+    count = sum(row["api"] == "credits_api" for row in unclaimed)
+    assert f"- credits_api: {count} checks (not claimed: the target does not claim credits_api)" in markdown
 
 
 @pytest.mark.parametrize(("target", "said"), [("gatway.yaml", "(no such file)"), ("configs/acme", "(no such file)"),
