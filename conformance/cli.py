@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ from conformance import pages, report
 from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
-from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
+from conformance.target import DEFAULT_MODELS, Target, TargetFileError, load_target_file, name_for, root_url
 from spec import load_yaml, project_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,10 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
+        from conformance.embedded import EMBEDDED_MODELS, EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
 
         return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
-                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER)
+                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER,
+                      models=MappingProxyType({**DEFAULT_MODELS, **EMBEDDED_MODELS}))
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})

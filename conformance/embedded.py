@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import uvicorn
@@ -50,6 +51,13 @@ SCOPED_KEY = "sk-test-chat-only"
 FAULT_HEADER = "X-Mock-Fault"
 
 
+#: Model keys of the embedded mock's target beyond the defaults (``conformance/target.py``): models of its
+#: catalogue (``mock_server/data/models.yaml``) lacking media, and one chat model per provider.
+EMBEDDED_MODELS = MappingProxyType({
+    "text_only": "text-only-mini", "provider_openai": "gpt-4o-mini",
+    "provider_anthropic": "anthropic/claude-sonnet-4.6", "provider_google": "gemini-2.5-flash-image-generation"})
+
+
 def mock_missing() -> str | None:
     """None when the mock's half (``pip install '.[mock]'``) is importable, else the import error's text."""
     try:
@@ -59,17 +67,18 @@ def mock_missing() -> str | None:
     return None
 
 
-def embedded_app(seed: int = 0) -> Any:
+def embedded_app(seed: int = 0, **config: Any) -> Any:
     """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
     :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits) and :data:`SCOPED_KEY` (chat
     only), rate limits as documented,
-    no latency, faults only on request (:data:`FAULT_HEADER`)."""
+    no latency, faults only on request (:data:`FAULT_HEADER`); ``config``: other ``MockConfig`` fields
+    (a test's variant, e.g. ``hosted_url_ttl_s``)."""
     from mock_server import MockConfig, create_app  # the one place the suite touches the mock
     from mock_server.config import DEV_API_KEY, KeyConfig
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
             KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})))
-    return create_app(MockConfig(seed=seed, keys=keys))
+    return create_app(MockConfig(seed=seed, keys=keys, **config))
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import pytest
 
 from conformance import profiles, report
 from conformance.checks import REGISTRY, Check
+from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
 from conformance.http import TargetClient
@@ -75,6 +76,12 @@ class ConformancePlugin:
         return self.run.target
 
     @pytest.fixture(scope="session")
+    def hosted_urls(self) -> list[IssuedUrl]:
+        """Hosted media URLs the run's answers carried, for their download later in the run
+        (``checks/hosted.py``); tests that receive one append it."""
+        return []
+
+    @pytest.fixture(scope="session")
     def client(self, target: Target) -> Iterator[TargetClient]:
         """A :class:`TargetClient` shared by the whole run."""
         with TargetClient(target) as client:
@@ -85,6 +92,7 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
+        config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -98,9 +106,10 @@ class ConformancePlugin:
         """Run the phases in order: golden fixtures, behavioural checks, then the property-based ones.
 
         Generated cases come last because they spend the target's credits and rate limits, which
-        the precise checks before them must find untouched.
+        the precise checks before them must find untouched. Tests marked ``last_in_phase`` end their phase.
         """
-        items.sort(key=lambda item: PHASES.index(phase_of(item)))
+        items.sort(key=lambda item: (PHASES.index(phase_of(item)),
+                                     item.get_closest_marker("last_in_phase") is not None))
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:

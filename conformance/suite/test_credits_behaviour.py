@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conformance.checks import REGISTRY
+from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
 from conformance.target import Target
@@ -44,13 +45,26 @@ def test_tts_credits_fall(tts_pair: tuple[Exchange, Exchange]) -> None:
     REGISTRY["credits_fall_by_cost"](tts_pair[0], tts_pair[1], TTS)
 
 
+@pytest.fixture(scope="module")
+def image_pair(client: TargetClient) -> tuple[Exchange, Exchange]:
+    """Two image generations in a row, made once for the module (5/min: the answers serve every check)."""
+    body = {"prompt": "A futuristic cityscape at sunset with neon lights", "width": 512, "height": 512}
+    return client.request("POST", IMAGE.path, json_body=body), client.request("POST", IMAGE.path, json_body=body)
+
+
 @pytest.mark.api(API, operation="createMultimodalImage")
 @pytest.mark.check("credits_fall_by_cost")
-def test_image_credits_fall(client: TargetClient) -> None:
-    body = {"prompt": "A futuristic cityscape at sunset with neon lights", "width": 512, "height": 512}
-    first = client.request("POST", IMAGE.path, json_body=body)
-    second = client.request("POST", IMAGE.path, json_body=body)
-    REGISTRY["credits_fall_by_cost"](first, second, IMAGE)
+def test_image_credits_fall(image_pair: tuple[Exchange, Exchange]) -> None:
+    REGISTRY["credits_fall_by_cost"](image_pair[0], image_pair[1], IMAGE)
+
+
+@pytest.mark.check("answer_base64_unwrapped")
+@pytest.mark.parametrize("operation_id", ["createMultimodalTts", "createMultimodalImage"])
+def test_answer_base64_unwrapped(operation_id: str, tts_pair: tuple[Exchange, Exchange],
+                                 image_pair: tuple[Exchange, Exchange]) -> None:
+    """004: "All endpoints ... return base64-encoded results": audio_base64 and image_base64 unwrapped."""
+    answer = tts_pair[0] if operation_id == "createMultimodalTts" else image_pair[0]
+    REGISTRY["answer_base64_unwrapped"](answer, find_operation(API, operation_id))
 
 
 @pytest.mark.api(API, operation="listMultimodalUsage")
@@ -89,7 +103,7 @@ VIDEO_JOB_TIMEOUT_S = 600.0
 
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
-def test_video_job_polled_to_completion(client: TargetClient, target: Target) -> None:
+def test_video_job_polled_to_completion(client: TargetClient, target: Target, hosted_urls: list[IssuedUrl]) -> None:
     # A key of its own when the target has one: the golden fixtures used the main key's i2v window.
     style = "standard" if target.standard_api_key else "bearer"
     started = client.request("POST", I2V.path, auth=style, json_body={
@@ -112,7 +126,10 @@ def test_video_job_polled_to_completion(client: TargetClient, target: Target) ->
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
-    video = client.request("GET", str(final.get("video_url") or body.get("video_url")), auth=None)
+    video_url = str(final.get("video_url") or body.get("video_url"))
+    if final.get("status") == "completed":
+        hosted_urls.append(IssuedUrl(API, video_url, "video", "getMultimodalUsage video_url", time.time()))
+    video = client.request("GET", video_url, auth=None)
     wan22 = providers(I2V)["wan22"]
     REGISTRY["video_job_completes"](records, video, (wan22.width, wan22.height), wan22.duration_s, I2V)
 
