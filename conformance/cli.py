@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conformance import pages, report
+from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
@@ -65,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generated cases per operation: quick (CI) or thorough (default quick)")
     run.add_argument("--baseline", type=Path, help="known failures (YAML/JSON known_failures: [ids]) to accept")
     run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
-    run.add_argument("--phases", default=",".join(PHASES),
+    run.add_argument("--phases", default=",".join(PHASES), type=phases_argument,
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
-    run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
+    run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                     help="progress per phase: a bar on a terminal, a plain line every few seconds otherwise "
+                          "(a CI log); auto picks by whether stdout is a terminal (default auto)")
+    run.add_argument("--progress-every", type=float, default=PLAIN_INTERVAL_S, metavar="SECONDS",
+                     help=f"seconds between two plain progress lines (default {PLAIN_INTERVAL_S:g})")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress: only the summary at the end")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="pytest's own line per check and tracebacks (to debug the suite) instead of the progress")
     compare = commands.add_parser("compare", help="render several reports side by side",
                                   description="Render several report.json files side by side, one column each.")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
@@ -93,7 +101,8 @@ def _target(args: argparse.Namespace, url: str) -> Target:
                               + (" (no such file)" if args.target.endswith((".yaml", ".yml")) or "/" in args.target
                                  else ""))
     if not args.api_key:
-        raise TargetFileError("--api-key (or $CONFORMANCE_API_KEY) is required for a URL target")
+        raise TargetFileError(f"--target {args.target} needs a key: pass --api-key KEY, set $CONFORMANCE_API_KEY, "
+                              "or use a target file with `api_key: KEY` or `api_key_env: VARIABLE`")
     return Target(args.name or name_for(url), root_url(url), args.api_key)
 
 
@@ -137,9 +146,13 @@ def run(args: argparse.Namespace) -> int:
         baseline = _baseline(args.baseline)
         with _served(args.target) as url:
             target = _target(args, url)
+            modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
             report_dir = _report_dir(args.reports, target.name)
             plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
-            code = pytest.main(_pytest_args(args, report_dir, target), plugins=[plugin])
+            mode = "none" if args.quiet or args.verbose else args.progress
+            console = ConsoleReport(plugin.rows, report_dir, mode=mode, interval_s=args.progress_every)
+            code = pytest.main(_pytest_args(args, report_dir, modules),
+                               plugins=[plugin] if args.verbose else [plugin, console])
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
@@ -151,14 +164,25 @@ def run(args: argparse.Namespace) -> int:
     return 1 if plugin.regressions else 0
 
 
+def phases_argument(text: str) -> str:
+    """``--phases`` checked as argparse parses it, so that a bad one is exit 2 before anything starts (no mock
+    served, no report folder): a comma-separated list of :data:`PHASES`, none empty, unknown or named twice.
+    Returns ``text`` unchanged; raises ``argparse.ArgumentTypeError`` naming the problem."""
+    names = [phase.strip() for phase in text.split(",")]
+    problems = [f"unknown phase {name!r}" for name in names if name and name not in PHASES]
+    problems += [f"{name!r} named twice" for name in sorted({n for n in names if n and names.count(n) > 1})]
+    if not any(names) or "" in names:
+        problems.append("an empty phase name" if any(names) else "no phase")
+    if problems:
+        raise argparse.ArgumentTypeError(f"{'; '.join(problems)} in {text!r}: choose from {', '.join(PHASES)}")
+    return text
+
+
 def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[str]:
-    """The suite modules of the named phases; raises TargetFileError for an unknown phase, or for the
-    upstream phase asked for by name when the target has no ``upstream`` section (without one, the
+    """The suite modules of the named phases (checked by :func:`phases_argument`); raises TargetFileError for
+    the upstream phase asked for by name when the target has no ``upstream`` section (without one, the
     default phases leave it out: it needs the gateway's upstream mock)."""
-    wanted = {phase.strip() for phase in phases.split(",") if phase.strip()}
-    unknown = wanted - set(PHASES)
-    if unknown or not wanted:
-        raise TargetFileError(f"--phases takes {', '.join(PHASES)}; got {phases!r}")
+    wanted = {phase.strip() for phase in phases.split(",")}
     if "upstream" in wanted and target.upstream is None:
         if explicit:
             raise TargetFileError("the upstream phase needs a target file with an upstream section "
@@ -167,13 +191,14 @@ def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[s
     return sorted(str(path) for path in SUITE_DIR.glob("test_*.py") if phase_of_module(path.name) in wanted)
 
 
-def _pytest_args(args: argparse.Namespace, report_dir: Path, target: Target) -> list[str]:
-    modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+def _pytest_args(args: argparse.Namespace, report_dir: Path, modules: list[str]) -> list[str]:
     pytest_args = [*modules, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                    "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
-                   "-q" if args.quiet else "-v"]
+                   # the console (conformance/console.py) shows progress and the summary; pytest's own lines
+                   # per check, tracebacks and short summary only with --verbose
+                   *(["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "-o", "console_output_style=classic"])]
     return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,15 @@ import httpx
 from httpx_sse import EventSource
 
 from conformance import media
-from conformance.failures import Evidence, TargetError, excerpt
+from conformance.failures import (
+    KEY_VARIABLE,
+    CheckFailure,
+    Evidence,
+    TargetError,
+    excerpt,
+    form_field,
+    redact_headers,
+)
 from conformance.target import Target
 
 #: Largest body read from the target, in bytes; more is cut (a runaway stream must not hang the suite).
@@ -21,7 +30,10 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Exchange:
-    """A finished request/response pair; ``headers`` keys are lower case, ``body`` the raw bytes."""
+    """A finished request/response pair; ``headers`` keys are lower case, ``body`` the raw bytes.
+    ``request_headers`` are the headers sent, secrets already redacted (``failures.redact_headers``), None when
+    not recorded;
+    ``form`` the multipart/form-data parts sent (``failures.form_field``), None for any other body."""
 
     method: str
     url: str
@@ -29,6 +41,8 @@ class Exchange:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    request_headers: Mapping[str, str] | None = None
+    form: tuple[dict[str, Any], ...] | None = None
 
     @property
     def media_type(self) -> str:
@@ -61,8 +75,10 @@ class Exchange:
         """The exchange as report evidence (body cut to an excerpt; media in it summarised, decoded)."""
         keep = ("content-type", "retry-after", "x-request-id")
         headers = {k: v for k, v in self.headers.items() if k in keep or k.startswith("x-ratelimit")}
+        sent = None if self.request_headers is None else dict(self.request_headers)
         return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body),
-                        media=media.summary(self.media_type, self.body))
+                        media=media.summary(self.media_type, self.body), request_headers=sent,
+                        form=list(self.form) if self.form is not None else None)
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,72 @@ class TimedStream:
     def data(self) -> list[str]:
         """The events' ``data`` payloads, in order."""
         return [event.data for event in self.events]
+
+
+def secrets_of(target: Target) -> dict[str, str]:
+    """The target's keys -> the variables a reproduction names them by (the key: ``$CONFORMANCE_API_KEY``)."""
+    keys = {"API": target.api_key, "STANDARD_API": target.standard_api_key, "EMPTY_API": target.empty_api_key,
+            "SCOPED_API": target.scoped_api_key}
+    return {value: KEY_VARIABLE.replace("API", name, 1) for name, value in keys.items() if value}
+
+
+def form_parts(data: Mapping[str, Any] | None, files: Any) -> tuple[dict[str, Any], ...] | None:
+    """httpx's ``data``/``files`` arguments as evidence parts (``failures.form_field``); None when neither."""
+    if data is None and files is None:
+        return None
+    parts = [form_field(name, item) for name, value in (data or {}).items()
+             for item in (value if isinstance(value, list | tuple) else [value])]
+    for name, value in files.items() if isinstance(files, Mapping) else files or []:
+        upload = value if isinstance(value, tuple) else (None, value)
+        parts.append(form_field(name, upload[1], upload[0] or name, upload[2] if len(upload) > 2 else None))
+    return tuple(parts)
+
+
+class Recorder:
+    """Keeps the last answer an SDK's own HTTP client received (httpx event hooks: pass :attr:`hooks` as the
+    ``event_hooks`` of the client the SDK is given), so that a failed SDK check carries the request and answer
+    behind it like any other check. The SDK's client may be its own httpx build (openai's ``httpx2``): the
+    response is read by its attributes only."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.last: Any = None
+
+    @property
+    def hooks(self) -> dict[str, list[Any]]:
+        """``event_hooks`` for ``httpx.Client``."""
+        return {"response": [self._keep]}
+
+    def _keep(self, response: Any) -> None:
+        self.last = response
+
+    def evidence(self) -> Evidence:
+        """The last exchange as evidence (the answer's excerpt empty when the SDK streamed it); empty before any."""
+        if self.last is None:
+            return Evidence()
+        request, response = self.last.request, self.last
+        try:
+            body = bytes(response.content)
+        except RuntimeError:  # ResponseNotRead: streamed, read event by event by the SDK
+            body = b""
+        sent = request.content.decode("utf-8", "replace") if request.content else None
+        with contextlib.suppress(ValueError, TypeError):
+            sent = json.loads(sent) if sent else None
+        exchange = Exchange(request.method, str(request.url), sent, response.status_code,
+                            {k.lower(): v for k, v in response.headers.items()}, body,
+                            redact_headers(dict(request.headers), secrets_of(self.target)))
+        return exchange.evidence()
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Give a :class:`CheckFailure` raised inside that names no request this recorder's last exchange."""
+        self.last = None
+        try:
+            yield
+        except CheckFailure as failure:
+            if not failure.evidence.method:
+                failure.evidence = self.evidence()
+            raise
 
 
 #: Most times one request is re-sent after a 429 whose Retry-After the target's patience allows.
@@ -159,6 +241,7 @@ class TargetClient:
         """
         sent = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         url = str(self._client.base_url.join(path))
+        shown = self._shown(self._client.headers, sent, {"content-type": "application/json"})
         began = time.monotonic()
         events: list[TimedEvent] = []
         broken = None
@@ -167,7 +250,8 @@ class TargetClient:
                 status, answer_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
                 if "text/event-stream" not in answer_headers.get("content-type", ""):
                     body = response.read()
-                    exchange = Exchange(method, str(response.request.url), json_body, status, answer_headers, body)
+                    exchange = Exchange(method, str(response.request.url), json_body, status, answer_headers, body,
+                                        self._shown(response.request.headers))
                     return TimedStream(exchange, (), None, time.monotonic() - began)
                 try:
                     for event in EventSource(response).iter_sse():
@@ -178,10 +262,11 @@ class TargetClient:
                     broken = f"{type(exc).__name__}: {exc}"
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise TargetError("target_reachable", "an HTTP answer", reason, Evidence(method, url, json_body)) from exc
+            raise TargetError("target_reachable", "an HTTP answer", reason,
+                              Evidence(method, url, json_body, request_headers=shown)) from exc
         body = "".join((f"event: {e.event}\n" if e.event != "message" else "") + f"data: {e.data}\n\n"
                        for e in events).encode()
-        exchange = Exchange(method, url, json_body, status, answer_headers, body)
+        exchange = Exchange(method, url, json_body, status, answer_headers, body, shown)
         return TimedStream(exchange, tuple(events), broken, time.monotonic() - began)
 
     def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
@@ -191,6 +276,7 @@ class TargetClient:
             time.sleep(pause)
         self._last_sent = time.monotonic()
         url = str(self._client.base_url.join(path))
+        form = form_parts(data, files)
         try:
             with self._client.stream(method, path, json=json_body, content=content, headers=headers, files=files,
                                      data=data, params=params) as response:
@@ -200,8 +286,16 @@ class TargetClient:
                     if len(body) >= MAX_BODY_BYTES:
                         break
                 return Exchange(method, str(response.request.url), json_body, response.status_code,
-                                {k.lower(): v for k, v in response.headers.items()}, bytes(body))
+                                {k.lower(): v for k, v in response.headers.items()}, bytes(body),
+                                self._shown(response.request.headers), form)
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise TargetError("target_reachable", "an HTTP answer", reason,
-                              Evidence(method, url, json_body if json_body is not None else data)) from exc
+                              Evidence(method, url, json_body if json_body is not None else data,
+                                       request_headers=self._shown(self._client.headers, headers),
+                                       form=list(form) if form is not None else None)) from exc
+
+    def _shown(self, *headers: Mapping[str, str]) -> dict[str, str]:
+        """Request headers (later mappings win) as evidence: lower case, the target's keys redacted."""
+        merged = {name.lower(): value for mapping in headers for name, value in mapping.items()}
+        return redact_headers(merged, secrets_of(self.target))

@@ -136,10 +136,12 @@ class ConformancePlugin:
             outcome = "known_failure"
         failure = None
         if rep.failed:
-            error = call.excinfo.value if call.excinfo else None
-            if isinstance(error, CheckFailure):
-                failure = error.as_dict()
-                name = name if single else error.check  # a test of many checks reports the one that failed
+            found = check_failures(call.excinfo.value if call.excinfo else None)
+            if found:
+                failure = found[0].as_dict()
+                if len(found) > 1:  # Hypothesis found several distinct failing cases: each is listed
+                    failure["cases"] = [error.as_dict() for error in found]
+                name = name if single else found[0].check  # a test of many checks reports the one that failed
             else:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
@@ -160,10 +162,28 @@ class ConformancePlugin:
                                 finished.isoformat(timespec="seconds"), time.monotonic() - self._clock)
         report.write(document, self.run.report_dir)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        seconds = report.phase_seconds(self.rows)
-        terminalreporter.write_line("time per phase: " + ", ".join(f"{p} {seconds.get(p, 0.0):.1f} s" for p in PHASES))
-        terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
+
+def check_failures(error: BaseException | None) -> list[CheckFailure]:
+    """The :class:`CheckFailure` (s) behind a failed test: the error itself, or each one in an exception group
+    (Hypothesis raises one when it finds several distinct failing cases), depth first, distinct by verdict.
+    A leaf that is no CheckFailure (a crash) becomes one of check ``suite_error``, its request unknown."""
+    if error is None:
+        return []
+    if isinstance(error, CheckFailure):
+        return [error]
+    if not isinstance(error, BaseExceptionGroup):
+        return []
+    found: dict[tuple[str, str, str], CheckFailure] = {}
+    for leaf in _leaves(error):
+        failure = leaf if isinstance(leaf, CheckFailure) else CheckFailure(
+            "suite_error", "the test to run to its verdict", f"{type(leaf).__name__}: {leaf}"[:1500])
+        found.setdefault((failure.check, failure.received, failure.evidence.url), failure)
+    return list(found.values())
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for error in group.exceptions
+            for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]
 
 
 def _row_id(item: pytest.Item) -> str:

@@ -345,6 +345,28 @@ class ChargingRefusals:
         await self.app(scope, receive, charging)
 
 
+def _errors_as(status: int, content_type: bytes, body: bytes | None) -> Rewrite:
+    """A gateway that answers every error (4xx, 5xx) with ``status``, ``content_type`` and ``body`` (None:
+    the error's own body): a portal page, a 200 wrapping the error, bytes that are no JSON."""
+    def rewrite(old: int, headers: Headers, old_body: bytes) -> tuple[int, Headers, bytes]:
+        if old < 400:
+            return old, headers, old_body
+        kept = [(k, v) for k, v in headers if k not in (b"content-type", b"retry-after")]
+        return status, [*kept, (b"content-type", content_type)], old_body if body is None else body
+
+    return rewrite
+
+
+#: Gateways that answer what must be refused as if it were fine (issue 14, no false pass): every check that
+#: expects an error must fail against each, whatever the body.
+ERRORS_ANSWERED_WRONG: dict[str, Rewrite] = {
+    "errors_as_200": _errors_as(200, b"application/json", None),
+    "errors_as_html_page": _errors_as(200, b"text/html; charset=utf-8",
+                                      b"<!doctype html><html><body><h1>Sign in</h1><form></form></body></html>"),
+    "errors_as_garbage": _errors_as(200, b"application/json", b"\x00\xff{not json at all]]\x1b"),
+}
+
+
 @dataclass(frozen=True)
 class Broken:
     """One broken rule: the rewrite, the check that must report it, and the suite phases to run."""

@@ -113,6 +113,9 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
                              for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
+    markdown = (tmp_path / "under-test" / "latest" / "report.md").read_text()
+    count = sum(row["api"] == "credits_api" for row in unclaimed)
+    assert f"- credits_api: {count} checks (not claimed: the target does not claim credits_api)" in markdown
 
 
 @pytest.mark.parametrize(("target", "said"), [("gatway.yaml", "(no such file)"), ("configs/acme", "(no such file)"),
@@ -134,3 +137,42 @@ def test_a_url_target_still_needs_only_a_key(tmp_path: Path, capsys: pytest.Capt
     monkeypatch.delenv("CONFORMANCE_API_KEY", raising=False)
     code = main(["run", "--target", "https://gateway.acme.dev", "--reports", str(tmp_path / "reports")])
     assert code == 2 and "--api-key" in capsys.readouterr().err
+
+
+def test_a_url_target_without_a_key_says_how_to_give_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.cli import main
+
+    monkeypatch.delenv("CONFORMANCE_API_KEY", raising=False)
+    code = main(["run", "--target", "https://gateway.acme.dev", "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert all(way in err for way in ("--api-key", "$CONFORMANCE_API_KEY", "api_key:", "api_key_env:")), err
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(("phases", "said"), [
+    ("", "no phase"), (" , ", "no phase"), ("golden,", "an empty phase name"), ("golden,,property", "an empty phase"),
+    ("goldne", "unknown phase 'goldne'"), ("golden,behavior", "unknown phase 'behavior'"),
+    ("golden,golden", "'golden' named twice"), ("property, property", "'property' named twice"),
+])
+def test_a_bad_phases_list_is_exit_2_before_anything_starts(
+        phases: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    with pytest.raises(SystemExit) as exited:  # argparse refuses it: no mock served, no report folder
+        main(["run", "--target", "mock", "--phases", phases, "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and said in err and "golden, behavioural, upstream, property" in err, err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_the_upstream_phase_without_an_upstream_section_leaves_no_report_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump({"base_url": "http://127.0.0.1:9", "api_key": "k"}))
+    code = main(["run", "--target", str(path), "--phases", "upstream", "--reports", str(tmp_path / "reports")])
+    assert code == 2 and "upstream section" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()

@@ -14,6 +14,7 @@ import pytest
 from conformance.checks import REGISTRY
 from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
+from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
 from conformance.target import Target
 from spec import find_operation
@@ -82,7 +83,9 @@ def test_usage_pagination(client: TargetClient, tts_pair: tuple[Exchange, Exchan
 def test_usage_record(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:
     body: Any = tts_pair[1].json()
     usage_id = body.get("usage_id") if isinstance(body, dict) else None
-    assert isinstance(usage_id, str), f"the TTS answer names no usage_id: {tts_pair[1].body[:200]!r}"
+    if not isinstance(usage_id, str):
+        raise CheckFailure("usage_record_found", "a TTS answer naming its usage_id",
+                           f"{tts_pair[1].status} {tts_pair[1].media_type} without a usage_id", tts_pair[1].evidence())
     exchange = client.request("GET", RECORD.path.format(usage_id=usage_id))
     REGISTRY["usage_record_found"](exchange, usage_id, RECORD)
 
@@ -133,7 +136,9 @@ def _poll(client: TargetClient, started: Exchange, style: str) -> tuple[list[Exc
         pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
     body: Any = started.json()
     usage_id = body.get("usage_id") if isinstance(body, dict) else None
-    assert started.status == 200 and isinstance(usage_id, str), f"no job started: {started.status}"
+    if started.status != 200 or not isinstance(usage_id, str):
+        raise CheckFailure("video_job_completes", "200 starting a job with its usage_id",
+                           f"{started.status} {started.media_type}, usage_id {usage_id!r}", started.evidence())
     records: list[Exchange] = []
     deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
     delay = 0.05
