@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser, connections: tuple[int, ...])
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
 
 
-#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N``.
+#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N <chat body as JSON>``.
 DRIVER = """
 import asyncio, json, sys, tempfile
 from pathlib import Path
@@ -122,16 +122,19 @@ from mock_server import create_app
 from mock_server.config import load_config
 with tempfile.TemporaryDirectory() as tmp:
     app = create_app(load_config(write_config(Path(tmp), "driver", json.loads(sys.argv[1]))))
-asyncio.run(_run(app, 300))
-asyncio.run(_run(app, int(sys.argv[2])))
+body = json.loads(sys.argv[3])
+asyncio.run(_run(app, 300, body))
+asyncio.run(_run(app, int(sys.argv[2]), body))
 """
 
 
-def instructions(config: Mapping[str, Any], requests: int) -> int:
-    """Instructions callgrind counts for the driver's whole run under ``config``."""
+def instructions(config: Mapping[str, Any], requests: int, body: Mapping[str, Any] = CHAT_BODY) -> int:
+    """Instructions callgrind counts for the driver's whole run of ``requests`` chat requests of ``body``
+    under ``config``."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-                               sys.executable, "-c", DRIVER, json.dumps(config), str(requests)], cwd=ROOT,
+                               sys.executable, "-c", DRIVER, json.dumps(config), str(requests),
+                               json.dumps(body)], cwd=ROOT,
                               capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     found = re.search(r"Collected : (\d+)", done.stderr)
