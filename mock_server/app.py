@@ -299,9 +299,11 @@ class OperationEndpoint:
         self.style = error_style(operation)
         self.metrics = services.metrics.operation(operation.operation_id) if services.metrics else None
         stages = build_stages(operation, services)
-        # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
+        # only the hooks a stage overrides, and an `after` only when its stage noted something for it
+        # (Stage.after_needs): an awaited no-op still costs a coroutine per request
         self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
-        self.afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
+        self.afters = [(stage.after_needs, stage.after) for stage in reversed(stages)
+                       if type(stage).after is not Stage.after]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -343,8 +345,10 @@ class OperationEndpoint:
                 for before in self.befores:
                     await before(call)
                 response = await self.handler(call)
-                for after in self.afters:
-                    response = await after(call, response)
+                state = call.state
+                for needs, after in self.afters:
+                    if needs is None or needs in state:
+                        response = await after(call, response)
             except ApiError as error:
                 response = error.response(self.style)
             if journal is not None:  # before the uploads close: the journal keeps their digests

@@ -34,10 +34,12 @@ from mock_server import MockConfig, create_app, jsoncodec
 from mock_server.app import MockRequest, StaticPathRouter
 from mock_server.cli import STACKS, build_parser, default_stack
 from mock_server.config import ControlConfig
+from mock_server.context import Call
+from mock_server.handlers import chat
 from mock_server.stages.body import BodyReader
 from mock_server.stages.limits import estimated_tokens
 from mock_server.stages.validation import BodyValidator, fast_validator
-from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, sentence, sentence_for
+from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, pieces, sentence, sentence_for
 from spec import operations, request_body_schema, schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -530,3 +532,47 @@ def test_an_exception_while_sending_the_start_counts_as_started_both_ways() -> N
             asyncio.run(app(scope, receive, failing_send))
         outcomes.append(calls)
     assert outcomes[0] == outcomes[1] == ["http.response.start"]
+
+
+@pytest.mark.parametrize("limit", [None, 1, 5, 23, 24, 25, 64, 4096])
+def test_a_plain_answer_within_max_tokens_is_the_one_splitting_into_tokens_gives(limit: int | None) -> None:
+    """The chat handler skips splitting a generated answer into tokens when its known count fits the limit:
+    the same content, finish_reason and token count as splitting (the slow path) gives."""
+    app = create_app(MockConfig())
+    services = app.state.services
+    model = services.catalogue.find("gpt-4o-mini", "createChatCompletion")
+    for part in range(30):
+        messages = [{"role": "user", "content": f"question {part}"}]
+        answer = chat._answer(services, model, {"model": model.id, "messages": messages}, messages, 0, limit)
+        text = sentence_for(key_for(services.config.seed, model.id, messages, None, None, 0), chat.ANSWER_TOKENS)
+        tokens = pieces(text)  # the slow path: split, then cut at the limit
+        if limit is not None and len(tokens) > limit:
+            expected = ("".join(tokens[:limit]), "length", limit)
+        else:
+            expected = (text, "stop", len(tokens))
+        assert (answer.content, answer.finish_reason, answer.text_tokens) == expected
+
+
+def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer_unchanged() -> None:
+    """The pipeline skips a stage's ``after`` when ``call.state`` lacks its ``after_needs`` key: called
+    anyway, such a hook returns the very answer it was given, unchanged, a JSON answer or an SSE stream."""
+    config = MockConfig(control=ControlConfig(enabled=True, key="sk-control"))
+    app = create_app(config)
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    skippable = [after for needs, after in endpoint.afters if needs is not None]
+    assert {type(after.__self__).__name__ for after in skippable} >= {"Faults", "Scripted"}
+    request = MockRequest({"type": "http", "headers": []})
+    for needs, after in endpoint.afters:
+        if needs is None:
+            continue
+
+        async def events() -> Any:
+            yield b"data: {}\n\n"
+
+        for response in (JSONResponse({"a": 1}), StreamingResponse(events(), media_type="text/event-stream")):
+            before = (dict(response.headers), getattr(response, "body_iterator", None), getattr(response, "body", None))
+            call = Call(request, endpoint.operation, {}, "sk-test", app.state.services,
+                        state={"rate_limits": (), "fault": None} if needs != "fault" else {"script_step": None})
+            assert asyncio.run(after(call, response)) is response
+            assert (dict(response.headers), getattr(response, "body_iterator", None),
+                    getattr(response, "body", None)) == before
