@@ -120,8 +120,10 @@ from benchmarks.common import write_config
 from benchmarks.profile_chat import _run
 from mock_server import create_app
 from mock_server.config import load_config
+from mock_server.cli import settle_heap
 with tempfile.TemporaryDirectory() as tmp:
     app = create_app(load_config(write_config(Path(tmp), "driver", json.loads(sys.argv[1]))))
+settle_heap()  # as mock-server serve does before serving
 body = json.loads(sys.argv[3])
 asyncio.run(_run(app, 300, body))
 asyncio.run(_run(app, int(sys.argv[2]), body))

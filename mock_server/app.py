@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, empty_receive, empty_send
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -265,7 +265,17 @@ class _Headers(Headers):
 
 
 class MockRequest(Request):
-    """The request the pipeline reads: Starlette's, with :class:`_Headers`."""
+    """The request the pipeline reads: Starlette's, with :class:`_Headers`, built in one call."""
+
+    def __init__(self, scope: Scope, receive: Receive = empty_receive, send: Send = empty_send) -> None:
+        # what Request.__init__ and HTTPConnection.__init__ set, without their two calls and checks
+        # (the pipeline only ever sees HTTP scopes); tests/test_fast_paths.py compares the attributes
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._stream_consumed = False
+        self._is_disconnected = False
+        self._form = None
 
     @property
     def headers(self) -> Headers:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.testclient import TestClient
@@ -576,3 +576,17 @@ def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer
             assert asyncio.run(after(call, response)) is response
             assert (dict(response.headers), getattr(response, "body_iterator", None),
                     getattr(response, "body", None)) == before
+
+
+def test_the_pipelines_request_is_built_as_starlettes() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/chat/completions"}
+    for args in ((scope,), (scope, receive), (scope, receive, send)):
+        ours, theirs = MockRequest(*args), Request(*args)
+        assert vars(ours) == vars(theirs)
+        assert (ours.receive, ours.method, ours.scope) == (theirs.receive, theirs.method, theirs.scope)
