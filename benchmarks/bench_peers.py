@@ -4,9 +4,10 @@ Three servers side by side on 127.0.0.1, one process each:
 
 - ``bare``: the bare Starlette app (``bare_app.py``) on the mock's stack (uvicorn, uvloop, httptools).
 - ``mock``: ``mock-server serve`` with every feature a user would leave on: the key check, request
-  validation, rate limits (RPM and TPM, high enough never to refuse), the credits ledger, and the
-  request journal and the metrics of issues 12 and 17 (control API on, so the journal records;
-  observability on: ``/metrics`` counting and ``X-Request-Id``). Latency simulation off.
+  validation, rate limits (RPM and TPM, high enough never to refuse), and the request journal and
+  the metrics of issues 12 and 17 (control API on, so the journal records; observability on:
+  ``/metrics`` counting and ``X-Request-Id``). Latency simulation off; chat charges no credits, so
+  the ledger is not on its path.
 - ``aimock``: CopilotKit's ``@copilotkit/aimock`` (:data:`AIMOCK_VERSION`, npm), installed by
   :func:`setup_aimock` into ``benchmarks/.peers/`` (gitignored), run under ``node`` with its key check
   on (``auth.apiKeys``) and one fixture that answers the request's user message with a fixed text.
@@ -100,7 +101,7 @@ AIMOCK_ANSWER = ("A mock server answers like the real service would, so that tes
                  "offline and the same every time they run.")
 #: Control API on (so that the journal records) with its own key, as a gateway team runs the mock upstream.
 CONTROL = {"enabled": True, "key": "bench-control"}
-#: The mock's configuration: every feature on (journal, metrics, limits, ledger, validation, auth).
+#: The mock's configuration: every feature on (journal, metrics, limits, validation, auth).
 MOCK_CONFIG = base_config(control=CONTROL, journal={"enabled": True}, observability={"enabled": True})
 #: Content chunks of aimock's stream: with its role, finish and [DONE] events, as many as the mock's n=4.
 AIMOCK_STREAM_CHUNKS = expected_events(4) - 3
