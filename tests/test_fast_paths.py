@@ -590,3 +590,12 @@ def test_the_pipelines_request_is_built_as_starlettes() -> None:
         ours, theirs = MockRequest(*args), Request(*args)
         assert vars(ours) == vars(theirs)
         assert (ours.receive, ours.method, ours.scope) == (theirs.receive, theirs.method, theirs.scope)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary() | st.lists(st.sampled_from([b"1", b"9", b"0", b" ", b",", b"a", b"\xd9", b"\xff", b"12345678"]),
+                                  max_size=40).map(b"".join))
+def test_the_long_digits_precheck_agrees_with_the_regex(raw: bytes) -> None:
+    """``jsoncodec.loads`` counts digits before the regex scan: the same verdict as the regex alone."""
+    assert jsoncodec.long_digits(raw) is (jsoncodec._LONG_DIGITS.search(raw) is not None)
+    assert jsoncodec.long_digits(b"x" + b"7" * 19) and not jsoncodec.long_digits(b"7" * 18 + b",7")
