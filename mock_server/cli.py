@@ -136,6 +136,15 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     return dataclasses.replace(config, latency=latency)
 
 
+def settle_heap() -> None:
+    """Put what start-up built out of the garbage collector's sight before serving (``benchmarks/paired.py``
+    calls it too, so that its instruction counts are a served process's)."""
+    # What start-up built (specs, compiled validators, the catalogue) lives as long as the process:
+    # out of the collector's sight, a collection under load scans only what requests allocate.
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mock-server``; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -150,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mock-server: cannot start with {args.config}: {error}", file=sys.stderr)
         return EXIT_USAGE
     stack = STACKS[args.stack or default_stack()]
-    # What start-up built (specs, compiled validators, the catalogue) lives as long as the process:
-    # out of the collector's sight, a collection under load scans only what requests allocate.
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
                 loop=stack["loop"], http=PROTOCOLS[stack["http"]])
     return 0

@@ -49,12 +49,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                request_id = value if _visible(value) else None
-                break
-        request_id = request_id or b"req_%024x" % _ids.getrandbits(96)
+        request_id = new_request_id(scope)
         if scope["path"] in self.direct:
             scope[SCOPE_KEY] = request_id
             await self.app(scope, receive, send)
@@ -67,6 +62,17 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def new_request_id(scope: Scope) -> bytes:
+    """The id of an HTTP request: its ``X-Request-Id`` header when usable (1-128 visible ASCII
+    characters), else a fresh ``req_<24 hex>``."""
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            if _visible(value):
+                return bytes(value)
+            break
+    return b"req_%024x" % _ids.getrandbits(96)
 
 
 def tag(scope: Scope, response: Response) -> Response:

@@ -179,7 +179,7 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
     if "image" in model.output:
         png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, HashRandom(key).randrange(64))
         images.append({"type": "image_url", "image_url": {"url": data_url(png, "image/png")}})
-    if limit is None:  # no need to split the text into tokens (the hot path of a plain completion)
+    if limit is None or (known is not None and known <= limit):  # within the limit: no need to split it
         return Answer(content=text, finish_reason="stop", images=images, content_tokens=known)
     tokens = pieces(text)
     if len(tokens) > limit:

@@ -78,6 +78,8 @@ class StreamReset(Exception):
 class Scripted(Stage):
     """Answers a request as the first script matching it says (module docstring)."""
 
+    after_needs = "script_step"
+
     def __init__(self, operation: Operation, services: Services) -> None:
         self.operation = operation
         self.operation_id = operation.operation_id
