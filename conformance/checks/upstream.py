@@ -246,7 +246,8 @@ def _error_of(relay: Relay) -> tuple[int, str | None, str, bool]:
     return answer.status, kind if isinstance(kind, str) else None, str(message or ""), isinstance(kind, str)
 
 
-@check(capability="upstream.errors", source=SOURCE_ERRORS + "; 004 Error Codes")
+@check(capability="upstream.errors", source=SOURCE_ERRORS + "; 002 Errors (500, 502 / 503 of the Images API); "
+                                                            "004 Error Codes")
 def upstream_error_translated(relay: Relay, operation: Any) -> None:
     """A scripted upstream failure reaches the client with a documented status and ``error.type`` for it,
     in the client protocol's envelope."""
@@ -448,6 +449,30 @@ def upstream_media_intact(relay: Relay, operation: Any) -> None:
     size, upstream_size = _image_size(name, relay, got, "the client's"), _image_size(name, relay, wanted, "upstream")
     if size != upstream_size:
         raise _fail(name, relay, f"a {upstream_size[0]}x{upstream_size[1]} image", f"{size[0]}x{size[1]}")
+
+
+def _revised_prompts(body: Any) -> list[Any]:
+    """``data[i].revised_prompt`` of an images answer, one per entry (None where an entry has none)."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    return [item.get("revised_prompt") if isinstance(item, Mapping) else None
+            for item in (data if isinstance(data, list) else [])]
+
+
+@check(capability="upstream.media", source=SOURCE_SAFETY + " (if a model returns revised_prompt, that came from "
+                                                           "the provider)")
+def upstream_revised_prompt_from_provider(relay: Relay, operation: Any) -> None:
+    """Each image of the client's answer carries exactly the ``revised_prompt`` the upstream's answer gave it:
+    the provider's text unchanged where it sent one, and none where it sent none (the gateway neither invents
+    nor rewrites one). What was compared is reported (``measured.revised_prompts``)."""
+    name = "upstream_revised_prompt_from_provider"
+    answer = _answered(name, relay)
+    upstream = _revised_prompts(_upstream_json(name, relay))
+    if answer.status != 200:
+        raise _fail(name, relay, "200 with the images the upstream made", str(answer.status))
+    got = _revised_prompts(answer.json())
+    relay.measured["revised_prompts"] = {"upstream": upstream, "client": got}
+    if got != upstream:
+        raise _fail(name, relay, f"revised_prompt per image as the upstream sent it: {upstream}", f"{got}")
 
 
 @check(capability="upstream.media", source="002 Images API (url; download URLs are short-lived)")
