@@ -96,6 +96,8 @@ BROKEN: dict[str, str] = {
     "double_charges": "sends every credits-API POST upstream twice and returns the second answer (004 credits)",
     "image_errors_unwrapped": "images/generations: an upstream 5xx becomes a bare 500 'Internal Server Error' in "
                               "text/plain (002 'Errors': 500 internal_server_error, 502 / 503 upstream_error)",
+    "fills_own_defaults": "credits API: fills in its own voice 'Calm_Man' and guidance_scale 7.5 where the client "
+                          "left them out (004: defaults Wise_Woman and 6.0)",
     "invents_revised_prompt": "images/generations: every image gets a revised_prompt 'Enhanced: ...' (the "
                               "provider's altered, or one invented) (002 'Safety': revised_prompt came from the "
                               "provider)",
@@ -298,6 +300,11 @@ class _Gateway:
         elif path == IMAGES_GENERATIONS and self.breaks == "rewrites_image_prompt" \
                 and isinstance(body.get("prompt"), str):
             body["prompt"] = "High quality: " + body["prompt"]
+        elif path.startswith(CREDITS_PREFIX) and self.breaks == "fills_own_defaults":
+            own = {"/tts": ("voice", "Calm_Man"), "/cogvideox": ("guidance_scale", 7.5)}
+            for suffix, (name, value) in own.items():
+                if path.endswith(suffix):
+                    body.setdefault(name, value)
         elif path == MESSAGES and self.breaks == "messages_max_tokens_floor" \
                 and isinstance(body.get("max_tokens"), int) and body["max_tokens"] < 4096:
             body["max_tokens"] = 4096

@@ -22,6 +22,7 @@ from conformance.media import MediaError, from_base64
 from conformance.media import audio_video as decode_audio_video
 from conformance.media import image as decode_image
 from conformance.upstream import Relay, all_strings
+from spec.fields import find_field, request_schemas, top_level_fields
 
 SOURCE_ROUTING = "001 Chat Completions: Provider routing"
 SOURCE_SAFETY = "002 Image Generation: Safety"
@@ -523,6 +524,34 @@ def upstream_video_delivered(relay: Relay, operation: Any) -> None:
     relay.measured.update(client_video_s=round(video.duration_s, 3), upstream_video_s=wanted)
     if not isinstance(wanted, int | float) or abs(video.duration_s - float(wanted)) > max(0.2, 0.05 * float(wanted)):
         raise _fail(name, relay, f"a video of {wanted} s (the upstream's record)", f"{video.duration_s:.2f} s")
+
+
+def _request_defaults(operation: Any) -> dict[str, Any]:
+    """``{field: documented default}`` of the top-level fields of ``operation``'s JSON request body."""
+    found: dict[str, Any] = {}
+    for schema in request_schemas(operation).values():
+        for name in top_level_fields(operation.api, schema):
+            for match in find_field(operation.api, schema, name):
+                if "default" in match.schema and match.schema["default"] is not None:
+                    found.setdefault(name, match.schema["default"])
+    return found
+
+
+@check(capability="upstream.request", source="004 parameter tables (Default: TTS voice Wise_Woman; CogVideoX "
+                                             "guidance_scale 6.0, num_inference_steps 50)")
+def upstream_defaults_kept(relay: Relay, operation: Any) -> None:
+    """Each field with a documented default that the client left out arrives upstream either left out too (the
+    provider applies its default) or as that default: the gateway substitutes no value of its own. What
+    arrived is reported (``measured.defaults_upstream``)."""
+    name = "upstream_defaults_kept"
+    body = _arrived(name, relay)
+    omitted = {key: value for key, value in _request_defaults(operation).items() if key not in relay.sent}
+    arrived = {key: body.get(key, "(left out)") for key in omitted}
+    relay.measured["defaults_upstream"] = arrived
+    wrong = {key: value for key, value in arrived.items() if key in body and body[key] != omitted[key]}
+    if wrong:
+        raise _fail(name, relay, f"left out or the documented default: {({k: omitted[k] for k in wrong})}",
+                    f"{wrong}")
 
 
 # ---- retries -----------------------------------------------------------------------------------

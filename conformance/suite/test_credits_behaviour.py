@@ -13,6 +13,7 @@ import pytest
 from conformance.checks import REGISTRY
 from conformance.checks.hosted import IssuedUrl
 from conformance.http import Exchange, TargetClient
+from conformance.suite.jobs import poll_usage_record
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import providers, rate_limit
@@ -94,10 +95,6 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
     REGISTRY["tier_rejected"](exchange, T2V)
 
 
-#: Longest a video job may take before the poll gives up, in s (real GPU providers take minutes).
-VIDEO_JOB_TIMEOUT_S = 600.0
-
-
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
 def test_video_job_polled_to_completion(client: TargetClient, target: Target, hosted_urls: list[IssuedUrl]) -> None:
@@ -110,16 +107,7 @@ def test_video_job_polled_to_completion(client: TargetClient, target: Target, ho
     body: Any = started.json()
     usage_id = body.get("usage_id") if isinstance(body, dict) else None
     assert started.status == 200 and isinstance(usage_id, str), f"no job started: {started.status}"
-    records: list[Exchange] = []
-    deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
-    delay = 0.05
-    while time.monotonic() < deadline:
-        records.append(client.request("GET", RECORD.path.format(usage_id=usage_id), auth=style))
-        record = records[-1].json()
-        if not isinstance(record, dict) or record.get("status") in ("completed", "failed") or records[-1].status >= 400:
-            break
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+    records = poll_usage_record(client, usage_id, style)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
     video_url = str(final.get("video_url") or body.get("video_url"))
     if final.get("status") == "completed":

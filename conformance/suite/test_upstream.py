@@ -34,6 +34,7 @@ IMAGES = find_operation("openai_gateway", "createImage")
 TTS = find_operation("credits_api", "createMultimodalTts")
 SPEECH = find_operation("openai_gateway", "createSpeech")
 I2V = find_operation("credits_api", "createImageToVideo")
+COGVIDEOX = find_operation("credits_api", "createCogVideoX")
 USAGE_RECORD = find_operation("credits_api", "getMultimodalUsage")
 #: Longest wait for a video job through the gateway, in s (the target's job_timeout_s when it grows one).
 VIDEO_JOB_TIMEOUT_S = 60.0
@@ -124,6 +125,11 @@ def _i2v(target: Target, nonce: str) -> dict[str, Any]:
     return {"image_url": IMAGE_URL, "motion_prompt": f"Camera slowly zooms in. {nonce}", "provider": "wan22"}
 
 
+def _cogvideox(target: Target, nonce: str) -> dict[str, Any]:
+    """num_frames, guidance_scale and num_inference_steps left out (004 defaults 49, 6.0, 50)."""
+    return {"prompt": f"A robot walking through a garden in the rain. {nonce}"}
+
+
 def _tts(target: Target, nonce: str) -> dict[str, Any]:
     return {"text": f"Welcome to AINative Studio. {nonce}"}
 
@@ -180,7 +186,10 @@ SCENARIOS: Mapping[str, Scenario] = {
                              steps=({"answer": "pace", "gap_ms": PACE_GAP_MS},), measured={"gap_ms": PACE_GAP_MS}),
     "retry_then_success": Scenario("openai_gateway", CHAT, _chat, ("upstream_retry_attempts",),
                                    steps=({"answer": "error", "status": 503, "times": 2}, {"answer": "pass"})),
-    "credits_charge": Scenario("credits_api", TTS, _tts, ("upstream_single_charge",), protocol="credits"),
+    "credits_charge": Scenario("credits_api", TTS, _tts, ("upstream_single_charge", "upstream_defaults_kept"),
+                               protocol="credits"),  # voice left out (004: default Wise_Woman)
+    "cogvideox_defaults": Scenario("credits_api", COGVIDEOX, _cogvideox, ("upstream_defaults_kept",),
+                                   protocol="credits"),
 }
 
 PAIRS = [(scenario, REGISTRY[name], SCENARIOS[scenario].api, SCENARIOS[scenario].operation.operation_id)
