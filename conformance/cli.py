@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,6 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
 import yaml
@@ -25,7 +25,7 @@ import yaml
 from conformance import pages, report
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import PROFILES
-from conformance.target import DEFAULT_MODELS, Target, TargetFileError, load_target_file, name_for, root_url
+from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
 from spec import load_yaml, project_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,11 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        from conformance.embedded import EMBEDDED_MODELS, EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
+        from conformance.embedded import TARGET_FILE_OPTIONS
 
-        return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
-                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER,
-                      models=MappingProxyType({**DEFAULT_MODELS, **EMBEDDED_MODELS}))
+        embedded = parse_target({"base_url": url, **TARGET_FILE_OPTIONS}, "--target mock", args.api_key or MOCK_KEY)
+        return dataclasses.replace(embedded, name=args.name or "mock")
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})

@@ -93,6 +93,8 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
         config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
+        config.addinivalue_line("markers", "serial: measures state other tests change (balances, rate-limit "
+                                           "windows): run it alone, with no other test in flight")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

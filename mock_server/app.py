@@ -25,10 +25,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server import control, observability
+from mock_server import control, observability, replica
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import ApiError, excerpt, style_of
+from mock_server.errors import ApiError, excerpt, state_unavailable, style_of
+from mock_server.fleet.store import StateUnavailable
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.stages.auth import authenticate, key_sources
@@ -68,9 +69,12 @@ def create_app(config: MockConfig | None = None) -> Starlette:
     if services.config.observability:  # /metrics, /health, /ready and X-Request-Id (observability.py)
         routes += observability.routes(services)
     app_class = ObservedStarlette if services.config.observability else Starlette
+    replica.attach(services)  # a fleet's bus and job recovery (replica.py); nothing in process
     app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
                                         Exception: _unexpected})
-    app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
+    # before the first request builds the middleware stack; the router runs the lifespan (a fleet's bus)
+    app.router = StaticPathRouter(routes, lifespan=(lambda _app: replica.lifespan(services))
+                                  if services.fleet is not None else None)
     if isinstance(app, ObservedStarlette):
         app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
             app.router.static[(path, _)].endpoint, OperationEndpoint))
@@ -111,8 +115,8 @@ class StaticPathRouter(Router):
     Starlette's own matching.
     """
 
-    def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        super().__init__(routes=routes)
+    def __init__(self, routes: Sequence[BaseRoute], lifespan: Any = None) -> None:
+        super().__init__(routes=routes, lifespan=lifespan)
         self.static: dict[tuple[str, str], Route] = {}
         for index, route in enumerate(self.routes):
             if not isinstance(route, Route) or route.param_convertors or not route.methods:
@@ -246,6 +250,8 @@ class OperationEndpoint:
                     response = await after(call, response)
             except ApiError as error:
                 response = error.response(self.style)
+            except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang
+                response = state_unavailable(error).response(self.style)
             if journal is not None:  # before the uploads close: the journal keeps their digests
                 response = journal.record(request.scope, self.operation.operation_id, body, clock, response,
                                           call.state.get("script") if call is not None else None)

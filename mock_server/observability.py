@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_server.context import Services
+from mock_server.fleet.store import StateUnavailable
 from mock_server.metrics import CONTENT_TYPE
 
 #: The request header a client may name its request by; the answer repeats it (or a new id).
@@ -90,8 +91,8 @@ def routes(services: Services) -> list[Route]:
 
     async def ready(request: Request) -> Response:
         try:
-            services.ledger.balance("readiness-probe")
-        except sqlite3.Error as error:
+            await services.credits.balance("readiness-probe")
+        except (sqlite3.Error, StateUnavailable) as error:
             return JSONResponse({"status": "not ready", "reason": f"credits ledger: {error}"}, status_code=503)
         return JSONResponse({"status": "ready"})
 

@@ -26,7 +26,28 @@ def test_target_file_loads_with_key_from_environment(tmp_path: Path, monkeypatch
     assert target.model("chat") == "acme-chat" and target.model("speech") == "tts-1"
 
 
+def test_target_file_declares_billing_key_refused_prompt_and_rate_limits(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_LIMITED", "sk-limited")
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml.safe_dump({"base_url": "https://gw.acme.dev", "api_key": "sk-main", "billing_api_key": "sk-b",
+                                    "refused_prompt": "Refuse me", "rate_limits": {
+                                        "api_key_env": "ACME_LIMITED", "rpm": 3, "tpm": 2000,
+                                        "endpoints": ["createMultimodalImage"]}}))
+    target = load_target_file(path)
+    assert target.billing_api_key == "sk-b" and target.refused_prompt == "Refuse me"
+    assert target.rate_limits is not None and target.rate_limits.endpoints == {"createMultimodalImage"}
+    assert (target.rate_limits.rpm, target.rate_limits.tpm) == (3, 2000)
+    assert target.auth_headers("limited") == {"Authorization": "Bearer sk-limited"}
+    assert target.auth_headers("billing") == {"Authorization": "Bearer sk-b"}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("base_url: https://x\napi_key: k\n")  # no rate_limits key: the probes use the main key
+    assert load_target_file(plain).auth_headers("limited") == {"Authorization": "Bearer k"}
+
+
 @pytest.mark.parametrize(("content", "named"), [
+    ({"base_url": "https://x", "api_key": "k", "rate_limits": {"tpm": 50}}, "rate_limits.tpm"),
+    ({"base_url": "https://x", "api_key": "k", "rate_limits": {"rps": 5}}, "rate_limits"),
     ({"base_url": "https://x", "api_key": "k", "apis": ["nope"]}, "apis.0"),
     ({"base_url": "ftp://x", "api_key": "k"}, "base_url"),
     ({"base_url": "https://x", "api_key": "k", "surprise": 1}, "surprise"),

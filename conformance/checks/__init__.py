@@ -57,6 +57,7 @@ from conformance.checks import (  # noqa: E402
     defaults,
     errors,
     hosted,
+    limits,
     media,
     multimodal,
     sdk,
@@ -65,5 +66,5 @@ from conformance.checks import (  # noqa: E402
     upstream,
 )
 
-__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "defaults", "errors", "get", "hosted", "media",
-           "multimodal", "sdk", "streaming", "streams", "upstream"]
+__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "defaults", "errors", "get", "hosted",
+           "limits", "media", "multimodal", "sdk", "streaming", "streams", "upstream"]

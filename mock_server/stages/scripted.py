@@ -88,7 +88,7 @@ class Scripted(Stage):
         """Raises the scripted error (ApiError, RawAnswer), sleeps a delay, or notes a stream answer."""
         if not self.book.scripts:
             return
-        taken = self.book.take(self.operation_id, call.body)
+        taken = await self.book.take_async(self.operation_id, call.body)
         if taken is None:
             return
         script, step = taken
