@@ -10,7 +10,7 @@ one failed (``known_failure`` when only baselined ones did), and is *missing* wh
 
 A fact's verdict, in this order:
 
-- ``not_covered``: no check yet (``gap``); ``unobservable``: nothing can see it (``unobservable``);
+- ``unobservable``: nothing can see it (``unobservable``);
 - ``not_claimed``: the target does not claim the fact's API;
 - ``failed`` / ``known_failure``: a piece failed (a baselined failure only: ``known_failure``);
 - ``passed``: every piece that covers it from outside passed (its upstream checks, when they ran,
@@ -35,7 +35,7 @@ from spec import find_operation
 from spec.facts import DOCUMENTS, Fact, facts
 
 #: Every verdict, in the order the report lists them.
-VERDICTS = ("passed", "failed", "known_failure", "not_run", "not_claimed", "not_covered", "unobservable")
+VERDICTS = ("passed", "failed", "known_failure", "not_run", "not_claimed", "unobservable")
 _FAILED = ("failed", "known_failure")
 
 
@@ -61,9 +61,7 @@ def _judge(fact: Fact, rows: Sequence[Mapping[str, Any]], claimed: set[str]) -> 
     needed = outside if fact.outside else upstream
     missing = [piece for piece, state in needed.items() if state == "missing"]
     states = set(pieces.values())
-    if fact.gap and not fact.outside:
-        verdict = "not_covered"
-    elif fact.unobservable and not fact.outside:
+    if fact.unobservable and not fact.outside:
         verdict = "unobservable"
     elif fact.api not in claimed:
         verdict = "not_claimed"
@@ -75,7 +73,7 @@ def _judge(fact: Fact, rows: Sequence[Mapping[str, Any]], claimed: set[str]) -> 
         verdict = "not_run"
     return {"id": fact.id, "document": fact.document, "section": fact.section, "kind": fact.kind,
             "states": fact.states, "api": fact.api, "verdict": verdict, "pieces": pieces, "missing": missing,
-            "note": fact.gap or fact.unobservable or fact.untestable}
+            "note": fact.unobservable or fact.untestable}
 
 
 def _state(rows: list[Mapping[str, Any]]) -> str:

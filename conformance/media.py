@@ -36,6 +36,8 @@ class Decoded:
     """Where the last decoded frame starts, in s: what the bytes really hold, whatever a header claims."""
     transparent: bool = False
     """An image with an alpha channel in which at least one pixel is not fully opaque."""
+    frames: int = 0
+    """Video frames decoded (0 for audio and images)."""
 
 
 def wav_tone(seconds: float, rate: int = 16_000) -> bytes:
@@ -140,13 +142,14 @@ def audio_video(content: bytes) -> Decoded:
             stream = video or (container.streams.audio[0] if container.streams.audio else None)
             if stream is None:
                 raise MediaError("a file with no audio or video stream")
-            end = 0.0
+            end, frames = 0.0, 0
             for frame in container.decode(stream):
+                frames += isinstance(frame, av.VideoFrame)
                 if isinstance(frame, av.VideoFrame | av.AudioFrame) and frame.pts is not None and frame.time_base:
                     end = max(end, float(frame.pts * frame.time_base))
             duration = container.duration / av.time_base if container.duration else end
             return Decoded(container.format.name, video.width if video else 0, video.height if video else 0,
-                           float(duration), stream.codec_context.name, end)
+                           float(duration), stream.codec_context.name, end, frames=frames)
     except av.error.FFmpegError as exc:
         raise MediaError(f"bytes no audio/video decoder accepts ({exc})") from exc
 

@@ -76,6 +76,11 @@ class ConformancePlugin:
         return self.run.target
 
     @pytest.fixture(scope="session")
+    def profile(self) -> str:
+        """The run's profile (``quick`` or ``thorough``, ``conformance/profiles.py``)."""
+        return self.run.profile
+
+    @pytest.fixture(scope="session")
     def hosted_urls(self) -> list[IssuedUrl]:
         """Hosted media URLs the run's answers carried, for their download later in the run
         (``checks/hosted.py``); tests that receive one append it."""

@@ -18,12 +18,13 @@ credit cost, a per-endpoint rate limit, a tier rule or a behaviour. Each names i
   is only ``default`` pins the spec but covers nothing;
 - ``untestable`` (why no request from outside can see it) with ``upstream_checks``: the checks of the
   gateway-in-the-middle phase that see it at the gateway's upstream;
-- ``unobservable``: why neither a client nor the upstream can see it (a price in dollars, advice);
-- ``gap``: visible from outside but no check covers it yet: what a check would have to do.
+- ``unobservable``: why neither a client nor the upstream can see it (a price in dollars, advice).
+
+A fact with none of these fails :func:`problems`: there is no "not covered yet" (issue 13: each fact names
+what covers it, or why it cannot be seen from outside and which upstream check sees it).
 
 ``python -m spec.facts`` prints the counts; ``--untestable`` the facts no outside check can see, and
-why; ``--gaps`` the facts still waiting for a check. The project test ``tests/test_facts.py`` holds
-every fact to its coverage (:func:`problems`).
+why. The project test ``tests/test_facts.py`` holds every fact to its coverage (:func:`problems`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class Fact:
     untestable: str = ""
     upstream_checks: tuple[str, ...] = ()
     unobservable: str = ""
-    gap: str = ""
 
     @property
     def outside(self) -> bool:
@@ -103,15 +103,14 @@ def seed_text(seeds_dir: Path, document: str) -> str | None:
     return found[0].read_text(encoding="utf-8") if found else None
 
 
-def problems(facts: Sequence[Fact], *, checks: Iterable[str], fixtures_dir: Path, seeds_dir: Path | None,
-             gaps: Iterable[str] = ()) -> list[str]:
+def problems(facts: Sequence[Fact], *, checks: Iterable[str], fixtures_dir: Path, seeds_dir: Path | None) -> list[str]:
     """Every way ``facts`` fail their rules, one sentence each; ``[]`` when all hold.
 
-    ``checks`` are the names a fact may cite (the registry, plus any awaited from other branches);
-    ``gaps`` the fact ids allowed to have no coverage yet (each must carry ``gap``). The section of
-    each fact must occur in its seed's text when ``seeds_dir`` holds the seeds.
+    ``checks`` are the names a fact may cite (the registry, plus any awaited from other branches). Every
+    fact must be covered (:func:`_coverage_problems`). The section of each fact must occur in its seed's
+    text when ``seeds_dir`` holds the seeds.
     """
-    known, allowed_gaps = set(checks), set(gaps)
+    known = set(checks)
     out: list[str] = []
     seen: set[str] = set()
     for fact in facts:
@@ -140,22 +139,18 @@ def problems(facts: Sequence[Fact], *, checks: Iterable[str], fixtures_dir: Path
         out += [f"{where}: {message}" for ref in fact.property_fields for message in property_problems(fact, ref)]
         if fact.schema and not fact.property_fields:
             out.append(f"{where}: schema keywords without a property reference")
-        out += _coverage_problems(fact, allowed_gaps)
-    out += [f"gap {name!r} is allowed but no fact of that id carries gap" for name in sorted(
-        allowed_gaps - {fact.id for fact in facts if fact.gap})]
+        out += _coverage_problems(fact)
     return out
 
 
-def _coverage_problems(fact: Fact, allowed_gaps: set[str]) -> list[str]:
+def _coverage_problems(fact: Fact) -> list[str]:
+    """Why ``fact`` is not covered (checks, fixtures or a property field; untestable with upstream checks;
+    or unobservable), or ``[]``."""
     where = f"fact {fact.id}"
     if fact.untestable and not fact.upstream_checks:
-        return [f"{where}: untestable from outside but names no upstream check (say gap or unobservable)"]
+        return [f"{where}: untestable from outside but names no upstream check (name one, or say unobservable)"]
     if fact.outside or (fact.untestable and fact.upstream_checks) or fact.unobservable:
-        return [f"{where}: has coverage and a gap; drop the gap"] if fact.gap else []
-    if fact.gap and fact.id in allowed_gaps:
         return []
-    if fact.gap:
-        return [f"{where}: an uncovered fact (gap) not in the allowed gaps"]
     return [f"{where}: no coverage: name checks, fixtures or property, or untestable with upstream_checks, "
             "or unobservable"]
 
@@ -216,23 +211,20 @@ def untestable_lines(items: Sequence[Fact]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the counts of the facts (or, with ``--untestable`` / ``--gaps``, those facts); exit 0."""
+    """Print the counts of the facts (or, with ``--untestable``, those facts); exit 0."""
     parser = argparse.ArgumentParser(prog="python -m spec.facts",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--untestable", action="store_true", help="the facts no outside check can see, and why")
-    parser.add_argument("--gaps", action="store_true", help="facts visible from outside that no check covers yet")
     args = parser.parse_args(argv)
     items = facts()
     if args.untestable:
         print("\n".join(untestable_lines(items)))
-    elif args.gaps:
-        print("\n".join(f"{fact.id}: {fact.states} -- {fact.gap}" for fact in items if fact.gap))
     else:
         by_doc = {doc: sum(fact.document == doc for fact in items) for doc in DOCUMENTS}
         print(f"{len(items)} facts: " + ", ".join(f"{doc} {count}" for doc, count in by_doc.items()))
         print(f"outside checks {sum(f.outside for f in items)}, upstream only "
               f"{sum(bool(not f.outside and f.untestable) for f in items)}, unobservable "
-              f"{sum(bool(f.unobservable and not f.outside) for f in items)}, gaps {sum(bool(f.gap) for f in items)}")
+              f"{sum(bool(f.unobservable and not f.outside) for f in items)}")
     return 0
 
 

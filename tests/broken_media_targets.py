@@ -93,6 +93,24 @@ def _413_as_400(status: int, headers: Headers, body: bytes) -> tuple[int, Header
     return (400 if status == 413 else status), headers, body
 
 
+def _5xx_as_bare_500(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    """A gateway whose image endpoint answers every 5xx as a bare text/plain 500 (002 "Errors": 500
+    internal_server_error, 502 / 503 upstream_error, each in the error envelope)."""
+    if status < 500:
+        return status, headers, body
+    kept = [(k, v) for k, v in headers if k != b"content-type"]
+    return 500, [*kept, (b"content-type", b"text/plain; charset=utf-8")], b"Internal Server Error"
+
+
+def _constant_prompt_tokens(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that reports the same usage.prompt_tokens (12) for every chat answer, whatever its images
+    (total_tokens kept their sum)."""
+    usage = data.get("usage") if isinstance(data, dict) and data.get("object") == "chat.completion" else None
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        usage["prompt_tokens"], usage["total_tokens"] = 12, 12 + usage["completion_tokens"]
+    return status, data
+
+
 def _without_expiry(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
     return status, [(k, v) for k, v in headers if k not in (b"cache-control", b"expires")], body
 
@@ -145,6 +163,11 @@ MEDIA_BREAKS: dict[str, MediaBreak] = {
     "image_edit_limit_not_413": MediaBreak(
         lambda: OnPath(embedded_app(), "/v1/images/edits", lambda app: Rewriting(app, _413_as_400)),
         "image_edit_over_limit_is_413"),
+    "image_5xx_unwrapped": MediaBreak(
+        lambda: OnPath(embedded_app(), "/v1/images/generations", lambda app: Rewriting(app, _5xx_as_bare_500)),
+        "documented_error_status"),
+    "constant_prompt_tokens": MediaBreak(
+        lambda: Rewriting(embedded_app(), _json_rewrite(_constant_prompt_tokens)), "more_media_more_tokens"),
     "hosted_urls_expire_in_seconds": MediaBreak(
         lambda: Rewriting(embedded_app(hosted_url_ttl_s=5.0), _without_expiry), "hosted_urls_download_later"),
     "hosted_urls_signed_for_minutes": MediaBreak(

@@ -94,6 +94,13 @@ BROKEN: dict[str, str] = {
     "breaks_rehosted_url": "rewrites hosted media URLs to /media/... but answers 404 there",
     "truncates_audio": "audio answers (speech) lose their second half on the way (000 'returns an audio file')",
     "double_charges": "sends every credits-API POST upstream twice and returns the second answer (004 credits)",
+    "image_errors_unwrapped": "images/generations: an upstream 5xx becomes a bare 500 'Internal Server Error' in "
+                              "text/plain (002 'Errors': 500 internal_server_error, 502 / 503 upstream_error)",
+    "fills_own_defaults": "credits API: fills in its own voice 'Calm_Man' and guidance_scale 7.5 where the client "
+                          "left them out (004: defaults Wise_Woman and 6.0)",
+    "invents_revised_prompt": "images/generations: every image gets a revised_prompt 'Enhanced: ...' (the "
+                              "provider's altered, or one invented) (002 'Safety': revised_prompt came from the "
+                              "provider)",
 }
 
 #: Seconds of the upstream timeout (connect, read, write, pool).
@@ -293,6 +300,11 @@ class _Gateway:
         elif path == IMAGES_GENERATIONS and self.breaks == "rewrites_image_prompt" \
                 and isinstance(body.get("prompt"), str):
             body["prompt"] = "High quality: " + body["prompt"]
+        elif path.startswith(CREDITS_PREFIX) and self.breaks == "fills_own_defaults":
+            own = {"/tts": ("voice", "Calm_Man"), "/cogvideox": ("guidance_scale", 7.5)}
+            for suffix, (name, value) in own.items():
+                if path.endswith(suffix):
+                    body.setdefault(name, value)
         elif path == MESSAGES and self.breaks == "messages_max_tokens_floor" \
                 and isinstance(body.get("max_tokens"), int) and body["max_tokens"] < 4096:
             body["max_tokens"] = 4096
@@ -397,6 +409,8 @@ class _Gateway:
                content: bytes, client_model: str | None) -> Response:
         """A complete upstream answer as the client gets it: errors translated, JSON checked and mapped back."""
         if status >= 400:
+            if self.breaks == "image_errors_unwrapped" and path == IMAGES_GENERATIONS and status >= 500:
+                return Response(b"Internal Server Error", status_code=500, media_type="text/plain")
             return self.error(protocol, status, headers, content, client_model)
         media_type = headers.get("content-type", "application/octet-stream")
         passed = _passed_headers(headers)
@@ -424,6 +438,11 @@ class _Gateway:
                 for item in body["data"]:
                     if isinstance(item, dict) and isinstance(item.get("b64_json"), str):
                         item["b64_json"] = _half_size_png(item["b64_json"])
+            if self.breaks == "invents_revised_prompt" and path == IMAGES_GENERATIONS \
+                    and isinstance(body.get("data"), list):
+                for item in body["data"]:
+                    if isinstance(item, dict):
+                        item["revised_prompt"] = "Enhanced: " + str(item.get("revised_prompt") or "a detailed image")
         return Response(_dumps(body), status_code=status, headers=passed, media_type="application/json")
 
     def rehost(self, value: Any, base: str) -> Any:

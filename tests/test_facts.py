@@ -21,23 +21,13 @@ FIXTURES = ROOT / "fixtures"
 #: CI keeps the seeds beside the checkout, as the worktrees have them.
 SEEDS = ROOT.parent / "shared" / "seeds"
 
-#: Facts visible from outside that no check covers yet (each carries ``gap:`` saying what is missing).
-KNOWN_GAPS = frozenset({
-    "002.errors.500", "002.errors.502_503", "002.safety.revised_prompt_from_provider",
-    "003.tips.more_media_more_tokens", "004.tts.voice.default",
-    "004.image.width.default", "004.image.height.default", "004.t2v.duration.default",
-    "004.cogvideox.num_frames.default", "004.cogvideox.guidance_scale.default",
-    "004.cogvideox.num_inference_steps.default", "004.usage.skip.default", "004.usage.limit.default",
-})
-
-
-def _problems(items: list[Fact] | tuple[Fact, ...], gaps: frozenset[str] = frozenset()) -> list[str]:
-    return problems(items, checks=set(REGISTRY), fixtures_dir=FIXTURES,
-                    seeds_dir=SEEDS if SEEDS.is_dir() else None, gaps=gaps)
+def _problems(items: list[Fact] | tuple[Fact, ...]) -> list[str]:
+    return problems(items, checks=set(REGISTRY), fixtures_dir=FIXTURES, seeds_dir=SEEDS if SEEDS.is_dir() else None)
 
 
 def test_every_fact_is_traced() -> None:
-    assert _problems(facts(), KNOWN_GAPS) == []
+    """Every fact is covered: no fact may stay uncovered (issue 13)."""
+    assert _problems(facts()) == []
 
 
 def test_the_seeds_are_reachable_for_the_section_check() -> None:
@@ -73,8 +63,6 @@ GOOD = Fact(id="004.tts.cost.sample", document="004", section="Text-to-Speech (T
      "carries"),
     ({"checks": (), "property_fields": ("createMultimodalTts request voice",), "schema": {"default": "Wise_Woman"}},
      "no coverage"),
-    ({"checks": (), "gap": "no check yet"}, "not in the allowed gaps"),
-    ({"gap": "no check yet"}, "drop the gap"),
 ])
 def test_a_bad_fact_is_caught(change: dict[str, object], complaint: str) -> None:
     if "section" in change and not SEEDS.is_dir():
@@ -88,16 +76,13 @@ def test_a_repeated_id_is_caught() -> None:
     assert any("used twice" in line for line in _problems([GOOD, GOOD]))
 
 
-def test_an_allowed_gap_that_was_closed_is_caught() -> None:
-    """A fact that gained coverage must leave KNOWN_GAPS, so the list of gaps stays true."""
-    assert any("no fact of that id carries gap" in line for line in _problems([GOOD], frozenset({GOOD.id})))
-
-
-def test_unknown_keys_in_the_file_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["gap", "chekcs"])
+def test_unknown_keys_in_the_file_are_refused(key: str, tmp_path: Path) -> None:
+    """A misspelt key, and ``gap`` (no fact may say it is not covered yet), are refused."""
     path = tmp_path / "facts.yaml"
     path.write_text("- document: '004'\n  api: credits_api\n  sections:\n    - section: Error Codes\n      facts:\n"
-                    "        - {id: 004.x.y, kind: status, states: s, checks: [a], chekcs: [b]}\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="chekcs"):
+                    f"        - {{id: 004.x.y, kind: status, states: s, checks: [a], {key}: b}}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=key):
         load(path)
 
 
@@ -129,14 +114,14 @@ def test_verdicts_follow_fixtures_property_rows_and_claims() -> None:
     prop = replace(GOOD, id="004.a.property", checks=(), property_fields=("createMultimodalTts request text",))
     unclaimed = replace(GOOD, id="004.a.unclaimed", api="multi_protocol", checks=("stream_chunks_conform",))
     unrun = replace(GOOD, id="004.a.unrun", checks=("credits_fall_by_cost", "usage_record_found"))
-    gap = replace(GOOD, id="004.a.gap", checks=(), gap="nothing yet")
+    unseen = replace(GOOD, id="004.a.unseen", checks=(), unobservable="a price in dollars")
     rows = [_row("golden_fixture", "passed", row_id="test_golden[credits_api/createMultimodalTts/welcome]"),
             _row("test_positive_cases_credits_api", "failed",
                  row_id="test_positive_cases_credits_api[POST /api/v1/multimodal/tts]"),
             _row("credits_fall_by_cost", "passed"), _row("usage_record_found", "skipped")]
-    verdicts = _verdicts(rows, [fixture, prop, unclaimed, unrun, gap])
+    verdicts = _verdicts(rows, [fixture, prop, unclaimed, unrun, unseen])
     assert verdicts == {"004.a.fixture": "passed", "004.a.property": "failed", "004.a.unclaimed": "not_claimed",
-                        "004.a.unrun": "not_run", "004.a.gap": "not_covered"}
+                        "004.a.unrun": "not_run", "004.a.unseen": "unobservable"}
 
 
 def test_the_row_selector_narrows_a_check_to_its_rows() -> None:

@@ -59,6 +59,9 @@ CAUGHT_BY: Mapping[str, tuple[str, frozenset[str]]] = {
     "breaks_rehosted_url": ("upstream_media_url_downloads", frozenset({"upstream_video_delivered"})),
     "truncates_audio": ("upstream_media_intact", frozenset()),
     "double_charges": ("upstream_single_charge", frozenset()),
+    "image_errors_unwrapped": ("upstream_error_translated", frozenset()),
+    "fills_own_defaults": ("upstream_defaults_kept", frozenset()),
+    "invents_revised_prompt": ("upstream_revised_prompt_from_provider", frozenset()),
 }
 
 
@@ -113,6 +116,14 @@ def test_correct_gateway_passes_every_upstream_check(upstream_url: str, tmp_path
     assert measured["first_byte_overhead_ms"] < 1000
     assert measured["client_video_s"] == pytest.approx(measured["upstream_video_s"], abs=0.2)  # 004: wan22, 5 s
     assert measured["client_audio_s"] == pytest.approx(measured["upstream_audio_s"], abs=0.1)
+    # 002 "Safety": both sides of revised_prompt were seen, one the provider sent (dall-e-3) and none
+    revised = {row["id"].split("[")[1].split("-")[0]: row["upstream"]["measured"]["revised_prompts"]
+               for row in rows if row["check"] == "upstream_revised_prompt_from_provider"}
+    assert revised["image_revised"]["upstream"][0] and revised["image_b64"]["upstream"] == [None]
+    assert {row["id"].split("[")[1].split("-")[0] for row in rows if row["check"] == "upstream_defaults_kept"} == {
+        "credits_charge", "cogvideox_defaults"}  # 004: TTS voice, CogVideoX guidance_scale and steps left out
+    assert {row["id"].split("[")[1].split("-")[0] for row in rows if row["check"] == "upstream_error_translated"} >= {
+        "image_error_500", "image_error_502", "image_error_503"}
     markdown = (tmp_path / "gateway-under-test" / "latest" / "report.md").read_text()
     assert "## Upstream view" in markdown and "first_byte_overhead_ms" in markdown
 

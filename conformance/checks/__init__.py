@@ -54,6 +54,7 @@ from conformance.checks import (  # noqa: E402
     chat,
     contract,
     credits,
+    defaults,
     errors,
     hosted,
     limits,
@@ -65,5 +66,5 @@ from conformance.checks import (  # noqa: E402
     upstream,
 )
 
-__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "hosted", "limits",
-           "media", "multimodal", "sdk", "streaming", "streams", "upstream"]
+__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "defaults", "errors", "get", "hosted",
+           "limits", "media", "multimodal", "sdk", "streaming", "streams", "upstream"]

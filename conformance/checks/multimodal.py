@@ -88,3 +88,26 @@ def unsupported_medium_refused(exchange: Exchange, operation: Operation) -> None
     """An image, audio or video part sent to a model that does not take that medium is refused: 400
     invalid_request_error naming the part (documents: :func:`document_refused_without_support`)."""
     refused_naming_part("unsupported_medium_refused", exchange)
+
+
+def _prompt_tokens(name: str, exchange: Exchange) -> int:
+    """``usage.prompt_tokens`` of a 200 chat answer; fails ``name`` when there is none to compare."""
+    body = exchange.json()
+    usage = body.get("usage") if isinstance(body, dict) else None
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    if exchange.status != 200 or not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise CheckFailure(name, "200 with an integer usage.prompt_tokens",
+                           f"{exchange.status}, usage {usage!r}", exchange.evidence())
+    return tokens
+
+
+@check(capability="multimodal.image", source='003 Tips ("More images, audio, or video generally means more tokens '
+                                             'or processing time")')
+def more_media_more_tokens(fewer: Exchange, more: Exchange, operation: Operation) -> None:
+    """Of two chat requests with the same text, the one with more (distinct) images reports more
+    ``usage.prompt_tokens`` (tokens): an image is counted, not dropped or billed as nothing."""
+    name = "more_media_more_tokens"
+    few, many = _prompt_tokens(name, fewer), _prompt_tokens(name, more)
+    if many <= few:
+        raise CheckFailure(name, f"more than {few} prompt tokens (the request with one image fewer)",
+                           f"{many} prompt tokens", more.evidence())

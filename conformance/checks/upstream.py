@@ -22,6 +22,7 @@ from conformance.media import MediaError, from_base64
 from conformance.media import audio_video as decode_audio_video
 from conformance.media import image as decode_image
 from conformance.upstream import Relay, all_strings
+from spec.fields import find_field, request_schemas, top_level_fields
 
 SOURCE_ROUTING = "001 Chat Completions: Provider routing"
 SOURCE_SAFETY = "002 Image Generation: Safety"
@@ -246,7 +247,8 @@ def _error_of(relay: Relay) -> tuple[int, str | None, str, bool]:
     return answer.status, kind if isinstance(kind, str) else None, str(message or ""), isinstance(kind, str)
 
 
-@check(capability="upstream.errors", source=SOURCE_ERRORS + "; 004 Error Codes")
+@check(capability="upstream.errors", source=SOURCE_ERRORS + "; 002 Errors (500, 502 / 503 of the Images API); "
+                                                            "004 Error Codes")
 def upstream_error_translated(relay: Relay, operation: Any) -> None:
     """A scripted upstream failure reaches the client with a documented status and ``error.type`` for it,
     in the client protocol's envelope."""
@@ -450,6 +452,30 @@ def upstream_media_intact(relay: Relay, operation: Any) -> None:
         raise _fail(name, relay, f"a {upstream_size[0]}x{upstream_size[1]} image", f"{size[0]}x{size[1]}")
 
 
+def _revised_prompts(body: Any) -> list[Any]:
+    """``data[i].revised_prompt`` of an images answer, one per entry (None where an entry has none)."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    return [item.get("revised_prompt") if isinstance(item, Mapping) else None
+            for item in (data if isinstance(data, list) else [])]
+
+
+@check(capability="upstream.media", source=SOURCE_SAFETY + " (if a model returns revised_prompt, that came from "
+                                                           "the provider)")
+def upstream_revised_prompt_from_provider(relay: Relay, operation: Any) -> None:
+    """Each image of the client's answer carries exactly the ``revised_prompt`` the upstream's answer gave it:
+    the provider's text unchanged where it sent one, and none where it sent none (the gateway neither invents
+    nor rewrites one). What was compared is reported (``measured.revised_prompts``)."""
+    name = "upstream_revised_prompt_from_provider"
+    answer = _answered(name, relay)
+    upstream = _revised_prompts(_upstream_json(name, relay))
+    if answer.status != 200:
+        raise _fail(name, relay, "200 with the images the upstream made", str(answer.status))
+    got = _revised_prompts(answer.json())
+    relay.measured["revised_prompts"] = {"upstream": upstream, "client": got}
+    if got != upstream:
+        raise _fail(name, relay, f"revised_prompt per image as the upstream sent it: {upstream}", f"{got}")
+
+
 @check(capability="upstream.media", source="002 Images API (url; download URLs are short-lived)")
 def upstream_media_url_downloads(relay: Relay, operation: Any) -> None:
     """An image URL the gateway hands out (its own or re-hosted) downloads and decodes with the size asked for."""
@@ -498,6 +524,34 @@ def upstream_video_delivered(relay: Relay, operation: Any) -> None:
     relay.measured.update(client_video_s=round(video.duration_s, 3), upstream_video_s=wanted)
     if not isinstance(wanted, int | float) or abs(video.duration_s - float(wanted)) > max(0.2, 0.05 * float(wanted)):
         raise _fail(name, relay, f"a video of {wanted} s (the upstream's record)", f"{video.duration_s:.2f} s")
+
+
+def _request_defaults(operation: Any) -> dict[str, Any]:
+    """``{field: documented default}`` of the top-level fields of ``operation``'s JSON request body."""
+    found: dict[str, Any] = {}
+    for schema in request_schemas(operation).values():
+        for name in top_level_fields(operation.api, schema):
+            for match in find_field(operation.api, schema, name):
+                if "default" in match.schema and match.schema["default"] is not None:
+                    found.setdefault(name, match.schema["default"])
+    return found
+
+
+@check(capability="upstream.request", source="004 parameter tables (Default: TTS voice Wise_Woman; CogVideoX "
+                                             "guidance_scale 6.0, num_inference_steps 50)")
+def upstream_defaults_kept(relay: Relay, operation: Any) -> None:
+    """Each field with a documented default that the client left out arrives upstream either left out too (the
+    provider applies its default) or as that default: the gateway substitutes no value of its own. What
+    arrived is reported (``measured.defaults_upstream``)."""
+    name = "upstream_defaults_kept"
+    body = _arrived(name, relay)
+    omitted = {key: value for key, value in _request_defaults(operation).items() if key not in relay.sent}
+    arrived = {key: body.get(key, "(left out)") for key in omitted}
+    relay.measured["defaults_upstream"] = arrived
+    wrong = {key: value for key, value in arrived.items() if key in body and body[key] != omitted[key]}
+    if wrong:
+        raise _fail(name, relay, f"left out or the documented default: {({k: omitted[k] for k in wrong})}",
+                    f"{wrong}")
 
 
 # ---- retries -----------------------------------------------------------------------------------

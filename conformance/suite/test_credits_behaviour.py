@@ -16,6 +16,7 @@ from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
+from conformance.suite.jobs import poll_usage_record
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import providers, rate_limit
@@ -100,8 +101,6 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
     REGISTRY["tier_rejected"](exchange, T2V)
 
 
-#: Longest a video job may take before the poll gives up, in s (real GPU providers take minutes).
-VIDEO_JOB_TIMEOUT_S = 600.0
 I2V_PROVIDERS = providers(I2V)
 
 
@@ -131,7 +130,7 @@ def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[st
 
 def _poll(client: TargetClient, started: Exchange, style: str) -> tuple[list[Exchange], Exchange]:
     """The usage records polled until the video job of ``started`` ends (bounded by
-    :data:`VIDEO_JOB_TIMEOUT_S`), and the download of its video_url."""
+    :data:`~conformance.suite.jobs.VIDEO_JOB_TIMEOUT_S`), and the download of its video_url."""
     if started.status == 429:
         pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
     body: Any = started.json()
@@ -139,16 +138,7 @@ def _poll(client: TargetClient, started: Exchange, style: str) -> tuple[list[Exc
     if started.status != 200 or not isinstance(usage_id, str):
         raise CheckFailure("video_job_completes", "200 starting a job with its usage_id",
                            f"{started.status} {started.media_type}, usage_id {usage_id!r}", started.evidence())
-    records: list[Exchange] = []
-    deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
-    delay = 0.05
-    while time.monotonic() < deadline:
-        records.append(client.request("GET", RECORD.path.format(usage_id=usage_id), auth=style))
-        record = records[-1].json()
-        if not isinstance(record, dict) or record.get("status") in ("completed", "failed") or records[-1].status >= 400:
-            break
-        time.sleep(delay)
-        delay = min(delay * 1.5, 5.0)
+    records = poll_usage_record(client, usage_id, style)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
     return records, client.request("GET", str(final.get("video_url") or body.get("video_url")), auth=None)
 

@@ -23,6 +23,9 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("multi_protocol", "createMessage",
      lambda t: {"model": t.model("messages"), "max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}]}),
     ("credits_api", "createMultimodalTts", lambda t: {"text": "Hello"}),
+    ("openai_gateway", "createImage",  # 002 "Errors": 500 and 502 / 503 of the Images API
+     lambda t: {"model": t.model("image_generation"), "prompt": "A red square", "size": "1024x1024",
+                "response_format": "b64_json"}),
 ]
 PROVOKED = (500, 502, 503)
 CASES = [(api, op, status) for api, op, _ in REQUESTS for status in PROVOKED

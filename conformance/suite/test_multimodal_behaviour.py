@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from conformance import media
 from conformance.checks import REGISTRY
 from conformance.golden import media_file
 from conformance.http import TargetClient
@@ -99,3 +100,25 @@ def test_unsupported_medium_refused(medium: str, api: str, operation_id: str, cl
     operation = find_operation(api, operation_id)
     REGISTRY["unsupported_medium_refused"](client.request("POST", operation.path, json_body=_ask(medium, model)),
                                            operation)
+
+
+#: Two different images (distinct content, the same size and format) and the one question asked of them.
+IMAGES_COMPARED = (media.png(256, 256, (200, 40, 40, 255)), media.png(256, 256, (40, 90, 200, 255)))
+IMAGES_QUESTION = "Describe what you see."
+
+
+def _with_images(model: str, count: int) -> dict[str, Any]:
+    parts = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(image).decode(
+        "ascii"), "detail": "low"}} for image in IMAGES_COMPARED[:count]]
+    return {"model": model, "messages": [{"role": "user", "content": [{"type": "text", "text": IMAGES_QUESTION},
+                                                                      *parts]}]}
+
+
+@pytest.mark.api(API, operation="createChatCompletion")
+@pytest.mark.check("more_media_more_tokens")
+def test_more_images_more_tokens(client: TargetClient, target: Target) -> None:
+    """003 "Tips": the same text with one image, then with two distinct images (same size, detail low):
+    the second reports more prompt tokens."""
+    one, two = (client.request("POST", CHAT.path, json_body=_with_images(target.model("vision"), count))
+                for count in (1, 2))
+    REGISTRY["more_media_more_tokens"](one, two, CHAT)

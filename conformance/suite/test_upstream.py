@@ -34,6 +34,7 @@ IMAGES = find_operation("openai_gateway", "createImage")
 TTS = find_operation("credits_api", "createMultimodalTts")
 SPEECH = find_operation("openai_gateway", "createSpeech")
 I2V = find_operation("credits_api", "createImageToVideo")
+COGVIDEOX = find_operation("credits_api", "createCogVideoX")
 USAGE_RECORD = find_operation("credits_api", "getMultimodalUsage")
 #: Longest wait for a video job through the gateway, in s (the target's job_timeout_s when it grows one).
 VIDEO_JOB_TIMEOUT_S = 60.0
@@ -108,9 +109,9 @@ def _responses(target: Target, nonce: str) -> dict[str, Any]:
                 {"type": "input_image", "image_url": IMAGE_URL, "detail": "low"}]}]}
 
 
-def _image(response_format: str) -> Callable[[Target, str], dict[str, Any]]:
+def _image(response_format: str, model: str = "image_generation") -> Callable[[Target, str], dict[str, Any]]:
     def body(target: Target, nonce: str) -> dict[str, Any]:
-        return {"model": target.model("image_generation"), "prompt": f"A red square on white. {nonce}",
+        return {"model": target.model(model), "prompt": f"A red square on white. {nonce}",
                 "size": "1024x1024", "n": 1, "response_format": response_format}
     return body
 
@@ -122,6 +123,11 @@ def _speech(target: Target, nonce: str) -> dict[str, Any]:
 
 def _i2v(target: Target, nonce: str) -> dict[str, Any]:
     return {"image_url": IMAGE_URL, "motion_prompt": f"Camera slowly zooms in. {nonce}", "provider": "wan22"}
+
+
+def _cogvideox(target: Target, nonce: str) -> dict[str, Any]:
+    """num_frames, guidance_scale and num_inference_steps left out (004 defaults 49, 6.0, 50)."""
+    return {"prompt": f"A robot walking through a garden in the rain. {nonce}"}
 
 
 def _tts(target: Target, nonce: str) -> dict[str, Any]:
@@ -145,7 +151,11 @@ SCENARIOS: Mapping[str, Scenario] = {
     "responses_bridge": Scenario("multi_protocol", RESPONSES, _responses, _BRIDGED,
                                  measured={"must_arrive": [IMAGE_URL, WEATHER["name"]]}),
     "image_b64": Scenario("openai_gateway", IMAGES, _image("b64_json"), (
-        "upstream_image_prompt_unrewritten", "upstream_media_intact", "upstream_model_routed")),
+        "upstream_image_prompt_unrewritten", "upstream_media_intact", "upstream_model_routed",
+        "upstream_revised_prompt_from_provider")),
+    # 002 "Safety": a model whose provider revises prompts (dall-e-3); the one above sends none
+    "image_revised": Scenario("openai_gateway", IMAGES, _image("b64_json", "image_revising"),
+                              ("upstream_revised_prompt_from_provider",)),
     "image_url": Scenario("openai_gateway", IMAGES, _image("url"), ("upstream_media_url_downloads",)),
     "speech": Scenario("openai_gateway", SPEECH, _speech, ("upstream_media_intact", "upstream_model_routed")),
     "video_i2v": Scenario("credits_api", I2V, _i2v, ("upstream_video_delivered",), protocol="credits"),
@@ -153,6 +163,10 @@ SCENARIOS: Mapping[str, Scenario] = {
                                  steps=_fail(400, reason=SAFETY_REASON)),
     **{f"upstream_{status}": Scenario("openai_gateway", CHAT, _chat, _ERRORS, steps=_fail(status))
        for status in (401, 402, 403, 500, 502, 503)},
+    # 002 "Errors": 500 internal_server_error, 502 / 503 upstream_error of the Images API
+    **{f"image_error_{status}": Scenario("openai_gateway", IMAGES, _image("b64_json"), _ERRORS, steps=_fail(status),
+                                         script_operation="createImage")
+       for status in (500, 502, 503)},
     "upstream_429": Scenario("openai_gateway", CHAT, _chat, (*_ERRORS, "upstream_retry_after_kept"),
                              steps=_fail(429, retry_after=RETRY_AFTER_S), measured={"retry_after_s": RETRY_AFTER_S}),
     "messages_529": Scenario("multi_protocol", MESSAGES, _messages, _ERRORS, steps=_fail(529), auth="messages",
@@ -172,7 +186,10 @@ SCENARIOS: Mapping[str, Scenario] = {
                              steps=({"answer": "pace", "gap_ms": PACE_GAP_MS},), measured={"gap_ms": PACE_GAP_MS}),
     "retry_then_success": Scenario("openai_gateway", CHAT, _chat, ("upstream_retry_attempts",),
                                    steps=({"answer": "error", "status": 503, "times": 2}, {"answer": "pass"})),
-    "credits_charge": Scenario("credits_api", TTS, _tts, ("upstream_single_charge",), protocol="credits"),
+    "credits_charge": Scenario("credits_api", TTS, _tts, ("upstream_single_charge", "upstream_defaults_kept"),
+                               protocol="credits"),  # voice left out (004: default Wise_Woman)
+    "cogvideox_defaults": Scenario("credits_api", COGVIDEOX, _cogvideox, ("upstream_defaults_kept",),
+                                   protocol="credits"),
 }
 
 PAIRS = [(scenario, REGISTRY[name], SCENARIOS[scenario].api, SCENARIOS[scenario].operation.operation_id)

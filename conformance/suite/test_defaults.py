@@ -1,0 +1,145 @@
+"""Documented defaults seen from outside (004 parameter tables): each request leaves a field out and the
+answer, decoded, must be what the default makes.
+
+T2V (1000 credits, premium, 1/min) and CogVideoX (800 credits, 1/min) are skipped when the target file
+excludes them; CogVideoX uses the standard key when there is one (a rate-limit window the golden
+fixture did not use). The usage list needs more records than the default ``limit``: it is judged last
+in the phase, after the run made its own, and tops up with TTS and image calls (14 and 50 credits)
+when there are not enough, waiting out their rate limits (15 a minute) for at most 5 minutes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from conformance.checks import REGISTRY
+from conformance.checks.defaults import documented_default
+from conformance.http import Exchange, TargetClient, retry_after_s
+from conformance.suite.jobs import poll_usage_record
+from conformance.target import Target
+from spec import find_operation
+
+API = "credits_api"
+T2V = find_operation(API, "createTextToVideo")
+COGVIDEOX = find_operation(API, "createCogVideoX")
+TTS = find_operation(API, "createMultimodalTts")
+USAGE = find_operation(API, "listMultimodalUsage")
+#: Longest wait for a video endpoint's per-minute window (004: T2V and CogVideoX allow 1 a minute), in s.
+VIDEO_WINDOW_WAIT_S = 65.0
+#: Most records the usage list may answer (the spec's ``limit`` maximum, 100).
+WIDEST_LIMIT = 100
+#: The cheapest charged calls (004: TTS 14 credits, 10/min; an image 50 credits, 5/min), one usage record each.
+RECORD_MAKERS = ((TTS, {"text": "One usage record."}),
+                 (find_operation(API, "createMultimodalImage"), {"prompt": "A grey square", "width": 512,
+                                                                 "height": 512}))
+#: Longest the usage records are made for, in s (the rate limits allow 15 a minute).
+TOP_UP_DEADLINE_S = 300.0
+
+pytestmark = pytest.mark.api(API)
+
+
+def poll_video(client: TargetClient, started: Exchange, auth: str) -> tuple[list[Exchange], Exchange | None]:
+    """Poll the usage record of a video request until it is ``completed`` or ``failed``
+    (:func:`~conformance.suite.jobs.poll_usage_record`), then download its ``video_url``: (the polled
+    records, the download or None when the request started no job)."""
+    body: Any = started.json()
+    usage_id = body.get("usage_id") if isinstance(body, dict) else None
+    if started.status != 200 or not isinstance(usage_id, str):
+        return [], None
+    records = poll_usage_record(client, usage_id, auth)
+    final = records[-1].json() if records else None
+    url = (final.get("video_url") if isinstance(final, dict) else None) or body.get("video_url")
+    return records, client.request("GET", str(url), auth=None)
+
+
+def _video_default(check: str, operation_id: str, body: dict[str, Any], auth: str, client: TargetClient) -> None:
+    """Start the video without the field, waiting out one 429 of the 1/min window (at most
+    :data:`VIDEO_WINDOW_WAIT_S`: a golden fixture may have used it), poll it and judge it by ``check``."""
+    operation = find_operation(API, operation_id)
+    started = client.request("POST", operation.path, json_body=body, auth=auth, honour_429=False)
+    wait = retry_after_s(started.headers) if started.status == 429 else None
+    if wait is not None and wait <= VIDEO_WINDOW_WAIT_S:
+        time.sleep(wait)
+        started = client.request("POST", operation.path, json_body=body, auth=auth)
+    records, video = poll_video(client, started, auth)
+    REGISTRY[check](started, records, video or started, operation)
+
+
+def _widest(client: TargetClient) -> Exchange:
+    return client.request("GET", USAGE.path, params={"skip": 0, "limit": WIDEST_LIMIT})
+
+
+def _count(exchange: Exchange) -> int | None:
+    body: Any = exchange.json()
+    items = next((body[key] for key in ("items", "records", "data", "usage") if isinstance(body.get(key), list)),
+                 None) if isinstance(body, dict) else None
+    return len(items) if items is not None else None
+
+
+def make_usage_records(client: TargetClient, target: Target, count: int) -> int:
+    """Make ``count`` usage records with the cheapest charged calls (:data:`RECORD_MAKERS`, taken in turn so
+    both rate-limit windows are used), waiting out each 429's Retry-After, for at most
+    :data:`TOP_UP_DEADLINE_S` s; returns how many were made (fewer when the time ran out, a call failed, or
+    every maker is excluded by the target file)."""
+    makers = [(operation, body) for operation, body in RECORD_MAKERS
+              if operation.operation_id not in target.exclude_operations]
+    ready_at = [0.0] * len(makers)
+    made, deadline = 0, time.monotonic() + TOP_UP_DEADLINE_S
+    while made < count and makers and time.monotonic() < deadline:
+        now = time.monotonic()
+        index = min(range(len(makers)), key=lambda i: ready_at[i])
+        if ready_at[index] > now:
+            time.sleep(min(ready_at[index], deadline) - now)
+            continue
+        operation, body = makers[index]
+        answer = client.request("POST", operation.path, json_body=body, honour_429=False)
+        if answer.status == 429:
+            ready_at[index] = time.monotonic() + max(retry_after_s(answer.headers) or 1.0, 0.1)
+        elif answer.status == 200:
+            made += 1
+        else:
+            return made
+    return made
+
+
+@pytest.mark.last_in_phase
+@pytest.mark.api(API, operation="listMultimodalUsage")
+@pytest.mark.check("usage_page_defaults")
+def test_usage_defaults(client: TargetClient, target: Target, profile: str) -> None:
+    """004 Usage History: more than ``limit``'s default (50) records, then a list without skip and limit.
+    Thorough profile only: making 51 records within the documented 10/min (tts) and 5/min (image) takes
+    minutes and spends about 700-1,000 credits, too long and dear for a CI gate."""
+    if profile != "thorough":
+        pytest.skip("thorough profile only: more than 50 usage records take minutes at 004's per-minute limits")
+    limit = int(documented_default(USAGE, "query", "limit"))
+    widest = _widest(client)
+    have = _count(widest)
+    if have is not None and have <= limit:
+        made = make_usage_records(client, target, limit + 1 - have)
+        if have + made <= limit:
+            pytest.skip(f"{have + made} usage records, not more than the default limit {limit}: the calls that make "
+                        f"records ({', '.join(op.operation_id for op, _ in RECORD_MAKERS)}) are excluded, failed or "
+                        f"rate limited past {TOP_UP_DEADLINE_S:g} s")
+        widest = _widest(client)
+    REGISTRY["usage_page_defaults"](client.request("GET", USAGE.path), widest, USAGE)
+
+
+@pytest.mark.last_in_phase  # after the usage records are made: the golden T2V's 1/min window has passed by then
+@pytest.mark.api(API, operation="createTextToVideo")
+@pytest.mark.check("t2v_duration_default")
+def test_t2v_duration_default(client: TargetClient) -> None:
+    """004 T2V: ``duration`` left out (default 5 s); the premium key (T2V is premium only)."""
+    _video_default("t2v_duration_default", "createTextToVideo",
+                   {"prompt": "A paper boat drifting down a stream"}, "bearer", client)
+
+
+@pytest.mark.last_in_phase
+@pytest.mark.api(API, operation="createCogVideoX")
+@pytest.mark.check("cogvideox_frames_default")
+def test_cogvideox_frames_default(client: TargetClient, target: Target) -> None:
+    """004 CogVideoX: ``num_frames`` (and guidance_scale, num_inference_steps) left out (default 49 frames)."""
+    _video_default("cogvideox_frames_default", "createCogVideoX", {"prompt": "A kite rising over a hill"},
+                   "standard" if target.standard_api_key else "bearer", client)
