@@ -23,7 +23,7 @@ import yaml
 from mock_server.cli import main
 from mock_server.fleet.bus import Bus
 from mock_server.fleet.store import RedisStore
-from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests
+from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests, workers_of
 
 WORKERS = 2
 #: A key's RPM (chat) in the burst test.
@@ -46,7 +46,7 @@ def write_config(directory: Path, **extra: Any) -> Path:
     path = directory / "mock.yaml"
     path.write_text(yaml.safe_dump({
         "keys": [{"key": "sk-burst", "rpm": BURST_RPM}, {"key": "sk-spend", "credits": SPEND_CREDITS},
-                 {"key": "sk-spread"}],
+                 {"key": "sk-spread"}, {"key": "sk-capped", "spend_limit_usd": 1.5}],
         "control": {"enabled": True, "key": "ctl-key"}, **extra}))
     return path
 
@@ -67,13 +67,6 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         yield server
     finally:
         server.stop()
-
-
-def workers_of(pid: int) -> list[int]:
-    """The worker processes of the server ``pid`` (its children, but multiprocessing's resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(child) for child in children
-            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 async def _journals(url: str) -> list[list[dict[str, Any]]]:
@@ -163,6 +156,8 @@ def test_a_signal_stops_every_worker_cleanly(stop: signal.Signals, redis_server:
     text = log.read_text()
     assert text.count("Application shutdown complete.") == WORKERS, text  # each worker's lifespan ended
     assert "Traceback" not in text, text
+    # the one limit kept per worker is said at start, never silent
+    assert "spend limits (keys[].spend_limit_usd) of sk-capped are kept by each worker" in text, text
 
 
 def test_a_worker_that_cannot_start_stops_the_server_with_exit_2(redis_server: RedisServer, tmp_path: Path) -> None:
