@@ -9,12 +9,18 @@ count, against three servers up side by side:
 - **N Redis**: ``--workers N --state redis://...`` (default N = 2), each worker a replica of that state.
 
 Rounds rotate the order (A B C, C B A, ...) so that drift of a shared machine hits all alike; each
-figure is the median over the rounds. Besides requests/s and latency it prints the CPU per request
-(us, the server's processes and Redis together, from ``/proc``) and how the N workers shared the CPU
-(wrk opens its connections at once and the kernel hands each to whichever worker accepts first, so the
-split says whether the workers were evenly loaded). The scaling is N Redis over 1 Redis (the same state
-home) and N Redis over 1 in process (what an operator gains by the switch). Redis, wrk and the workers
-share the machine's cores: on 2 cores, 2 workers cannot reach twice one worker.
+figure is the median over the rounds. Besides requests/s and latency it prints:
+
+- the CPU per request (us, from ``/proc``) of the server's processes and of Redis: steadier than
+  requests/s on a shared machine, and what sizing needs (a worker serves at most 1e6 / its CPU us
+  per request on a core of its own);
+- the cores the server and Redis kept busy (fewer than the machine's: wrk or other load had the rest);
+- how the N workers shared their CPU (wrk opens its connections at once and the kernel hands each to
+  whichever worker accepts first: the split says whether they were evenly loaded).
+
+The scaling is N Redis over 1 Redis (the same state home); N Redis over 1 in process is what an
+operator gains by the switch. Redis, wrk and the workers share the machine's cores: on 2 cores, 2
+workers cannot reach twice one worker.
 
     .venv/bin/python -m benchmarks.bench_workers [--workers 2] [--duration 3] [--rounds 3] [--connections 64,256]
 """
@@ -71,12 +77,14 @@ class Setup:
 
 @dataclass
 class Sample:
-    """One wrk run: requests/s, p50/p99 (ms), CPU per request (us) and each worker's share of the CPU."""
+    """One wrk run: requests/s, p50/p99 (ms), CPU per request (us) of the server's processes and of Redis,
+    and each worker's share of the server's CPU."""
 
     rps: float
     p50_ms: float
     p99_ms: float
     cpu_us: float
+    redis_us: float
     split: list[float]
     failed: int
 
@@ -101,7 +109,8 @@ def run(setup: Setup, redis_pid: int, connections: int, duration_s: float) -> Sa
     server_s, worker_s = sum(used[:len(everything)]), used[len(everything):-1]
     redis_s = used[-1] if "Redis" in setup.label else 0.0
     total = sum(worker_s) or 1.0
-    return Sample(result.rps, result.p50_ms, result.p99_ms, (server_s + redis_s) / max(result.requests, 1) * 1e6,
+    per_request = 1e6 / max(result.requests, 1)
+    return Sample(result.rps, result.p50_ms, result.p99_ms, server_s * per_request, redis_s * per_request,
                   [share / total for share in worker_s], result.non2xx + result.errors + result.timeouts)
 
 
@@ -152,9 +161,11 @@ def _report(setups: list[Setup], connections: list[int], samples: dict[tuple[str
                          f"{statistics.median(s.p50_ms for s in runs):.1f}",
                          f"{statistics.median(s.p99_ms for s in runs):.1f}",
                          f"{statistics.median(s.cpu_us for s in runs):.0f}",
+                         f"{statistics.median(s.redis_us for s in runs):.0f}",
+                         f"{statistics.median((s.cpu_us + s.redis_us) * s.rps / 1e6 for s in runs):.2f}",
                          split if setup.workers > 1 else "-", sum(s.failed for s in runs)])
     print_table(["server", "connections", "req/s", "x 1 in process", "x 1 Redis", "p50 ms", "p99 ms",
-                 "CPU us/req (with Redis)", "workers' CPU split", "non-2xx/errors"], rows)
+                 "server CPU us/req", "Redis CPU us/req", "cores busy", "workers' CPU split", "non-2xx/errors"], rows)
     last = setups[-1]
     for count in connections:
         with contextlib.suppress(statistics.StatisticsError):
