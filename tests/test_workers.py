@@ -28,6 +28,9 @@ from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests, workers_
 WORKERS = 2
 #: A key's RPM (chat) in the burst test.
 BURST_RPM = 10
+#: Bursts tried (each with its own key) until one reaches both workers: the kernel may hand one worker
+#: every connection of a burst (seen about one time in six).
+BURST_ATTEMPTS = 4
 #: Starting credits of the overspend test's key: three TTS calls (14 credits each) and 8 left.
 SPEND_CREDITS = 50
 #: Most requests sent one by one, each on a fresh connection, until every worker has answered one.
@@ -45,7 +48,8 @@ def write_config(directory: Path, **extra: Any) -> Path:
     """A configuration file with the keys of these tests and the control API on."""
     path = directory / "mock.yaml"
     path.write_text(yaml.safe_dump({
-        "keys": [{"key": "sk-burst", "rpm": BURST_RPM}, {"key": "sk-spend", "credits": SPEND_CREDITS},
+        "keys": [*({"key": f"sk-burst-{attempt}", "rpm": BURST_RPM} for attempt in range(BURST_ATTEMPTS)),
+                 {"key": "sk-spend", "credits": SPEND_CREDITS},
                  {"key": "sk-spread"}, {"key": "sk-capped", "spend_limit_usd": 1.5}],
         "control": {"enabled": True, "key": "ctl-key"}, **extra}))
     return path
@@ -69,11 +73,12 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         server.stop()
 
 
-async def _journals(url: str) -> list[list[dict[str, Any]]]:
-    """Each listening replica's journal entries (newest 1,000), asked over the fleet's bus as the control API does."""
+async def _journals(url: str, **filters: Any) -> list[list[dict[str, Any]]]:
+    """Each listening replica's journal entries (newest 1,000 matching ``filters``), asked over the fleet's
+    bus as the control API does."""
     store = RedisStore(url, "mock")
     try:
-        return list(await Bus(store, {}).ask("journal", {"limit": 1000}))
+        return list(await Bus(store, {}).ask("journal", {"limit": 1000, **filters}))
     finally:
         await store.close()
 
@@ -114,13 +119,20 @@ async def _burst(url: str, path: str, key: str, bodies: list[dict[str, Any]]) ->
         return await asyncio.gather(*(client.post(path, json=body, headers=auth(key)) for body in bodies))
 
 
-def test_a_burst_over_fresh_connections_admits_exactly_the_limit(served: Replica) -> None:
-    bodies = [{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"burst {i}"}], "max_tokens": 5}
-              for i in range(3 * BURST_RPM)]
-    statuses = [answer.status_code for answer in asyncio.run(_burst(served.url, "/v1/chat/completions",
-                                                                    "sk-burst", bodies))]
-    assert statuses.count(200) == BURST_RPM, statuses
-    assert statuses.count(429) == 2 * BURST_RPM, statuses
+def test_a_burst_over_fresh_connections_admits_exactly_the_limit(served: Replica, redis_server: RedisServer) -> None:
+    per_worker: list[int] = []
+    for attempt in range(BURST_ATTEMPTS):
+        nonce = f"cnf-burst-{attempt}"
+        bodies = [{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{nonce} {i}"}],
+                   "max_tokens": 5} for i in range(3 * BURST_RPM)]
+        statuses = [answer.status_code for answer in asyncio.run(_burst(served.url, "/v1/chat/completions",
+                                                                        f"sk-burst-{attempt}", bodies))]
+        assert statuses.count(200) == BURST_RPM, statuses
+        assert statuses.count(429) == 2 * BURST_RPM, statuses
+        per_worker = [len(journal) for journal in asyncio.run(_journals(redis_server.url, nonce=nonce))]
+        if len(per_worker) == WORKERS and all(per_worker):
+            break
+    assert len(per_worker) == WORKERS and all(per_worker), per_worker  # the burst was judged on both workers
 
 
 def test_concurrent_charges_never_overspend(served: Replica) -> None:
@@ -133,20 +145,24 @@ def test_concurrent_charges_never_overspend(served: Replica) -> None:
     assert ledger["total_records"] == 3
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_every_worker_cleanly(stop: signal.Signals, redis_server: RedisServer,
+@pytest.mark.parametrize(("stop", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM to the server", "SIGINT to its process group (Ctrl-C)"])
+def test_a_signal_stops_every_worker_cleanly(stop: signal.Signals, group: bool, redis_server: RedisServer,
                                              tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     server = Replica(write_config(tmp_path), redis_server.url, ["--workers", str(WORKERS), "--log-level", "info"])
     with log.open("wb") as sink:
         server.process = subprocess.Popen(
             [sys.executable, "-m", "mock_server", "serve", "--config", str(server.config), "--state", server.state,
-             "--port", str(server.port), *server.extra], stderr=sink)
+             "--port", str(server.port), *server.extra], stderr=sink, start_new_session=True)
         try:
             server.wait_ready()
             workers = workers_of(server.process.pid)
             assert len(workers) == WORKERS
-            server.process.send_signal(stop)
+            if group:
+                os.killpg(server.process.pid, stop)
+            else:
+                server.process.send_signal(stop)
             assert server.process.wait(timeout=STOP_TIMEOUT_S) == 0
         finally:
             server.stop()
