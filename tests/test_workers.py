@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,26 @@ def test_concurrent_charges_never_overspend(served: Replica) -> None:
                        headers=auth("ctl-key"), timeout=10).json()
     assert ledger["balance"] == SPEND_CREDITS - 3 * 14
     assert ledger["total_records"] == 3
+
+
+def test_a_killed_worker_is_replaced(served: Replica, redis_server: RedisServer) -> None:
+    assert served.process is not None
+    victim, survivor = workers_of(served.process.pid)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    workers: list[int] = []
+    while time.monotonic() < deadline:
+        workers = workers_of(served.process.pid)
+        if len(workers) == WORKERS and victim not in workers:
+            break
+        time.sleep(0.2)
+    assert survivor in workers and victim not in workers and len(workers) == WORKERS, workers
+    served.wait_ready()
+    while len(asyncio.run(_journals(redis_server.url))) < WORKERS and time.monotonic() < deadline:
+        time.sleep(0.2)  # the new worker listens on the bus once started
+    assert len(asyncio.run(_journals(redis_server.url))) == WORKERS
+    with httpx.Client(base_url=served.url, limits=FRESH, timeout=10) as client:
+        assert all(client.get("/v1/models", headers=auth("sk-spread")).status_code == 200 for _ in range(10))
 
 
 @pytest.mark.parametrize(("stop", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)],
