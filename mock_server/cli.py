@@ -7,7 +7,8 @@ the key ``sk-test``, rate limits on, simulated latency on at real time, no fault
 :func:`~mock_server.config.load_config`; the options override it. The CLI only builds a
 :class:`MockConfig` and hands it to :func:`create_app`; exit codes are decided here and nowhere
 else: 0 after a clean shutdown, 2 for a bad command line or configuration file (the message names
-the bad key; no traceback) or for ``--workers N`` > 1 without shared state (``--state redis://...``).
+the bad key; no traceback), for ``--workers N`` > 1 without shared state (``--state redis://...``) and
+when a worker cannot start.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def _serve_workers(argv: list[str], workers: int, options: Mapping[str, Any]) ->
     start-up is replaced. Returns 0, or :data:`EXIT_USAGE` when a worker could not start (its message
     is on stderr); a port that cannot be bound exits with uvicorn's code 3, as one process does."""
     os.environ[WORKER_ARGV_ENV] = json.dumps(argv)  # the spawned workers inherit the environment
-    server = uvicorn.Config(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+    server = uvicorn.Config("mock_server.cli:worker_app", factory=True, workers=workers, **options)
     supervisor = Multiprocess(server, sockets=[server.bind_socket()])
     supervisor.run()
     failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
