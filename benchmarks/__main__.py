@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "observability": ("benchmarks.bench_observability", [], ["--duration", "2", "--rounds", "2"]),
     "latency": ("benchmarks.bench_latency", [], ["--quick"]),
     "fleet": ("benchmarks.bench_fleet", [], ["--duration", "2", "--rounds", "2"]),
+    "workers": ("benchmarks.bench_workers", [], ["--duration", "2", "--rounds", "1"]),
     "ledger": ("benchmarks.bench_ledger", ["--http"], ["--charges", "500", "--rounds", "1", "--concurrency", "1,64"]),
     "peers": ("benchmarks.bench_peers", [], ["--duration", "2", "--rounds", "2", "--streams", "200",
                                              "--sse-rounds", "1"]),

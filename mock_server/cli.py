@@ -1,13 +1,14 @@
 """``mock-server serve [--config FILE] [--host 127.0.0.1] [--port N] [--seed N] [--no-latency]
-[--time-scale X] [--stack uvloop|asyncio] [--no-access-log] [--state URL] [--state-namespace NAME]``:
-the mock under uvicorn.
+[--time-scale X] [--stack uvloop|asyncio] [--no-access-log] [--state URL] [--state-namespace NAME]
+[--workers N]``: the mock under uvicorn, in this process or in ``N`` worker processes sharing the port.
 
 The configuration is one YAML file (default: the shipped ``mock_server/data/default_config.yaml``:
 the key ``sk-test``, rate limits on, simulated latency on at real time, no faults), validated by
 :func:`~mock_server.config.load_config`; the options override it. The CLI only builds a
 :class:`MockConfig` and hands it to :func:`create_app`; exit codes are decided here and nowhere
 else: 0 after a clean shutdown, 2 for a bad command line or configuration file (the message names
-the bad key; no traceback).
+the bad key; no traceback), for ``--workers N`` > 1 without shared state (``--state redis://...``) and
+when a worker cannot start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import argparse
 import dataclasses
 import gc
 import importlib.util
+import json
+import os
 import re
 import sqlite3
 import sys
@@ -24,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from mock_server.app import create_app
 from mock_server.config import (
@@ -56,6 +62,24 @@ def default_stack() -> str:
     return "uvloop" if found else "asyncio"
 
 
+#: Most worker processes ``--workers`` takes (a sanity bound: more than the cores only adds contention).
+MAX_WORKERS = 64
+#: The environment variable through which ``serve --workers N`` hands its command line to each worker
+#: process (uvicorn starts them by an import string, :func:`worker_app`, never with the parent's app).
+WORKER_ARGV_ENV = "MOCK_SERVER_WORKER_ARGV"
+
+
+def _workers(text: str) -> int:
+    """A ``--workers`` value: an integer from 1 to :data:`MAX_WORKERS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_WORKERS}, got {value}")
+    return value
+
+
 def _time_scale(text: str) -> float:
     """A ``--time-scale`` value: a number >= 0."""
     try:
@@ -76,10 +100,12 @@ Serve the mock of the multimodal gateway APIs (OpenAI-compatible, Messages, cred
   mock-server serve                                    # the shipped defaults on 127.0.0.1:8000
   mock-server serve --config my-mock.yaml --seed 7     # your configuration file
   mock-server serve --no-latency --time-scale 0.01     # fast answers for tests
+  mock-server serve --workers 2 --state redis://127.0.0.1:6379/0   # two processes, one shared state
 
 The configuration is one YAML file (default: mock_server/data/default_config.yaml, which documents
 every key); the options below override it. Exit codes: 0 after a clean shutdown, 2 for a bad
-command line or configuration file (the message names the bad key and the allowed values)."""
+command line or configuration file (the message names the bad key and the allowed values), for
+--workers N > 1 without --state redis://..., or when a worker cannot start."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "shared by a fleet of mock-server processes (README \"A mock fleet\")")
     serve.add_argument("--state-namespace", default=None, metavar="NAME",
                        help="prefix of the fleet's Redis keys (default mock), so that fleets can share one Redis")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help=f"worker processes sharing the port, 1 to {MAX_WORKERS} (default 1: this process "
+                            "alone); N > 1 needs --state redis://... so that rate limits and credits hold over "
+                            "all of them (README \"Several workers on one host\")")
     serve.add_argument("--stack", choices=sorted(STACKS), default=None,
                        help="event loop and HTTP parser: uvloop (uvloop+httptools, the default where installed) "
                             "or asyncio (asyncio+h11)")
@@ -147,22 +177,67 @@ def settle_heap() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mock-server``; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
     except ConfigError as error:
         print(f"mock-server: bad configuration: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers > 1 and not config.state.shared:
+        print(f"mock-server: --workers {args.workers} needs shared state: with state in each process, every "
+              "worker would keep its own rate-limit windows, credits ledger, video jobs and hosted media (each "
+              f"key would get {args.workers} times its limits and credits). Add --state redis://HOST:PORT/DB "
+              "(or state.url in the configuration file), or serve with --workers 1 "
+              "(README \"Several workers on one host\").", file=sys.stderr)
+        return EXIT_USAGE
+    stack = STACKS[args.stack or default_stack()]
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
+                               "access_log": not args.no_access_log, "loop": stack["loop"],
+                               "http": PROTOCOLS[stack["http"]]}
+    if args.workers > 1:
+        per_worker = [entry.key for entry in config.keys if entry.spend_limit_usd]
+        if per_worker:  # said, never silent (README "Several workers on one host")
+            print(f"mock-server: warning: the gateway spend limits (keys[].spend_limit_usd) of {', '.join(per_worker)} "
+                  f"are kept by each worker, as by each replica of a fleet: up to {args.workers} times each limit "
+                  "may be spent in all; rate limits and credits are exact.", file=sys.stderr)
+        return _serve_workers(argv, args.workers, options)
     try:
         app = create_app(config)
     except (OSError, sqlite3.Error, ValueError) as error:  # the catalogue or ledger file the config names
         print(f"mock-server: cannot start with {args.config}: {error}", file=sys.stderr)
         return EXIT_USAGE
-    stack = STACKS[args.stack or default_stack()]
     settle_heap()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
-                loop=stack["loop"], http=PROTOCOLS[stack["http"]])
+    uvicorn.run(app, **options)
     return 0
+
+
+def _serve_workers(argv: list[str], workers: int, options: Mapping[str, Any]) -> int:
+    """Serve with uvicorn's process model: this process binds the port and supervises ``workers`` worker
+    processes that accept on it, each a replica of the fleet whose state is in Redis (``replica.py``).
+    SIGINT or SIGTERM stops every worker cleanly (each finishes its lifespan); a worker that dies after
+    start-up is replaced. Returns 0, or :data:`EXIT_USAGE` when a worker could not start (its message
+    is on stderr); a port that cannot be bound exits with uvicorn's code 3, as one process does."""
+    os.environ[WORKER_ARGV_ENV] = json.dumps(argv)  # the spawned workers inherit the environment
+    server = uvicorn.Config("mock_server.cli:worker_app", factory=True, workers=workers, **options)
+    supervisor = Multiprocess(server, sockets=[server.bind_socket()])
+    supervisor.run()
+    failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
+    return EXIT_USAGE if failed else 0
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process of ``serve --workers N`` (uvicorn's app factory): the configuration
+    built again from the parent's command line (:data:`WORKER_ARGV_ENV`). A worker that cannot start
+    says why on stderr and exits with uvicorn's start-up failure code, which stops the parent."""
+    args = build_parser().parse_args(json.loads(os.environ[WORKER_ARGV_ENV]))
+    try:
+        app = create_app(config_from_args(args))
+    except (OSError, sqlite3.Error, ValueError) as error:  # ConfigError is a ValueError
+        print(f"mock-server: worker cannot start with {args.config}: {error}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    settle_heap()
+    return app
 
 
 if __name__ == "__main__":

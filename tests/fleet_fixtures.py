@@ -1,6 +1,6 @@
 """A real Redis (Debian's ``redis-server``) and replicas of ``mock-server serve --state redis://...`` on
-127.0.0.1, for the fleet tests and ``benchmarks/bench_fleet.py``. Every process started here is stopped
-by its owner (the fixtures, or the context managers' exits)."""
+127.0.0.1, for the fleet and workers tests and ``benchmarks/bench_fleet.py`` and ``bench_workers.py``.
+Every process started here is stopped by its owner (the fixtures, or the context managers' exits)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of ``mock-server serve --workers N`` running as ``pid``: its children but
+    multiprocessing's resource tracker (``/proc/<pid>/task/<pid>/children``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()]
 
 
 class RedisServer:
