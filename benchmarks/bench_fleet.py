@@ -10,7 +10,13 @@ fleet's exactness under load.
    three at once for ``--duration`` s (well under the minute); the 200s over the three must be exactly
    the limit.
 
+3. ``--served``: the replica's own work per served chat request, counted under cachegrind
+   (``benchmarks/paired.py: served_cost``: instructions and simulated cache misses, which do not move
+   with the machine's load), in process against Redis state. This leaves out redis-server's own CPU,
+   which a real fleet runs on a host of its own; the wrk ratio above includes it.
+
     .venv/bin/python -m benchmarks.bench_fleet [--duration 3] [--rounds 8] [--connections 64] [--limit 5000]
+    .venv/bin/python -m benchmarks.bench_fleet --served
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks.common import CHAT_BODY, KEY, base_config, free_port, machine, mock_argv, serve, write_config, wrk
-from benchmarks.paired import PATH, add_arguments, compare
+from benchmarks.paired import PATH, add_arguments, compare, served_cost
 from tests.fleet_fixtures import RedisServer
 
 #: Goal of issue 18: one Redis replica serves at least this share of the in-process mock's requests/s.
@@ -59,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         redis = RedisServer(Path(name))
         redis.start()
         try:
+            if args.served:
+                print("## Fleet mode: per served chat request (cachegrind on mock-server serve), in process against "
+                      "one Redis replica (the replica's own work; redis-server's is not counted)")
+                served_cost(("in process", "Redis"), (base_config(), base_config(state={"url": redis.url})),
+                            MIN_RATIO, low=1000, high=5000)
+                return 0
             print(f"## Fleet mode: POST {PATH} (non-streaming), one Redis replica against in process, "
                   f"{args.rounds} x {args.duration:g} s each")
             print(f"machine: {machine()}")

@@ -220,8 +220,10 @@ def served_events(config: Mapping[str, Any], requests: int, connections: int = 1
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
-        config_file = write_config(Path(tmp), "served", config)
         port = free_port()
+        if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
+            config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}
+        config_file = write_config(Path(tmp), "served", config)
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out",
                 sys.executable, "-m", "mock_server", "serve", "--config", str(config_file), "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]
