@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import sys
+import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 import yaml
 
-from conformance import pages, report
+from conformance import pages, preflight, report
+from conformance.budget import Limits
 from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
-from conformance.profiles import PROFILES
+from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
 from spec import load_yaml, project_version
 
@@ -43,7 +50,20 @@ Run the gateway conformance suite against a target and write a report, or compar
   conformance compare reports/a/latest reports/b/latest          # runs side by side
 
 Exit codes of run: 0 no check failed (known failures of --baseline aside), 1 a check failed,
-2 the run could not be made (bad arguments or target file, no tests, an internal error)."""
+2 the run could not be made (bad arguments or target file, no tests, an internal error) or was
+stopped by SIGINT or SIGTERM (its reports are then written and marked incomplete)."""
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
     run.add_argument("--phases", default=",".join(PHASES),
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
+    run.add_argument("--max-duration", type=_positive(float), metavar="S",
+                     help="stop starting checks after S seconds; the rest is skipped with that reason (default: "
+                          + ", ".join(f"{name} {seconds:g} s" for name, seconds in MAX_DURATION_S.items()) + ")")
+    run.add_argument("--max-requests", type=_positive(int), metavar="N",
+                     help="send at most N requests to the target (default unbounded)")
+    run.add_argument("--max-credits", type=_positive(float), metavar="C",
+                     help="never start a call whose documented credits would take the run's total past C "
+                          "(004 credit costs; default unbounded)")
+    run.add_argument("--concurrency", type=_positive(int), metavar="N",
+                     help="checks in flight at once (default: the target file's concurrency, else 4)")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
     compare = commands.add_parser("compare", help="render several reports side by side",
@@ -97,7 +127,7 @@ def _target(args: argparse.Namespace, url: str) -> Target:
 
 
 @contextlib.contextmanager
-def _served(target: str) -> Iterator[str]:
+def _served(target: str, profile: str) -> Iterator[str]:
     if target == "mock":
         from conformance.embedded import embedded_mock, mock_missing
 
@@ -106,7 +136,7 @@ def _served(target: str) -> Iterator[str]:
             raise TargetFileError(f"--target mock serves the project's mock, which is not installed ({missing}): "
                                   "pip install 'gateway-conformance[mock]' (or '.[mock]' in a checkout)")
 
-        with embedded_mock() as url:
+        with embedded_mock(time_scale=MOCK_TIME_SCALE[profile]) as url:
             yield url
     else:
         yield target
@@ -130,31 +160,120 @@ def _report_dir(root: Path, name: str) -> Path:
     return directory
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the run stops, its reports are written marked incomplete."""
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[list[str]]:
+    """While the run goes, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (pytest stops
+    its session cleanly on it); yields the list the names of the signals that came are added to."""
+    received: list[str] = []
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(number).name)
+        raise Interrupted(received[-1])
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the suite for parsed ``args``; returns the exit code."""
+    """Run the suite for parsed ``args``; returns the exit code. Arguments, the target file and the
+    phases are checked before anything is written: a refused run leaves no report folder."""
     try:
         baseline = _baseline(args.baseline)
-        with _served(args.target) as url:
+        with _served(args.target, args.profile) as url:
             target = _target(args, url)
+            if args.concurrency:
+                target = dataclasses.replace(target, concurrency=args.concurrency)
+            stages = _stages(args, target)
             report_dir = _report_dir(args.reports, target.name)
-            plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
-            code = pytest.main(_pytest_args(args, report_dir, target), plugins=[plugin])
+            with tempfile.TemporaryDirectory(prefix="conformance-") as scratch, _signals() as received:
+                plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline,
+                                                     Path(scratch) / "state.json", _limits(args, target),
+                                                     tuple(p for p in PHASES if p in _wanted(args.phases))))
+                codes = _run_stages(plugin, stages, args, report_dir, received)
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
     if args.write_baseline:
         failed = sorted(row.id for row in plugin.rows if row.outcome in ("failed", "known_failure"))
         args.write_baseline.write_text(yaml.safe_dump({"known_failures": failed}), encoding="utf-8")
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+    if received or any(code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                    pytest.ExitCode.NO_TESTS_COLLECTED) for code in codes):
+        return 2
+    if not plugin.rows:
+        print("conformance: no checks were collected (see -k and --phases)", file=sys.stderr)
         return 2
     return 1 if plugin.regressions else 0
+
+
+def _limits(args: argparse.Namespace, target: Target) -> Limits:
+    seconds = args.max_duration or MAX_DURATION_S[args.profile]
+    return Limits(deadline=time.time() + seconds, max_duration_s=seconds, max_requests=args.max_requests,
+                  max_credits=args.max_credits, interval_s=target.interval_s)
+
+
+#: A stage of a run: (suite modules, pytest -m expression, pytest-xdist workers; 0 runs in this process).
+Stage = tuple[list[str], str, int]
+
+
+def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
+    """The pytest sessions of a run, in order. Without concurrency, one session (the plugin orders its
+    tests: golden, behavioural, the ``serial`` ones, upstream, property). With it, three: golden and
+    behavioural tests on pytest-xdist workers, then the ``serial`` tests alone in this process (a quiet
+    key), then upstream and property tests on workers. Raises TargetFileError for bad ``--phases``."""
+    modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+    if target.concurrency <= 1:
+        return [(modules, "", 0)]
+    early = [m for m in modules if phase_of_module(m) in ("golden", "behavioural")]
+    late = [m for m in modules if m not in early]
+    stages: list[Stage] = [(early, "not serial", target.concurrency)] if early else []
+    stages.append((modules, "serial", 0))
+    return stages + ([(late, "not serial", target.concurrency)] if late else [])
+
+
+def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.Namespace, report_dir: Path,
+                received: list[str]) -> list[int]:
+    """Probe the target, run each stage's pytest session, and write the final reports whatever happens
+    (marked incomplete when a signal, a budget or an unreachable target ended the run early)."""
+    codes: list[int] = []
+    try:
+        plugin.write_report(None)
+        failure = preflight.probe(plugin.run.target)
+        if failure is not None:
+            plugin.record(report.Row(id=preflight.CHECK, check=preflight.CHECK, api="all",
+                                     capability=preflight.CAPABILITY, source=preflight.SOURCE, outcome="failed",
+                                     duration_s=0.0, failure=failure.as_dict(), phase=plugin.run.phases[0]))
+            plugin.state.stop(f"the target is not reachable as the API ({failure.received})")
+        for modules, marks, workers in stages:
+            if received:
+                break
+            if plugin.state.read()["stopped"]:
+                workers = 0  # every test will be skipped: no worker processes for that
+            codes.append(pytest.main(_pytest_args(args, modules, marks, workers), plugins=[plugin]))
+    except Interrupted:
+        pass
+    finally:
+        stopped = f"stopped by {received[0]}" if received else None
+        plugin.write_report(stopped, final=True)
+    return codes
+
+
+def _wanted(phases: str) -> set[str]:
+    return {phase.strip() for phase in phases.split(",") if phase.strip()}
 
 
 def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[str]:
     """The suite modules of the named phases; raises TargetFileError for an unknown phase, or for the
     upstream phase asked for by name when the target has no ``upstream`` section (without one, the
     default phases leave it out: it needs the gateway's upstream mock)."""
-    wanted = {phase.strip() for phase in phases.split(",") if phase.strip()}
+    wanted = _wanted(phases)
     unknown = wanted - set(PHASES)
     if unknown or not wanted:
         raise TargetFileError(f"--phases takes {', '.join(PHASES)}; got {phases!r}")
@@ -166,13 +285,19 @@ def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[s
     return sorted(str(path) for path in SUITE_DIR.glob("test_*.py") if phase_of_module(path.name) in wanted)
 
 
-def _pytest_args(args: argparse.Namespace, report_dir: Path, target: Target) -> list[str]:
-    modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+def _pytest_args(args: argparse.Namespace, modules: list[str], marks: str, workers: int) -> list[str]:
+    """pytest's argv for one stage: its modules, ``-m marks``, and ``workers`` pytest-xdist workers (0: none)."""
     pytest_args = [*modules, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                   "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
+                   "-p", "conformance.plugin",  # xdist workers register the run's plugin from it
                    "-q" if args.quiet else "-v"]
+    if marks:
+        pytest_args += ["-m", marks]
+    if workers:
+        pytest_args += ["-n", str(workers), "--dist", "loadgroup"]
+    else:
+        pytest_args += ["-p", "no:xdist"]
     return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
 
 

@@ -18,14 +18,16 @@ from typing import Any
 
 import hypothesis
 import pytest
+import requests
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import HealthCheck
 from schemathesis.core.failures import FailureGroup
 
+from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
-from conformance.failures import CheckFailure, excerpt
+from conformance.failures import CheckFailure, Evidence, TargetError, excerpt
 from conformance.http import MAX_RETRIES, Exchange, retry_after_s
 from conformance.target import Target
 from spec import api_names, find_operation, load_api
@@ -88,10 +90,17 @@ def _auth(case: Any, target: Target) -> dict[str, str]:
             if name == "x-api-key" or name == "Authorization" or name.lower() not in generated}
 
 
-def _call(case: Any, target: Target) -> tuple[Any, Exchange]:
+def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange]:
+    """Send a generated case (counted against the run's budgets and paced first); a target that does not
+    answer fails ``target_reachable``, as the client's requests do."""
     headers = _auth(case, target)
     for _ in range(MAX_RETRIES):
-        response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
+        run_state.reserve(call_cost(case.method, case.formatted_path, case.body))
+        try:
+            response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
+        except requests.RequestException as exc:
+            raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {excerpt(str(exc))}",
+                              Evidence(case.method, f"{target.base_url}{case.formatted_path}", case.body)) from None
         wait = retry_after_s({k.lower(): v[0] for k, v in response.headers.items()})
         if response.status_code != 429 or wait is None or wait > target.max_retry_wait_s:
             break
@@ -130,11 +139,11 @@ def _positive_test(api: str) -> Callable[..., None]:
     @pytest.mark.api(api)
     @pytest.mark.capability("contract.positive", source="spec: documented status, content type and schema")
     @schema.parametrize()
-    def test(case: Any, target: Target) -> None:
+    def test(case: Any, target: Target, run_state: RunState) -> None:
         operation_id = _skip_excluded(case, target)
         if isinstance(case.body, dict) and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target)
+        response, exchange = _call(case, target, run_state)
         _validate(api, case, response, exchange, POSITIVE_CHECKS, target)
 
     return test  # type: ignore[no-any-return]
@@ -146,12 +155,12 @@ def _negative_test(api: str) -> Callable[..., None]:
     @pytest.mark.api(api)
     @pytest.mark.capability("contract.negative", source="invalid input is a 4xx in the API's error envelope")
     @schema.parametrize()
-    def test(case: Any, target: Target) -> None:
+    def test(case: Any, target: Target, run_state: RunState) -> None:
         operation_id = _skip_excluded(case, target)
         model = case.body.get("model") if isinstance(case.body, dict) else None
         if isinstance(model, str) and model and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target)
+        response, exchange = _call(case, target, run_state)
         if response.status_code == 429:
             return  # rate limited before the invalid input was judged: nothing to conclude
         _validate(api, case, response, exchange, NEGATIVE_CHECKS, target)

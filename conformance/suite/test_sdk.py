@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
 
+from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.checks.sdk import run_sdk
 from conformance.target import Target
@@ -15,10 +17,15 @@ API = "openai_gateway"
 
 
 @pytest.fixture(scope="module")
-def sdk(target: Target) -> Iterator[openai.OpenAI]:
-    """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding)."""
-    with openai.OpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0,
-                       timeout=target.timeout_s) as client:
+def sdk(target: Target, run_state: RunState) -> Iterator[openai.OpenAI]:
+    """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding);
+    each of its requests counts against the run's budgets and pacing first."""
+    def reserve(request: Any) -> None:
+        run_state.reserve(call_cost(request.method, request.url.path, None))
+
+    with openai.DefaultHttpxClient(event_hooks={"request": [reserve]}) as http, openai.OpenAI(
+            base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0, timeout=target.timeout_s,
+            http_client=http) as client:
         yield client
 
 
