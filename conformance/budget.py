@@ -34,7 +34,13 @@ from spec.extensions import credit_cost
 
 class BudgetExhausted(pytest.skip.Exception):  # type: ignore[misc,name-defined]
     """A budget (or an earlier stop: an unreachable target, a signal) ends the run: the test that
-    meets it is skipped with this reason, and so is every test after it."""
+    meets it is skipped with this reason (:func:`skip_reason`), and so is every test after it."""
+
+
+def skip_reason(stopped: str) -> str:
+    """The skip reason of a test not run because the run stopped for ``stopped``: a budget's own words
+    (``budget: --max-requests 5 reached``), else ``not run: <why>``."""
+    return stopped if stopped.startswith("budget:") else f"not run: {stopped}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class RunState:
             reason = state["stopped"] or self._over(state, credits)
             if reason:
                 state["stopped"] = reason
-                raise BudgetExhausted(reason)
+                raise BudgetExhausted(skip_reason(reason))
             now = time.time()
             slot = max(now, float(state["next_slot"]))
             state["requests"] += 1
@@ -95,11 +101,10 @@ class RunState:
     def check(self) -> None:
         """Raise :class:`BudgetExhausted` when the run is stopped or its time is up (before a test starts)."""
         with self._locked() as state:
-            over = state["stopped"] or (self._over(state, 0.0) if self.limits.deadline is not None else None)
-            if over and over.startswith("budget: --max-duration"):
-                state["stopped"] = over
+            over = state["stopped"] or self._over(state, 0.0)
+            state["stopped"] = over
         if over:
-            raise BudgetExhausted(over)
+            raise BudgetExhausted(skip_reason(over))
 
     def stop(self, reason: str) -> None:
         """Stop the run with ``reason`` (the first reason given wins)."""

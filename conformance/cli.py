@@ -247,10 +247,10 @@ def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.N
         plugin.write_report(None)
         failure = preflight.probe(plugin.run.target)
         if failure is not None:
+            plugin.state.stop(f"the target is not reachable as the API ({failure.received})")
             plugin.record(report.Row(id=preflight.CHECK, check=preflight.CHECK, api="all",
                                      capability=preflight.CAPABILITY, source=preflight.SOURCE, outcome="failed",
-                                     duration_s=0.0, failure=failure.as_dict(), phase=plugin.run.phases[0]))
-            plugin.state.stop(f"the target is not reachable as the API ({failure.received})")
+                                     duration_s=0.0, failure=failure.as_dict(), phase="preflight"))
         for modules, marks, workers in stages:
             if received:
                 break

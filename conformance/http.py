@@ -198,7 +198,7 @@ class TargetClient:
 
     def _reason(self, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError):
-            return f"no complete answer within timeout_s ({self.target.timeout_s:g} s)"
+            return f"Timeout: no complete answer within timeout_s ({self.target.timeout_s:g} s)"
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     async def _stream(self, method: str, path: str, json_body: Any, sent: Mapping[str, str],

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from conformance import profiles, report
-from conformance.budget import Limits, RunState
+from conformance.budget import BudgetExhausted, Limits, RunState, skip_reason
 from conformance.checks import REGISTRY, Check
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
@@ -93,11 +93,6 @@ class RunConfig:
     limits: Limits = field(default_factory=Limits)
     phases: tuple[str, ...] = PHASES
     """The phases this run was asked for, in order (the report says which of them ran)."""
-
-
-def _stop_phrase(stopped: str) -> str:
-    """The skip reason of a test not run because the run stopped for ``stopped``."""
-    return stopped if stopped.startswith("budget:") else f"not run: {stopped}"
 
 
 class ConformancePlugin:
@@ -174,10 +169,7 @@ class ConformancePlugin:
         self.expected.update({item.nodeid: phase_of(item) for item in session.items})
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        stopped = self.state.read()["stopped"]
-        if stopped:
-            pytest.skip(_stop_phrase(stopped))
-        self.state.check()
+        self.state.check()  # a stopped run, or one out of time, skips the test
         api, operation = _api(item)
         if api and not self.run.target.claims(api):
             pytest.skip(f"{NOT_CLAIMED}: the target does not claim {api}")
@@ -277,7 +269,7 @@ class ConformancePlugin:
     def phase_states(self, stopped: str | None) -> dict[str, str]:
         """``{phase: "complete" | "partial" | "not run"}`` for the run's phases: a phase is complete when
         each of its collected tests has a row and none was skipped because the run stopped."""
-        phrase = _stop_phrase(stopped) if stopped else None
+        phrase = skip_reason(stopped) if stopped else None
         ran: dict[str, int] = {}
         unrun: dict[str, int] = {}
         for row in self.rows:
@@ -368,7 +360,7 @@ def _skip_reason(rep: pytest.TestReport) -> str:
     if not rep.skipped:
         return ""
     reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr or "")
-    return str(reason).removeprefix("Skipped: ")
+    return str(reason).removeprefix("Skipped: ").removeprefix(f"{BudgetExhausted.__module__}.BudgetExhausted: ")
 
 
 def _longrepr(rep: pytest.TestReport) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from conformance.failures import CheckFailure, Evidence
+from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
 from conformance.target import Target
 
@@ -52,7 +52,3 @@ def probe(target: Target) -> CheckFailure | None:
                             "(not the API: check the base URL)", exchange.evidence())
     return None
 
-
-def unreachable_evidence(target: Target) -> Evidence:
-    """Evidence for a run stopped before its first request (the target's root URL only)."""
-    return Evidence("GET", target.base_url)
