@@ -38,6 +38,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 #: The mock's development key (README "Development key").
 MOCK_KEY = "sk-test"
+#: Checks in flight against ``--target mock``: the embedded mock answers from this machine's own
+#: cores, so more workers than cores (at most 4) only add start-up time.
+MOCK_CONCURRENCY = max(1, min(4, os.cpu_count() or 1))
 
 
 #: What ``conformance --help`` says above the commands (plain text: argparse prints it as is).
@@ -113,7 +116,8 @@ def _target(args: argparse.Namespace, url: str) -> Target:
         from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
 
         return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
-                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER)
+                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER,
+                      concurrency=MOCK_CONCURRENCY)
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})
@@ -166,13 +170,14 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _signals() -> Iterator[list[str]]:
-    """While the run goes, SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (pytest stops
-    its session cleanly on it); yields the list the names of the signals that came are added to."""
+    """While the run goes, the first SIGINT or SIGTERM raises :class:`Interrupted` in the main thread (pytest
+    stops its session cleanly on it); yields the list the names of the signals that came are added to."""
     received: list[str] = []
 
     def handler(number: int, frame: FrameType | None) -> None:
         received.append(signal.Signals(number).name)
-        raise Interrupted(received[-1])
+        if len(received) == 1:  # a second signal does not cut the final reports short
+            raise Interrupted(received[-1])
 
     previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:

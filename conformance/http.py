@@ -134,14 +134,21 @@ class TargetClient:
     def __enter__(self) -> TargetClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *exc: Any) -> None:
+        self._close(exc)
 
     def close(self) -> None:
         """Close the connection pool and stop the background event loop."""
+        self._close((None, None, None))
+
+    def _close(self, exc: tuple[Any, Any, Any]) -> None:
+        """Leaving on an exception (a signal stopping the run) cancels a request still in flight instead
+        of waiting up to ``timeout_s`` for it."""
+        if exc[0] is None:
+            with contextlib.suppress(Exception):
+                self._portal.call(self._client.aclose)
         with contextlib.suppress(Exception):
-            self._portal.call(self._client.aclose)
-        self._portal_context.__exit__(None, None, None)
+            self._portal_context.__exit__(*exc)
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 headers: Mapping[str, str | None] | None = None,

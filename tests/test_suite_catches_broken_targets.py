@@ -39,10 +39,12 @@ def test_mock_passes_clean(tmp_path: Path) -> None:
 
 
 def mock_like_target_file(url: str, directory: Path, **extra: object) -> str:
-    """A target file for a served mock (or a broken variant) with every key the embedded mock has."""
+    """A target file for a served mock (or a broken variant) with every key the embedded mock has; checks
+    run one after another (``concurrency: 1``: these few-check runs would spend longer starting workers)
+    unless ``extra`` says otherwise."""
     path = directory / "target.yaml"
     path.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "standard_api_key": STANDARD_KEY,
-                                    "scoped_api_key": SCOPED_KEY,
+                                    "scoped_api_key": SCOPED_KEY, "concurrency": 1,
                                     "empty_api_key": EMPTY_KEY, "fault_header": FAULT_HEADER, **extra}))
     return str(path)
 
