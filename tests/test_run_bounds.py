@@ -203,9 +203,11 @@ def _wait_for(predicate: Any, seconds: float = 240.0) -> None:
         time.sleep(0.2)
 
 
-def _start(target: str, reports: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "conformance", "run", "--target", target, "--api-key", "sk-test",
-                             "--name", "under-test", "--reports", str(reports), "-q", *extra],
+def _start(target: str, reports: Path, *extra: str, name: str = "under-test") -> subprocess.Popen[str]:
+    """``conformance run`` in a subprocess; a target file's own key unless it is a mock-like one."""
+    key = ["--api-key", "sk-test"] if name == "under-test" else []
+    return subprocess.Popen([sys.executable, "-m", "conformance", "run", "--target", target, *key, "--name", name,
+                             "--reports", str(reports), "-q", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -260,27 +262,43 @@ def test_max_requests_skips_what_did_not_run_with_that_reason(tmp_path: Path) ->
 # ---- a report, always -----------------------------------------------------------------------------------------
 
 
+def _stop_and_read(target: str, reports: Path, phase: str, signal_number: int, name: str = "under-test") -> None:
+    """Start a run of ``phase``, send ``signal_number`` once a row of that phase is in report.json, and
+    prove that all four reports say the run is incomplete, with exit code 2."""
+    run = _start(target, reports, "--phases", phase, name=name)
+    _wait_for(lambda: any(row["phase"] == phase for row in _rows(reports / name)))
+    run.send_signal(signal_number)
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 2, output
+    latest = reports / name / "latest"
+    report = json.loads((latest / "report.json").read_text())
+    said = f"stopped by {signal.Signals(signal_number).name}"
+    assert report["incomplete"] == {"reason": said, "phases": {phase: "partial"}}
+    assert report["checks"] and "Incomplete run" in (latest / "report.md").read_text()
+    assert said in (latest / "report.html").read_text()
+    error = ET.parse(latest / "junit.xml").getroot().find(".//testcase[@name='run_complete']/error")
+    assert error is not None and said in error.attrib["message"]
+
+
 @pytest.mark.parametrize(("phase", "signal_number", "concurrency"), [
     ("golden", signal.SIGTERM, 1), ("behavioural", signal.SIGTERM, 2), ("property", signal.SIGTERM, 1),
     ("behavioural", signal.SIGINT, 1)])
 def test_a_signal_stops_the_run_and_leaves_four_reports_marked_incomplete(
         phase: str, signal_number: int, concurrency: int, tmp_path: Path) -> None:
-    reports = tmp_path / "reports"
     with serve(Slow(embedded_app(), delay_s=0.3)) as url:
-        run = _start(mock_like_target_file(url, tmp_path, concurrency=concurrency), reports, "--phases", phase)
-        _wait_for(lambda: any(row["phase"] == phase for row in _rows(reports / "under-test")))
-        run.send_signal(signal_number)
-        output, _ = run.communicate(timeout=120)
-    assert run.returncode == 2, output
-    latest = reports / "under-test" / "latest"
-    report = json.loads((latest / "report.json").read_text())
-    name = signal.Signals(signal_number).name
-    assert report["incomplete"] == {"reason": f"stopped by {name}", "phases": {phase: "partial"}}
-    assert report["checks"] and "Incomplete run" in (latest / "report.md").read_text()
-    assert f"stopped by {name}" in (latest / "report.html").read_text()
-    junit = ET.parse(latest / "junit.xml").getroot()
-    error = junit.find(".//testcase[@name='run_complete']/error")
-    assert error is not None and f"stopped by {name}" in error.attrib["message"]
+        _stop_and_read(mock_like_target_file(url, tmp_path, concurrency=concurrency), tmp_path / "reports", phase,
+                       signal_number)
+
+
+def test_sigterm_in_the_upstream_phase_leaves_reports_marked_incomplete(tmp_path: Path) -> None:
+    from mock_server import DEV_API_KEY
+    from tests.gateway_under_test import gateway_app
+    from tests.test_upstream_phase import target_file, upstream_mock
+
+    with serve(Slow(upstream_mock(), delay_s=0.2)) as upstream_url, \
+            serve(gateway_app(upstream_url, DEV_API_KEY)) as gateway_url:
+        _stop_and_read(str(target_file(tmp_path, gateway_url, upstream_url)), tmp_path / "reports", "upstream",
+                       signal.SIGTERM, name="gateway-under-test")
 
 
 def test_a_refused_run_creates_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
