@@ -16,6 +16,7 @@ old ones go as in a long run); the difference over 4,000 is the cost per request
     .venv/bin/python -m benchmarks.bench_journal [--duration 3] [--rounds 8] [--connections 64,256]
     .venv/bin/python -m benchmarks.bench_journal --together          # both servers loaded at once
     .venv/bin/python -m benchmarks.bench_journal --instructions      # needs Debian's valgrind
+    .venv/bin/python -m benchmarks.bench_journal --served            # the served process under cachegrind
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import base_config, machine
-from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions
+from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions, served_cost
 from mock_server.journal import DEFAULT_SIZE
 
 CONNECTIONS = (64, 256)
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, CONNECTIONS)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"journal entries (default {DEFAULT_SIZE})")
     args = parser.parse_args(argv)
+    if args.served:
+        print("## Request journal: per served chat request (cachegrind on mock-server serve), journal off against on")
+        served_cost(("off", "on"), configs(args.size), low=args.size + 1000, high=args.size + 5000)
+        return 0
     if args.instructions:
         print("## Request journal: instructions per chat request in process (callgrind), journal off against on")
         # both counts past the ring's size: records then let the oldest go, as in a long run

@@ -8,6 +8,7 @@ count of the in-process pipeline) is ``benchmarks/paired.py``'s, shared with ``b
 
     .venv/bin/python -m benchmarks.bench_observability [--duration 3] [--rounds 8] [--connections 64,256]
     .venv/bin/python -m benchmarks.bench_observability --instructions      # needs Debian's valgrind
+    .venv/bin/python -m benchmarks.bench_observability --served            # the served process under cachegrind
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import base_config, machine
-from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions
+from benchmarks.paired import MIN_RATIO, PATH, add_arguments, compare, count_instructions, served_cost
 
 CONNECTIONS = (64, 256)
 #: The configurations compared: observability off (the pipeline as before issue 17), and on (the default).
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, CONNECTIONS)
     args = parser.parse_args(argv)
+    if args.served:
+        print("## Observability: per served chat request (cachegrind on mock-server serve), off against on")
+        served_cost(("off", "on"), CONFIGS, low=1000, high=5000)
+        return 0
     if args.instructions:
         print("## Observability: instructions per chat request in process (callgrind), off against on")
         count_instructions(("off", "on"), CONFIGS)

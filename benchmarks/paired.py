@@ -9,6 +9,14 @@ On a shared VM requests/s swing by tens of percent from one 3 s run to the next,
 :func:`count_instructions` also counts instructions with valgrind's callgrind, which counts the same
 for the same work whatever else runs: the mock's pipeline called in process (no server) for 1,000 and
 3,000 chat requests under each configuration; the difference over 2,000 is the cost per request.
+:func:`served_cost` goes one step further: it runs the real ``mock-server serve`` process (uvicorn,
+uvloop, httptools: everything a served request costs in user space) under valgrind's cachegrind,
+sends it a fixed number of chat requests over keep-alive connections, and differences two such runs:
+instructions and simulated cache misses per served request, combined into cachegrind's usual
+estimate of cycles. Unlike wrk's req/s, these do not move with the machine's other load, and unlike
+the in-process count they include the server stack and the cost of what a feature keeps alive
+(cache misses), so the ratio of estimated cycles is the served throughput ratio of a single-threaded
+server at saturation, as far as a simulated CPU can say.
 Used by ``bench_journal.py`` (issue 12) and ``bench_observability.py`` (issue 17).
 """
 
@@ -30,6 +38,7 @@ from typing import Any
 
 from benchmarks.common import (
     CHAT_BODY,
+    KEY,
     ROOT,
     WrkResult,
     free_port,
@@ -110,6 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser, connections: tuple[int, ...])
     parser.add_argument("--together", action="store_true",
                         help="load both servers at once each round (paired: robust to the machine's other load)")
     parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind instead")
+    parser.add_argument("--served", action="store_true",
+                        help="count instructions and simulated cache misses of the served process (cachegrind)")
 
 
 #: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N``.
@@ -154,4 +165,114 @@ def count_instructions(labels: tuple[str, str], configs: tuple[Mapping[str, Any]
                  f"{labels[0]} / {labels[1]}", f"goal >= {goal:g}"],
                 [[f"{a:,.0f}", f"{b:,.0f}", f"{b - a:,.0f} ({(b / a - 1) * 100:.1f}%)", f"{a / b:.3f}",
                   verdict(a / b >= goal)]])
+    return per
+
+
+#: Cachegrind's events, in the order of its output file's ``events:`` line (valgrind 3.19, cache simulation on).
+CACHE_EVENTS = ("Ir", "I1mr", "ILmr", "Dr", "D1mr", "DLmr", "Dw", "D1mw", "DLmw")
+#: Most time a server under cachegrind may take to start, in s (valgrind runs Python ~50x slower).
+VALGRIND_START_S = 1200.0
+
+
+def estimated_cycles(events: Mapping[str, float]) -> float:
+    """Cachegrind's customary cost estimate: instructions + 10 per first-level miss + 100 per last-level miss."""
+    return (events["Ir"] + 10 * (events["I1mr"] + events["D1mr"] + events["D1mw"])
+            + 100 * (events["ILmr"] + events["DLmr"] + events["DLmw"]))
+
+
+def _send(url: str, requests: int, connections: int) -> None:
+    """``requests`` non-streaming chat requests to ``url`` over ``connections`` keep-alive connections;
+    raises RuntimeError on any answer but 200."""
+    import asyncio
+
+    import httpx
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(limits=limits, timeout=600.0,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
+            remaining = iter(range(requests))
+
+            async def worker() -> None:
+                for _ in remaining:
+                    answer = await client.post(url, json=CHAT_BODY)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+
+    asyncio.run(main())
+
+
+def served_events(config: Mapping[str, Any], requests: int, connections: int = 16) -> dict[str, float]:
+    """Cachegrind's totals (:data:`CACHE_EVENTS`) for one ``mock-server serve`` process run under ``config``
+    that starts, answers one probe and ``requests`` chat requests, and stops on SIGINT."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
+    import signal
+    import time
+
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = write_config(Path(tmp), "served", config)
+        port = free_port()
+        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out",
+                sys.executable, "-m", "mock_server", "serve", "--config", str(config_file), "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + VALGRIND_START_S
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server under valgrind did not start: {process.returncode}")
+                try:
+                    httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=5.0)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.5)
+            _send(url + PATH, requests, connections)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=VALGRIND_START_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        text = Path(tmp, "out").read_text()
+    events = re.search(r"^events: (.+)$", text, re.M)
+    summary = re.search(r"^summary: (.+)$", text, re.M)
+    if events is None or summary is None:
+        raise SystemExit("cachegrind wrote no summary")
+    return dict(zip(events.group(1).split(), map(float, summary.group(1).split()), strict=True))
+
+
+def served_cost(labels: tuple[str, str], configs: tuple[Mapping[str, Any], Mapping[str, Any]],
+                goal: float = MIN_RATIO, low: int = 1000, high: int = 3000) -> dict[str, dict[str, float]]:
+    """Print, per served chat request under configuration A and B, instructions, last-level cache misses and
+    :func:`estimated_cycles`, and the ratio A/B of the cycles (the served throughput ratio); return them.
+    The four server runs (two configurations, ``low`` and ``high`` requests) go two at a time."""
+    with ThreadPoolExecutor(2) as pool:
+        runs = {(label, n): pool.submit(served_events, config, n)
+                for label, config in zip(labels, configs, strict=True) for n in (low, high)}
+        totals = {key: run.result() for key, run in runs.items()}
+    per: dict[str, dict[str, float]] = {}
+    for label in labels:
+        a, b = totals[(label, low)], totals[(label, high)]
+        per[label] = {event: (b[event] - a[event]) / (high - low) for event in a}
+        per[label]["cycles"] = estimated_cycles(per[label])
+        per[label]["l1"] = per[label]["I1mr"] + per[label]["D1mr"] + per[label]["D1mw"]
+        per[label]["ll"] = per[label]["ILmr"] + per[label]["DLmr"] + per[label]["DLmw"]
+    first, second = (per[label] for label in labels)
+    ratio = first["cycles"] / second["cycles"]
+    shown = (("instructions", "Ir"), ("first-level misses", "l1"), ("last-level misses", "ll"),
+             ("estimated cycles", "cycles"))
+    print_table(["per served request", labels[0], labels[1], "added"],
+                [[name, f"{first[key]:,.1f}", f"{second[key]:,.1f}", f"{second[key] - first[key]:+,.1f}"
+                  + (f" ({(second[key] / first[key] - 1) * 100:+.1f}%)" if first[key] >= 100 else "")]
+                 for name, key in shown])
+    print(f"served throughput ratio {labels[1]} / {labels[0]} (estimated cycles {labels[0]} / {labels[1]}): "
+          f"{ratio:.3f}, goal >= {goal:g}: {verdict(ratio >= goal)}")
     return per

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from types import FrameType, MappingProxyType
 from typing import Any
 
 import pytest
@@ -29,9 +29,9 @@ import yaml
 
 from conformance import pages, preflight, report
 from conformance.budget import Limits
-from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
+from conformance.plugin import ALONE, PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
-from conformance.target import Target, TargetFileError, load_target_file, name_for, root_url
+from conformance.target import DEFAULT_MODELS, Target, TargetFileError, load_target_file, name_for, root_url
 from spec import load_yaml, project_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -113,11 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
+        from conformance.embedded import EMBEDDED_MODELS, EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
 
         return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
                       empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER,
-                      concurrency=MOCK_CONCURRENCY)
+                      models=MappingProxyType({**DEFAULT_MODELS, **EMBEDDED_MODELS}), concurrency=MOCK_CONCURRENCY)
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})
@@ -230,17 +230,18 @@ Stage = tuple[list[str], str, int]
 
 def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     """The pytest sessions of a run, in order. Without concurrency, one session (the plugin orders its
-    tests: golden, behavioural, the ``serial`` ones, upstream, property). With it, three: golden and
-    behavioural tests on pytest-xdist workers, then the ``serial`` tests alone in this process (a quiet
-    key), then upstream and property tests on workers. Raises TargetFileError for bad ``--phases``."""
+    tests: golden, behavioural, upstream, property, each phase's ``serial`` and ``last_in_phase`` tests
+    after its others). With it, three: golden and behavioural tests on pytest-xdist workers, then the
+    ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left),
+    then upstream and property tests on workers. Raises TargetFileError for bad ``--phases``."""
     modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
     if target.concurrency <= 1:
         return [(modules, "", 0)]
     early = [m for m in modules if phase_of_module(m) in ("golden", "behavioural")]
     late = [m for m in modules if m not in early]
-    stages: list[Stage] = [(early, "not serial", target.concurrency)] if early else []
-    stages.append((modules, "serial", 0))
-    return stages + ([(late, "not serial", target.concurrency)] if late else [])
+    stages: list[Stage] = [(early, f"not ({ALONE})", target.concurrency)] if early else []
+    stages.append((modules, ALONE, 0))
+    return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
 
 
 def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.Namespace, report_dir: Path,

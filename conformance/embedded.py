@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 import uvicorn
@@ -50,6 +51,13 @@ SCOPED_KEY = "sk-test-chat-only"
 FAULT_HEADER = "X-Mock-Fault"
 
 
+#: Model keys of the embedded mock's target beyond the defaults (``conformance/target.py``): models of its
+#: catalogue (``mock_server/data/models.yaml``) lacking media, and one chat model per provider.
+EMBEDDED_MODELS = MappingProxyType({
+    "text_only": "text-only-mini", "provider_openai": "gpt-4o-mini",
+    "provider_anthropic": "anthropic/claude-sonnet-4.6", "provider_google": "gemini-2.5-flash-image-generation"})
+
+
 def mock_missing() -> str | None:
     """None when the mock's half (``pip install '.[mock]'``) is importable, else the import error's text."""
     try:
@@ -59,12 +67,13 @@ def mock_missing() -> str | None:
     return None
 
 
-def embedded_app(seed: int = 0, time_scale: float | None = None) -> Any:
+def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) -> Any:
     """The project's mock as ``--target mock`` runs it: the shipped configuration of ``mock-server serve``
     (``mock_server/data/default_config.yaml``: rate limits, faults only on request by
     :data:`FAULT_HEADER`, its GPU latency model) with the suite's keys: ``sk-test`` (premium,
     :data:`EMBEDDED_CREDITS`), :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits) and
-    :data:`SCOPED_KEY` (chat only). ``time_scale`` scales the latency (None: no latency at all)."""
+    :data:`SCOPED_KEY` (chat only). ``time_scale`` scales the latency (None: no latency at all);
+    ``config``: other top-level configuration fields (a test's variant, e.g. ``hosted_url_ttl_s``)."""
     import dataclasses
 
     from mock_server import create_app  # the one place the suite touches the mock
@@ -72,10 +81,10 @@ def embedded_app(seed: int = 0, time_scale: float | None = None) -> Any:
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
             KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})))
-    config = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=keys)
-    latency = (dataclasses.replace(config.latency, enabled=False) if time_scale is None
-               else dataclasses.replace(config.latency, time_scale=time_scale))
-    return create_app(dataclasses.replace(config, latency=latency))
+    shipped = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=keys, **config)
+    latency = (dataclasses.replace(shipped.latency, enabled=False) if time_scale is None
+               else dataclasses.replace(shipped.latency, time_scale=time_scale))
+    return create_app(dataclasses.replace(shipped, latency=latency))
 
 
 def server_stack() -> dict[str, Any]:

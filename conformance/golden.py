@@ -101,6 +101,7 @@ MEDIA: Mapping[str, Callable[[], bytes]] = {
     "mask_512": lambda: media.png(512, 512, (0, 0, 0, 0)),     # a mask of another size than png_1024
     "png_256": lambda: media.png(256, 256, (40, 120, 200, 255)),  # small enough for a data URL
     "mp3": lambda: media.mp3_tone(1.0),                         # 1 s; 003 "Audio input" names wav or mp3
+    "pdf": lambda: media.pdf("Invoice 2026-117: total 42.00 EUR, due 31 December 2026"),  # 000 "Documents"
 }
 #: File name suffix of a :data:`MEDIA` entry sent as a multipart file (by name; else ``.png``).
 _SUFFIX: Mapping[str, str] = {"wav": ".wav", "mp3": ".mp3"}

@@ -82,6 +82,28 @@ def png(width: int, height: int, rgba: tuple[int, int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def pdf(text: str) -> bytes:
+    """A one-page PDF 1.4 document whose page shows ``text`` (ASCII, one line, Helvetica 18 pt): a real
+    document for the 000 "Documents" input, with a correct cross-reference table so any reader opens it."""
+    escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    stream = f"BT /F1 18 Tf 72 720 Td ({escaped}) Tj ET".encode("ascii")
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
 def from_base64(text: str) -> bytes:
     """The bytes of base64 text or of a ``data:...;base64,`` URL. Raises :class:`MediaError`."""
     encoded = text.split(",", 1)[1] if text.startswith("data:") else text

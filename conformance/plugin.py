@@ -19,7 +19,7 @@ import copyreg
 import json
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ import pytest
 from conformance import profiles, report
 from conformance.budget import BudgetExhausted, Limits, RunState, skip_reason
 from conformance.checks import REGISTRY, Check
+from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
 from conformance.http import TargetClient
@@ -121,6 +122,12 @@ class ConformancePlugin:
         return self.run.target
 
     @pytest.fixture(scope="session")
+    def hosted_urls(self) -> IssuedUrls:
+        """Hosted media URLs the run's answers carried, for their download later in the run
+        (``checks/hosted.py``); tests that receive one append it (shared by the run's processes)."""
+        return IssuedUrls(self.state.path.with_name(".hosted-urls.jsonl"))
+
+    @pytest.fixture(scope="session")
     def client(self, target: Target) -> Iterator[TargetClient]:
         """A :class:`TargetClient` shared by the whole run (of this process), counting against its budgets."""
         with TargetClient(target, self.state) as client:
@@ -139,6 +146,7 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
         config.addinivalue_line("markers", "serial: needs a quiet key (rate-limit bursts, credits sequences): "
                                            "runs alone, never beside another test")
+        config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
         self.worker = hasattr(config, "workerinput")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
@@ -177,14 +185,14 @@ class ConformancePlugin:
             pytest.skip(f"{operation} is excluded by the target file")
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Run the phases in order: golden fixtures, behavioural checks (those marked ``serial`` after the
-        others, as the CLI's stages run them), upstream, then the property-based ones.
+        """Run the phases in order: golden fixtures, behavioural checks, upstream, then the property-based
+        ones; in each phase, tests marked ``serial`` or ``last_in_phase`` after the others (as the CLI's
+        stages run them: :func:`runs_alone`).
 
         Generated cases come last because they spend the target's credits and rate limits, which
-        the precise checks before them must find untouched.
+        the precise checks before them must find untouched. Tests marked ``last_in_phase`` end their phase.
         """
-        serial_rank = PHASES.index("behavioural") + 0.5
-        items.sort(key=lambda item: serial_rank if item.get_closest_marker("serial") else PHASES.index(phase_of(item)))
+        items.sort(key=lambda item: (PHASES.index(phase_of(item)), runs_alone(item)))
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
@@ -301,6 +309,40 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None and RUN_INPUT in workerinput:
         plugin = ConformancePlugin(pickle.loads(workerinput[RUN_INPUT]))
         config.pluginmanager.register(plugin, "conformance-run")  # its pytest_configure is replayed (historic)
+
+
+#: The ``-m`` expression of the tests that run alone, after the concurrent tests of their stage.
+ALONE = "serial or last_in_phase"
+
+
+def runs_alone(item: pytest.Item) -> bool:
+    """Whether a test is marked ``serial`` (it needs a quiet key) or ``last_in_phase`` (it judges what the
+    phase's other tests left): :data:`ALONE`."""
+    return any(item.get_closest_marker(name) is not None for name in ("serial", "last_in_phase"))
+
+
+class IssuedUrls:
+    """Hosted URLs the run's answers carried (:class:`~conformance.checks.hosted.IssuedUrl`), kept in a
+    JSON-lines file so that every process of a concurrent run adds to, and reads, the same list."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, url: IssuedUrl) -> None:
+        """Add one URL."""
+        self.extend([url])
+
+    def extend(self, urls: Iterable[IssuedUrl]) -> None:
+        """Add URLs (one appended write: whole lines, whichever process writes)."""
+        lines = "".join(json.dumps(asdict(url)) + "\n" for url in urls)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(lines)
+
+    def __iter__(self) -> Iterator[IssuedUrl]:
+        if not self.path.exists():
+            return iter(())
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return iter([IssuedUrl(**json.loads(line)) for line in lines if line])
 
 
 def is_rate_limited(nodeid: str) -> bool:

@@ -8,7 +8,8 @@ report.json shape::
      "summary": {"passed", "failed", "known_failures", "skipped", "not_claimed", "total"},
      "capabilities": {api: {capability: "pass" | "fail" | "known failure" | "skip" | "not claimed"}},
      "checks": [{"id", "check", "api", "capability", "source", "outcome", "duration_s", "failure", "phase",
-                 "upstream", "reason"}]}
+                 "upstream", "reason"}],
+     "facts": the documented facts judged by these rows (``conformance.facts.facts_view``)}
 
 ``outcome`` is passed, failed, known_failure (failed but in the baseline), skipped or not_claimed;
 ``failure`` is None or ``{"check", "expected", "received", "evidence": {"request", "response"}}``
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import pages
+from conformance.facts import facts_view
 from conformance.grid import OUTCOMES, UPSTREAM_VIEW_CHARS, json_excerpt, upstream_view, verdict
 from conformance.target import Target
 
@@ -95,6 +97,7 @@ def build(target: Target, rows: Sequence[Row], started: str, finished: str, dura
                     "skipped": counts["skipped"], "not_claimed": counts["not_claimed"], "total": len(rows)},
         "capabilities": capability_matrix(rows),
         "checks": [asdict(row) for row in rows],
+        "facts": facts_view([asdict(row) for row in rows], target.apis),
     }
 
 
@@ -144,7 +147,8 @@ def junit(report: dict[str, Any]) -> str:
 
 _MD = {"pass": "PASS", "fail": "**FAIL**", "known failure": "known failure", "skip": "skip",
        "not claimed": "not claimed", "passed": "pass", "failed": "**FAIL**", "known_failure": "known failure",
-       "skipped": "skip", "not_claimed": "not claimed"}
+       "skipped": "skip", "not_claimed": "not claimed", "not_run": "not run", "not_covered": "not covered",
+       "unobservable": "unobservable"}
 
 
 def _cell(text: Any) -> str:
@@ -200,7 +204,26 @@ def markdown(report: dict[str, Any]) -> str:
     if skipped:
         lines += ["", "## Skipped", "", "| check | case | why |", "|---|---|---|"]
         lines += [f"| {row['check']} | {_cell(row['id'])} | {_cell(row.get('reason') or '')} |" for row in skipped]
-    return "\n".join(lines + _upstream_markdown(report)) + "\n"
+    return "\n".join(lines + _upstream_markdown(report) + _facts_markdown(report)) + "\n"
+
+
+def _facts_markdown(report: dict[str, Any]) -> list[str]:
+    view = report.get("facts")  # absent from reports written before the facts view
+    if not view:
+        return []
+    counts = ", ".join(f"{n} {verdict.replace('_', ' ')}" for verdict, n in view["counts"].items() if n)
+    lines = ["", "## Documented facts", "",
+             "Each concrete fact of the seed documents (spec/documented/facts.yaml) judged by this run's checks: "
+             f"{counts}.", ""]
+    for document in view["documents"]:
+        lines += [f"### Document {document}", "", "| fact | kind | verdict | states | section | not run / why |",
+                  "|---|---|---|---|---|---|"]
+        for fact in (f for f in view["facts"] if f["document"] == document):
+            why = ", ".join(fact["missing"]) or fact["note"] if fact["verdict"] != "passed" else ""
+            lines.append(f"| {fact['id']} | {fact['kind']} | {_MD.get(fact['verdict'], fact['verdict'])} "
+                         f"| {_cell(fact['states'])} | {_cell(fact['section'])} | {_cell(why)} |")
+        lines.append("")
+    return lines
 
 
 def _incomplete_markdown(incomplete: dict[str, Any] | None) -> list[str]:

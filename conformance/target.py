@@ -14,6 +14,11 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
     apis: [openai_gateway, multi_protocol, credits_api]   # what it claims (default: all)
     models: {chat: gpt-4o-mini, image_generation: gpt-image-1, speech: tts-1, transcription: whisper-1}
+                                         # optional model keys no default fills (their checks skip without):
+                                         # text_only (a chat model taking text only), without_image,
+                                         # without_audio, without_video, without_document (one lacking that
+                                         # medium; else text_only), provider_<name> (a chat model per provider,
+                                         # for the same request body sent to each: provider_openai, ...)
     exclude_operations: [createTextToVideo]               # never called (cost, side effects)
     request_interval_s: 0.2              # pacing between requests (default 0)
     max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
@@ -66,6 +71,8 @@ DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({
     "responses": "openai/gpt-5-mini",                     # 003 "Responses image input"
     "image_edit": "gpt-image-1",                          # 002 "Images API" model, OpenAI's edits contract
     "translation": "whisper-1",                           # OpenAI translation, which 000 mirrors
+    "document_input": "gpt-4o-mini",                      # 000 "Documents": OpenAI `file` parts, which it takes
+    "image_revising": "dall-e-3",                         # 002 "Request body" names it; its provider revises prompts
 })
 #: anthropic-version sent to the Messages protocol when the target names none.
 DEFAULT_MESSAGES_VERSION = "2023-06-01"
@@ -176,6 +183,16 @@ class Target:
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
         return self.models.get(capability) or DEFAULT_MODELS.get(capability) or DEFAULT_MODELS["chat"]
+
+    def model_without(self, medium: str) -> str | None:
+        """The chat model the target names as lacking ``medium`` (image, audio, video, document):
+        ``without_<medium>``, else ``text_only``; None when it names neither."""
+        return self.models.get(f"without_{medium}") or self.models.get("text_only")
+
+    def provider_models(self) -> dict[str, str]:
+        """The chat model named per provider (``provider_<name>`` keys): ``{name: model id}``."""
+        return {key.removeprefix("provider_"): model for key, model in sorted(self.models.items())
+                if key.startswith("provider_")}
 
     def claims(self, api: str) -> bool:
         """Whether the target claims to implement spec ``api``."""

@@ -33,7 +33,7 @@ from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.stages.auth import authenticate, key_sources
 from mock_server.stages.base import Stage
-from mock_server.stages.body import NO_BODY, BodyReader
+from mock_server.stages.body import NO_BODY, Body, BodyReader
 from mock_server.stages.params import ParameterReader
 from mock_server.stages.pipeline import build as build_stages
 from mock_server.stages.scripted import StreamReset
@@ -266,14 +266,44 @@ async def _not_implemented(call: Call) -> Response:
     raise ApiError(501, f"The mock does not simulate {call.operation.operation_id} yet.", code="not_implemented")
 
 
+#: The ``operation`` label under which ``/metrics`` counts requests that match no spec operation (a 404
+#: or 405 from the router, a hosted file that is gone); the journal files them with operationId null.
+UNMATCHED = "(unmatched)"
+#: Most bytes of such a request's body that the journal keeps, in bytes (the rest is not read).
+UNMATCHED_BODY_BYTES = 1 << 20
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's 404 and 405 (with its ``Allow`` header, RFC 9110 15.5.6) in the envelope of the protocol
-    that owns the path."""
+    that owns the path. Counted in ``/metrics`` under :data:`UNMATCHED` and recorded in the request
+    journal (a gateway that forwards to a wrong path shows there, its body's nonce included)."""
+    clock, started = time.monotonic(), time.perf_counter()
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     message = {404: f"Unknown path {excerpt(request.url.path)}.", 405: f"Method {request.method} not allowed here."}
-    response = ApiError(status, message.get(status, str(exc)), headers=headers).response(path_style(request.url.path))
+    response: Response = ApiError(status, message.get(status, str(exc)), headers=headers).response(
+        path_style(request.url.path))
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is not None and services.journal is not None:
+        body = Body(None, raw=await _head_of_body(request, UNMATCHED_BODY_BYTES))
+        response = services.journal.record(request.scope, None, body, clock, response)
+    if services is not None and services.metrics is not None:
+        services.metrics.operation(UNMATCHED).answered(status, time.perf_counter() - started)
     return observability.tag(request.scope, response)
+
+
+async def _head_of_body(request: Request, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``request``'s body (None for an empty or unreadable one); the rest
+    is left unread."""
+    head = bytearray()
+    try:
+        async for chunk in request.stream():
+            head += chunk[: limit - len(head)]
+            if len(head) >= limit:
+                break
+    except (ClientDisconnect, RuntimeError):  # gone, or already read by the route
+        pass
+    return bytes(head) or None
 
 
 async def _disconnected(request: Request, exc: Exception) -> Response:

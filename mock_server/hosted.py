@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from email.utils import formatdate
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -125,9 +126,13 @@ class HostedMedia:
         return item
 
     async def endpoint(self, request: Request) -> Response:
-        """GET ``/hosted/{media_id}``: the file's bytes with its media type."""
+        """GET ``/hosted/{media_id}``: the file's bytes with its media type, and when the URL expires as
+        ``Cache-Control: private, max-age=<s left>`` and ``Expires`` (an HTTP date), so that a client
+        (and the suite's ``hosted_urls_download_later``) can read the lifetime off the answer."""
         try:
             item = self.get(request.path_params["media_id"])
         except ApiError as error:
             return error.response()
-        return Response(item.content, media_type=item.media_type)
+        left_s = max(int(item.expires_at - self._clock()), 0)
+        return Response(item.content, media_type=item.media_type, headers={
+            "Cache-Control": f"private, max-age={left_s}", "Expires": formatdate(time.time() + left_s, usegmt=True)})

@@ -69,7 +69,8 @@ class JournalEntry:
         self.query: bytes = record[_QUERY]
         fields = record[_HEADERS].split(b"\n") if record[_HEADERS] else []
         self.headers: tuple[tuple[bytes, bytes], ...] = tuple(zip(fields[::2], fields[1::2], strict=True))
-        self.operation_id: str = record[_OPERATION]
+        self.operation_id: str | None = record[_OPERATION]
+        """The spec operation the request matched; None for a path or method that matches none (a 404 or 405)."""
         self.status: int = record[_STATUS]
         self.content_type: str = record[_TYPE] or ""
         """The answer's media type, without parameters (``application/json``)."""
@@ -176,7 +177,7 @@ class Journal:
         """Every entry in the ring, oldest first."""
         return [JournalEntry(record, self) for record in self.records]
 
-    def record(self, scope: Mapping[str, Any], operation_id: str, body: Body, clock: float, response: Response,
+    def record(self, scope: Mapping[str, Any], operation_id: str | None, body: Body, clock: float, response: Response,
                script: str | None = None) -> Response:
         """Append an entry for a request taken at ``clock`` (``time.monotonic()``) and answered ``response``;
         returns the response to send (a stream is wrapped so that each event's send time is recorded).

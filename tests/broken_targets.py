@@ -255,15 +255,17 @@ class Broken:
 
 
 class RequestRewriting:
-    """ASGI middleware that reads each chat request's JSON body and passes it through ``change``, which
-    returns the body to forward, or ``(status, body)`` to answer at once instead (a gateway's refusal)."""
+    """ASGI middleware that reads each JSON request body to ``path`` (chat by default) and passes it through
+    ``change``, which returns the body to forward, or ``(status, body)`` to answer at once instead (a
+    gateway's refusal)."""
 
-    def __init__(self, app: Any, change: Callable[[Any], Any]) -> None:
+    def __init__(self, app: Any, change: Callable[[Any], Any], path: str = "/v1/chat/completions") -> None:
         self.app = app
         self.change = change
+        self.path = path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+        if scope["type"] != "http" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
         raw = bytearray()

@@ -84,6 +84,19 @@ def test_journal_records_refusals_and_upload_digests(mock: TestClient) -> None:
     assert digest["bytes"] == len(audio) and digest["filename"] == "a.wav" and len(digest["sha256"]) == 64
 
 
+def test_journal_records_requests_that_match_no_operation(mock: TestClient) -> None:
+    # a gateway that forwards to a wrong path or method shows in the journal, found by its body's nonce
+    mock.post("/v1/chat/completion", headers=AUTH, json=_chat("typo cnf-0004"))
+    mock.get("/v1/chat/completions", headers=AUTH, params={"q": "cnf-0005"})
+    [wrong_path] = _journal(mock, nonce="cnf-0004")
+    assert wrong_path["operation_id"] is None and wrong_path["path"] == "/v1/chat/completion"
+    assert wrong_path["response"]["status"] == 404 and wrong_path["body"]["messages"][0]["content"] == "typo cnf-0004"
+    assert wrong_path["headers"]["authorization"] == "Bearer [redacted]"
+    [wrong_method] = _journal(mock, nonce="cnf-0005")
+    assert wrong_method["method"] == "GET" and wrong_method["response"]["status"] == 405
+    assert wrong_method["body"] is None
+
+
 def test_journal_is_a_bounded_ring_and_body_budget() -> None:
     with TestClient(create_app(_config(journal=JournalConfig(size=3, body_bytes=1000)))) as mock:
         for index in range(5):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from conformance import media
 from mock_server import MockConfig, create_app
 from mock_server.config import KeyConfig
 from spec import find_operation, response_schema, schema_validator
@@ -37,6 +38,8 @@ def chat(client: TestClient, **body: Any) -> Any:
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"filename": "a.pdf"}}]}]}, "messages[0].content[0].file"),  # no file_data/_id
     ],
 )
 def test_schema_violation_names_the_field(client: TestClient, body: dict[str, Any], param: str) -> None:
@@ -109,6 +112,16 @@ def test_content_part_the_model_does_not_take_is_400_naming_it(client: TestClien
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "messages[0].content[1]"
     assert "image_url" in response.json()["error"]["message"]
+
+
+def test_document_answered_by_a_model_that_takes_files_and_refused_by_one_that_does_not(client: TestClient) -> None:
+    pdf = "data:application/pdf;base64," + base64.b64encode(media.pdf("Total 42 EUR")).decode()
+    parts = [{"type": "text", "text": "What is the total?"},
+             {"type": "file", "file": {"filename": "invoice.pdf", "file_data": pdf}}]
+    answered = chat(client, model="gpt-4o-mini", messages=[{"role": "user", "content": parts}])
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"]
+    refused = chat(client, model="gemini-2.5-flash-image-generation", messages=[{"role": "user", "content": parts}])
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages[0].content[1]"
 
 
 def test_image_output_model_returns_png_and_accepts_it_back(client: TestClient) -> None:

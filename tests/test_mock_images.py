@@ -4,6 +4,7 @@ hosted (url, expiring) or inline (b64_json), edits with a mask, and 400/413 reje
 from __future__ import annotations
 
 import base64
+import email.utils
 import functools
 import io
 import time
@@ -212,3 +213,16 @@ def test_expired_hosted_url_is_410() -> None:
         response = httpx.get(result.data[0].url or "", timeout=10)
     assert response.status_code == 410
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_hosted_url_states_its_expiry() -> None:
+    """002 "Hosted URLs typically expire after 1 hour": the download says how long it has left."""
+    with serve(create_app(MockConfig())) as url, \
+            openai.OpenAI(base_url=f"{url}/v1", api_key="sk-test", max_retries=0) as client:
+        result = client.images.generate(model="dall-e-2", prompt="A cat", size="256x256")
+        response = httpx.get(result.data[0].url or "", timeout=10)
+    assert response.status_code == 200
+    max_age = int(response.headers["cache-control"].split("max-age=")[1])
+    assert 3590 <= max_age <= 3600  # x-hosted-url-ttl-s of createImage, less the moment since
+    expires = email.utils.parsedate_to_datetime(response.headers["expires"]).timestamp()
+    assert abs(expires - (time.time() + max_age)) < 5

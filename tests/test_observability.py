@@ -76,6 +76,15 @@ def test_metrics_count_requests_rejections_credits_and_streams(observed: TestCli
     assert found[("mock_requests_total", (("operation", "createResponse"), ("status", "200")))] == 1
 
 
+def test_metrics_count_requests_that_match_no_operation(observed: TestClient) -> None:
+    observed.post("/v1/chat/completion", headers=BEARER, json=CHAT)
+    observed.get("/v1/nowhere")
+    observed.get("/v1/chat/completions", headers=BEARER)
+    counted = samples(observed)
+    assert counted[("mock_requests_total", (("operation", "(unmatched)"), ("status", "404")))] == 2
+    assert counted[("mock_requests_total", (("operation", "(unmatched)"), ("status", "405")))] == 1
+
+
 def test_active_streams_while_a_stream_is_held() -> None:
     config = MockConfig(latency=LatencyConfig(enabled=True, time_scale=1.0, operations={
         "createChatCompletion": LatencyModel.parse({"first": 0.0, "per_unit": 0.05, "unit": "tokens"})}))

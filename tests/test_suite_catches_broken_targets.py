@@ -17,6 +17,7 @@ import yaml
 
 from conformance.embedded import EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY, serve
 from tests.broken_targets import BROKEN, broken_app, slow_models_app
+from tests.test_facts import FORTHCOMING_CHECKS
 
 
 def run_suite(target: str, reports: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
@@ -36,6 +37,13 @@ def test_mock_passes_clean(tmp_path: Path) -> None:
     latest = tmp_path / "under-test" / "latest"
     assert (latest / "junit.xml").is_file() and (latest / "report.html").is_file()
     assert "| stream_ends_with_done |" in (latest / "report.md").read_text()
+    # every fact's pieces ran here, but for checks still to come and the upstream phase (no upstream in this run)
+    facts = report["facts"]["facts"]
+    assert not [fact["id"] for fact in facts if fact["verdict"] == "failed"]
+    unmatched = {piece for fact in facts for piece in fact["missing"]
+                 if piece.split("@")[0] not in FORTHCOMING_CHECKS and not piece.startswith("upstream_")}
+    assert not unmatched, f"fact pieces no row of the mock run matched: {sorted(unmatched)}"
+    assert report["facts"]["counts"]["passed"] > 100
 
 
 def mock_like_target_file(url: str, directory: Path, **extra: object) -> str:
@@ -71,6 +79,9 @@ def test_broken_target_is_reported(name: str, tmp_path: Path) -> None:
     assert broken.check in failed, f"{name}: failed checks were {sorted(failed)}"
     failure = next(row["failure"] for row in report["checks"] if row["check"] == broken.check and row["failure"])
     assert failure["expected"] and failure["received"]
+    citing = [fact for fact in report["facts"]["facts"] if broken.check in (p.split("@")[0] for p in fact["pieces"])]
+    if citing:  # the documented facts that check covers are shown failing
+        assert any(fact["verdict"] == "failed" for fact in citing), f"{name}: {[f['id'] for f in citing]}"
     assert failure["evidence"]["request"]["url"].startswith(url)
 
 

@@ -50,7 +50,19 @@ def get(name: str) -> Check:
 
 
 # registers every check module's checks
-from conformance.checks import chat, contract, credits, errors, media, sdk, streaming, streams, upstream  # noqa: E402
+from conformance.checks import (  # noqa: E402
+    chat,
+    contract,
+    credits,
+    errors,
+    hosted,
+    media,
+    multimodal,
+    sdk,
+    streaming,
+    streams,
+    upstream,
+)
 
-__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "media", "sdk", "streaming",
-           "streams", "upstream"]
+__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "hosted", "media",
+           "multimodal", "sdk", "streaming", "streams", "upstream"]

@@ -1,9 +1,11 @@
-"""Checks of chat completion conversations beyond one request: the tool loop.
+"""Checks of chat completion conversations beyond one request: the tool loop, one body across providers.
 
 Source: 001 "What you can do": "everything from one-shot completions to multi-turn agentic loops"
 and "Call tools - register JSON-schema function definitions and let the model decide when to invoke
 them" (the OpenAI tool-calling contract: the assistant turn's ``tool_calls`` sent back, then a
-``tool`` message per call with its ``tool_call_id``, answered by the next assistant turn).
+``tool`` message per call with its ``tool_call_id``, answered by the next assistant turn); 001
+"Provider routing": the gateway normalises vendors' differences "so the same request body works across
+vendors".
 """
 
 from __future__ import annotations
@@ -47,3 +49,20 @@ def tool_result_turn_answered(call_turn: Exchange, result_turn: Exchange, operat
         raise CheckFailure(name, "an assistant answer to the tool results: finish_reason stop, text content",
                            f"finish_reason {answer.get('finish_reason')!r}, content {str(content)[:120]!r}",
                            result_turn.evidence())
+
+
+@check(capability="chat.routing", source='001 Provider routing ("the same request body works across vendors")')
+def same_body_across_providers(answers: dict[str, Exchange], operation: Operation) -> None:
+    """One chat request body (a ``developer`` message and ``max_tokens``, the differences 001 says the
+    gateway normalises) sent with the model of each provider (``answers``: provider name -> its answer)
+    is answered by every one: 200 ``chat.completion`` whose first choice has text content. Needs two
+    providers or more."""
+    name = "same_body_across_providers"
+    if len(answers) < 2:
+        raise ValueError("same_body_across_providers needs the answers of two providers or more")
+    for provider, exchange in answers.items():
+        body = exchange.json()
+        content = (_choice(name, exchange, f"the {provider} model").get("message") or {}).get("content")
+        if body.get("object") != "chat.completion" or not isinstance(content, str) or not content:
+            raise CheckFailure(name, f"the {provider} model: a chat.completion with text content",
+                               f"object {body.get('object')!r}, content {str(content)[:120]!r}", exchange.evidence())

@@ -1,9 +1,9 @@
-"""Checks of media answers: images, speech, transcriptions and upload limits, judged by decoding.
+"""Checks of media answers: images, speech, transcriptions, upload limits and base64, judged by decoding.
 
-Sources: 002 "Images API" (url or b64_json; hosted URLs download), 002 "Errors" (413 image file
-too large), 000 "Picking the right endpoint" (speech returns an audio file; transcription returns
-JSON or plain text) and the OpenAI contract they mirror (speech and transcription formats), as
-the spec's ``x-media-type-by`` records them.
+Sources: 002 "Images API" (url or b64_json; hosted URLs download; revised_prompt), 002 "Errors" (413
+image file too large), 003 "Tips" and 004 (base64 results), 000 "Picking the right endpoint" (speech
+returns an audio file; transcription returns JSON or plain text) and the OpenAI contract they mirror
+(speech and transcription formats), as the spec's ``x-media-type-by`` records them.
 """
 
 from __future__ import annotations
@@ -183,3 +183,74 @@ def upload_over_limit_is_413(exchange: Exchange, operation: Operation) -> None:
     if exchange.status != 413 or not isinstance(error, dict) or not error.get("message"):
         raise CheckFailure("upload_over_limit_is_413", "413 with an error envelope",
                            f"{exchange.status} {exchange.media_type}", exchange.evidence())
+
+
+@check(capability="uploads.limit", source="002 Errors (413 invalid_request_error: Image file too large); "
+                                          "x-upload-limit-bytes of createImageEdit")
+def image_edit_over_limit_is_413(exchange: Exchange, operation: Operation) -> None:
+    """An image edit whose image is one byte over the declared upload limit is answered 413
+    ``invalid_request_error`` with a message (002 "Errors": "Image file too large")."""
+    name = "image_edit_over_limit_is_413"
+    body = exchange.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    kind = error.get("type")
+    if exchange.status != 413 or kind != "invalid_request_error" or not error.get("message"):
+        raise CheckFailure(name, "413 invalid_request_error with a message",
+                           f"{exchange.status} with error.type {kind!r}", exchange.evidence())
+
+
+@check(capability="images.revised_prompt", source='002 Safety ("if a model returns revised_prompt, that came from '
+                                                 'the provider"); 002 Example')
+def revised_prompt_is_string(answers: list[Exchange], operation: Operation) -> None:
+    """In every 200 images answer, each ``data[].revised_prompt`` that is present is a string (JSON null,
+    which the official SDK types as an absent Optional, counts as absent)."""
+    name = "revised_prompt_is_string"
+    for exchange in answers:
+        body = exchange.json() if exchange.status == 200 else None
+        for index, item in enumerate(body.get("data") or [] if isinstance(body, dict) else []):
+            value = item.get("revised_prompt") if isinstance(item, dict) else None
+            if value is not None and not isinstance(value, str):
+                raise CheckFailure(name, f"data[{index}].revised_prompt a string",
+                                   f"{type(value).__name__}: {str(value)[:120]}", exchange.evidence())
+
+
+#: Answer fields that carry base64 media: images (002), the credits API's speech and images (004).
+BASE64_FIELDS = frozenset({"b64_json", "audio_base64", "image_base64"})
+
+
+def base64_payloads(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every base64 text in a JSON answer as ``(path, text)``: the values of :data:`BASE64_FIELDS`, and the
+    data of ``data:...;base64,`` URLs (``message.images[].image_url.url``)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key in BASE64_FIELDS and isinstance(item, str):
+                found.append((path, item))
+            else:
+                found.extend(base64_payloads(item, path))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(base64_payloads(item, f"{where}[{index}]"))
+    elif isinstance(value, str) and value.startswith("data:") and ";base64," in value[:200]:
+        found.append((where, value.split(",", 1)[1]))
+    return found
+
+
+@check(capability="images.base64", source='003 Tips (base64 with no line breaks or extra prefix/suffix); 004 '
+                                         '("All endpoints ... return base64-encoded results")')
+def answer_base64_unwrapped(exchange: Exchange, operation: Operation) -> None:
+    """A 200 answer carrying base64 media (``b64_json``, ``message.images`` data URLs, ``audio_base64``,
+    ``image_base64``) carries it unwrapped: no line break or other whitespace inside the base64 text."""
+    name = "answer_base64_unwrapped"
+    payloads = base64_payloads(_ok_json(name, exchange))
+    if not payloads:
+        raise CheckFailure(name, "an answer carrying base64 media", excerpt_text(exchange.body.decode(
+            "utf-8", "replace")), exchange.evidence())
+    for path, text in payloads:
+        wrapped = re.search(r"\s", text)
+        if wrapped is not None:
+            raise CheckFailure(name, f"{path}: base64 without line breaks",
+                               f"{wrapped.group()!r} at character {wrapped.start()} of {len(text)}",
+                               exchange.evidence())

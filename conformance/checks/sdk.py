@@ -1,7 +1,9 @@
-"""Checks that the official ``openai`` SDK works against the target with only base_url and api_key set.
+"""Checks that the official ``openai`` and ``anthropic`` SDKs work against the target with only base_url
+and api_key set.
 
 Source: 001 "Chat Completions" ("any official OpenAI SDK works out of the box - just point baseURL at
-the gateway"), 002 "Images API" ("the official SDK works without changes").
+the gateway"), 002 "Images API" ("the official SDK works without changes"), 003 "Messages image
+input" (the Messages protocol, which the official Anthropic SDK speaks).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anthropic
 import openai
 
 from conformance.checks import check
@@ -21,7 +24,7 @@ def run_sdk(name: str, base_url: str, scenario: Callable[[], Any]) -> Any:
     """Run an SDK call; an SDK exception (the SDK could not parse or accept the answer) fails ``name``."""
     try:
         return scenario()
-    except (openai.OpenAIError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (openai.OpenAIError, anthropic.AnthropicError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CheckFailure(name, "the official SDK call to succeed", f"{type(exc).__name__}: {str(exc)[:300]}",
                            Evidence(url=base_url)) from None
 
@@ -65,3 +68,50 @@ def sdk_models_retrieve(model: Any, wanted: str, base_url: str) -> None:
     if getattr(model, "id", None) != wanted or getattr(model, "object", None) != "model":
         raise CheckFailure("sdk_models_retrieve", f"a model object with id {wanted!r}", repr(model)[:300],
                            Evidence(url=base_url))
+
+
+SOURCE_MESSAGES = "003 Messages image input (the Messages protocol, through the official Anthropic SDK)"
+
+
+def _message_text(name: str, message: Any, base_url: str) -> str:
+    """The text of a parsed ``Message``; CheckFailure ``name`` unless it is an assistant message with text,
+    a ``stop_reason`` and usage with input and output tokens."""
+    blocks = getattr(message, "content", None) or []
+    text = "".join(getattr(block, "text", "") or "" for block in blocks if getattr(block, "type", None) == "text")
+    usage = getattr(message, "usage", None)
+    if (getattr(message, "role", None) != "assistant" or not text or getattr(message, "stop_reason", None) is None
+            or not isinstance(getattr(usage, "input_tokens", None), int)
+            or not isinstance(getattr(usage, "output_tokens", None), int)):
+        raise CheckFailure(name, "an assistant message with text content, stop_reason and usage tokens",
+                           repr(message)[:300], Evidence(url=base_url))
+    return text
+
+
+@check(capability="sdk.anthropic", source=SOURCE_MESSAGES)
+def sdk_anthropic_messages_create(message: Any, base_url: str) -> None:
+    """``messages.create`` returns a parsed ``Message``: assistant, text content, ``stop_reason``, usage."""
+    _message_text("sdk_anthropic_messages_create", message, base_url)
+
+
+@check(capability="sdk.anthropic", source=SOURCE_MESSAGES + " (stream)")
+def sdk_anthropic_messages_stream(events: list[Any], final: Any, base_url: str) -> None:
+    """``messages.stream`` yields events from ``message_start`` to ``message_stop`` whose text deltas
+    make up the final message's text (which has ``stop_reason`` and usage)."""
+    name = "sdk_anthropic_messages_stream"
+    kinds = [getattr(event, "type", None) for event in events]
+    if not kinds or kinds[0] != "message_start" or kinds[-1] != "message_stop":
+        raise CheckFailure(name, "events from message_start to message_stop", f"{kinds[:3]} ... {kinds[-3:]}",
+                           Evidence(url=base_url))
+    streamed = "".join(getattr(event.delta, "text", "") or "" for event in events
+                       if getattr(event, "type", None) == "content_block_delta")
+    text = _message_text(name, final, base_url)
+    if streamed != text:
+        raise CheckFailure(name, "text deltas adding up to the final message's text",
+                           f"deltas {streamed[:80]!r}, final {text[:80]!r}", Evidence(url=base_url))
+
+
+@check(capability="sdk.anthropic", source=SOURCE_MESSAGES)
+def sdk_anthropic_image_block(message: Any, base_url: str) -> None:
+    """``messages.create`` with a user turn holding a text block and an ``image`` block is answered with a
+    parsed ``Message`` (assistant text, ``stop_reason``, usage)."""
+    _message_text("sdk_anthropic_image_block", message, base_url)

@@ -95,3 +95,19 @@ def test_tool_loop(client: TargetClient, target: Target) -> None:
         "messages": [*messages, {k: v for k, v in message.items() if k in ("role", "content", "tool_calls")},
                      *results]})
     REGISTRY["tool_result_turn_answered"](call_turn, result_turn, CHAT)
+
+
+#: One body for every provider, with the differences 001 "Provider routing" says the gateway normalises:
+#: a ``developer`` message (rewritten to system) and ``max_tokens`` (aligned with max_completion_tokens).
+SAME_BODY: dict[str, Any] = {"messages": [{"role": "developer", "content": "Answer in one short sentence."},
+                                          {"role": "user", "content": "Say hello."}], "max_tokens": 64}
+
+
+@pytest.mark.check("same_body_across_providers")
+def test_same_body_across_providers(client: TargetClient, target: Target) -> None:
+    models = target.provider_models()
+    if len(set(models.values())) < 2:
+        pytest.skip("the target file names fewer than two provider_<name> models (one chat model per provider)")
+    answers = {provider: client.request("POST", CHAT.path, json_body={"model": model, **SAME_BODY})
+               for provider, model in models.items()}
+    REGISTRY["same_body_across_providers"](answers, CHAT)

@@ -1,6 +1,8 @@
 """Behavioural checks of the credits API (004): accounting, usage records and rate limits.
 
-The rate-limit burst runs last in this module: it spends the window of the operation it tests.
+The rate-limit burst runs last in this module: it spends the window of the operation it tests. The
+module is ``serial``: its credits sequences and burst share per-minute windows (1-10/min, 004) and
+module fixtures, so a concurrent run keeps it in order, alone.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Any
 import pytest
 
 from conformance.checks import REGISTRY
+from conformance.checks.hosted import IssuedUrl
 from conformance.http import Exchange, TargetClient
+from conformance.plugin import IssuedUrls
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import providers, rate_limit
@@ -24,7 +28,7 @@ RECORD = find_operation(API, "getMultimodalUsage")
 T2V = find_operation(API, "createTextToVideo")
 I2V = find_operation(API, "createImageToVideo")
 
-pytestmark = pytest.mark.api(API)
+pytestmark = [pytest.mark.api(API), pytest.mark.serial]
 
 
 def _tts(client: TargetClient) -> Exchange:
@@ -37,21 +41,32 @@ def tts_pair(client: TargetClient) -> tuple[Exchange, Exchange]:
     return _tts(client), _tts(client)
 
 
-@pytest.mark.serial  # a credits sequence or a rate-limit burst: needs a quiet key
 @pytest.mark.api(API, operation="createMultimodalTts")
 @pytest.mark.check("credits_fall_by_cost")
 def test_tts_credits_fall(tts_pair: tuple[Exchange, Exchange]) -> None:
     REGISTRY["credits_fall_by_cost"](tts_pair[0], tts_pair[1], TTS)
 
 
-@pytest.mark.serial  # a credits sequence or a rate-limit burst: needs a quiet key
+@pytest.fixture(scope="module")
+def image_pair(client: TargetClient) -> tuple[Exchange, Exchange]:
+    """Two image generations in a row, made once for the module (5/min: the answers serve every check)."""
+    body = {"prompt": "A futuristic cityscape at sunset with neon lights", "width": 512, "height": 512}
+    return client.request("POST", IMAGE.path, json_body=body), client.request("POST", IMAGE.path, json_body=body)
+
+
 @pytest.mark.api(API, operation="createMultimodalImage")
 @pytest.mark.check("credits_fall_by_cost")
-def test_image_credits_fall(client: TargetClient) -> None:
-    body = {"prompt": "A futuristic cityscape at sunset with neon lights", "width": 512, "height": 512}
-    first = client.request("POST", IMAGE.path, json_body=body)
-    second = client.request("POST", IMAGE.path, json_body=body)
-    REGISTRY["credits_fall_by_cost"](first, second, IMAGE)
+def test_image_credits_fall(image_pair: tuple[Exchange, Exchange]) -> None:
+    REGISTRY["credits_fall_by_cost"](image_pair[0], image_pair[1], IMAGE)
+
+
+@pytest.mark.check("answer_base64_unwrapped")
+@pytest.mark.parametrize("operation_id", ["createMultimodalTts", "createMultimodalImage"])
+def test_answer_base64_unwrapped(operation_id: str, tts_pair: tuple[Exchange, Exchange],
+                                 image_pair: tuple[Exchange, Exchange]) -> None:
+    """004: "All endpoints ... return base64-encoded results": audio_base64 and image_base64 unwrapped."""
+    answer = tts_pair[0] if operation_id == "createMultimodalTts" else image_pair[0]
+    REGISTRY["answer_base64_unwrapped"](answer, find_operation(API, operation_id))
 
 
 @pytest.mark.api(API, operation="listMultimodalUsage")
@@ -84,7 +99,7 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
 
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
-def test_video_job_polled_to_completion(client: TargetClient, target: Target) -> None:
+def test_video_job_polled_to_completion(client: TargetClient, target: Target, hosted_urls: IssuedUrls) -> None:
     # A key of its own when the target has one: the golden fixtures used the main key's i2v window.
     style = "standard" if target.standard_api_key else "bearer"
     started = client.request("POST", I2V.path, auth=style, json_body={
@@ -105,13 +120,14 @@ def test_video_job_polled_to_completion(client: TargetClient, target: Target) ->
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
-    url = final.get("video_url") or body.get("video_url") if final.get("status") == "completed" else None
-    video = client.request("GET", str(url), auth=None) if url else None
+    video_url = final.get("video_url") or body.get("video_url") if final.get("status") == "completed" else None
+    if video_url:  # a job that never completed has nothing to download: its last status is the verdict
+        hosted_urls.append(IssuedUrl(API, str(video_url), "video", "getMultimodalUsage video_url", time.time()))
+    video = client.request("GET", str(video_url), auth=None) if video_url else None
     wan22 = providers(I2V)["wan22"]
     REGISTRY["video_job_completes"](records, video, (wan22.width, wan22.height), wan22.duration_s, I2V)
 
 
-@pytest.mark.serial  # a credits sequence or a rate-limit burst: needs a quiet key
 @pytest.mark.api(API, operation="createMultimodalTts")
 @pytest.mark.check("rate_limit_enforced")
 def test_tts_rate_limit(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:

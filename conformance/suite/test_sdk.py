@@ -1,16 +1,20 @@
-"""The key scenarios through the official ``openai`` SDK, to prove SDK compatibility (001, 002)."""
+"""The key scenarios through the official ``openai`` and ``anthropic`` SDKs, to prove SDK compatibility
+(001, 002; 003 "Messages image input" for the Messages protocol)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
 from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.checks.sdk import run_sdk
+from conformance.golden import media_file
 from conformance.target import Target
 
 API = "openai_gateway"
@@ -67,3 +71,49 @@ def test_sdk_models_retrieve(sdk: openai.OpenAI, target: Target) -> None:
     wanted = target.model("chat")
     model = run_sdk("sdk_models_retrieve", target.base_url, lambda: sdk.models.retrieve(wanted))
     REGISTRY["sdk_models_retrieve"](model, wanted, target.base_url)
+
+
+MESSAGES_API = "multi_protocol"
+HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def claude(target: Target) -> Iterator[anthropic.Anthropic]:
+    """The Anthropic SDK pointed at the target with only base_url and api_key (sent as x-api-key), the
+    target's anthropic-version, no retries."""
+    with anthropic.Anthropic(base_url=target.base_url, api_key=target.api_key, max_retries=0,
+                             timeout=target.timeout_s,
+                             default_headers={"anthropic-version": target.messages_version}) as client:
+        yield client
+
+
+@pytest.mark.api(MESSAGES_API, operation="createMessage")
+@pytest.mark.check("sdk_anthropic_messages_create")
+def test_sdk_anthropic_create(claude: anthropic.Anthropic, target: Target) -> None:
+    message = run_sdk("sdk_anthropic_messages_create", target.base_url, lambda: claude.messages.create(
+        model=target.model("messages"), max_tokens=256, messages=HELLO))
+    REGISTRY["sdk_anthropic_messages_create"](message, target.base_url)
+
+
+@pytest.mark.api(MESSAGES_API, operation="createMessage")
+@pytest.mark.check("sdk_anthropic_messages_stream")
+def test_sdk_anthropic_stream(claude: anthropic.Anthropic, target: Target) -> None:
+    def stream() -> tuple[list[Any], Any]:
+        with claude.messages.stream(model=target.model("messages"), max_tokens=256, messages=HELLO) as events:
+            seen = list(events)
+            return seen, events.get_final_message()
+
+    seen, final = run_sdk("sdk_anthropic_messages_stream", target.base_url, stream)
+    REGISTRY["sdk_anthropic_messages_stream"](seen, final, target.base_url)
+
+
+@pytest.mark.api(MESSAGES_API, operation="createMessage")
+@pytest.mark.check("sdk_anthropic_image_block")
+def test_sdk_anthropic_image_block(claude: anthropic.Anthropic, target: Target) -> None:
+    # 003 "Messages image input"; the image as a base64 source, so that no gateway has to fetch a URL
+    image: Any = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(media_file("png_256")).decode()}
+    turn: Any = {"role": "user", "content": [{"type": "text", "text": "Describe this image"},
+                                             {"type": "image", "source": image}]}
+    message = run_sdk("sdk_anthropic_image_block", target.base_url, lambda: claude.messages.create(
+        model=target.model("messages"), max_tokens=256, messages=[turn]))
+    REGISTRY["sdk_anthropic_image_block"](message, target.base_url)
