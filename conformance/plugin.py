@@ -193,6 +193,8 @@ class ConformancePlugin:
         the precise checks before them must find untouched. Tests marked ``last_in_phase`` end their phase.
         """
         items.sort(key=lambda item: (PHASES.index(phase_of(item)), runs_alone(item)))
+        for item in items:
+            _unique_node_id(item)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
@@ -352,6 +354,18 @@ def is_rate_limited(nodeid: str) -> bool:
 
 def _as_row(value: Any) -> report.Row:
     return report.Row(**value)
+
+
+def _unique_node_id(item: pytest.Item) -> None:
+    """Give a schemathesis item (one per operation) its operation in its node id, as it had before pytest 9.
+
+    Under pytest 9 the items of one generated test share a node id (``test_positive_cases_credits_api``):
+    pytest-xdist schedules tests by node id, so all but one of them would never run on its workers.
+    """
+    label = getattr(item, "operation_label", None)
+    node_id = getattr(item, "_id", None)
+    if label and getattr(node_id, "params", "") is None and hasattr(node_id, "with_params"):
+        item._id = node_id.with_params(label)  # type: ignore[union-attr]
 
 
 def _row_id(item: pytest.Item) -> str:
