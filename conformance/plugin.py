@@ -99,8 +99,8 @@ class RunConfig:
 class ConformancePlugin:
     """Fixtures, parametrisation and report collection for one run; see the module docstring.
 
-    ``on_row`` is called with each :class:`report.Row` as the controller records it (for a live
-    progress display); ``stopped_by`` is set by the CLI when a signal ends the run.
+    ``on_row`` is called with each :class:`report.Row` as the controller records it (the hook for a
+    live progress display); the CLI writes the final reports with :meth:`write_report`.
     """
 
     def __init__(self, run: RunConfig, on_row: Callable[[report.Row], None] | None = None) -> None:
