@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                 plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline,
                                                      Path(scratch) / "state.json", _limits(args, target),
                                                      tuple(p for p in PHASES if p in _wanted(args.phases))))
-                codes = _run_stages(plugin, stages, args, report_dir, received)
+                codes = _run_stages(plugin, stages, args, received)
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
@@ -244,7 +244,7 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
 
 
-def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.Namespace, report_dir: Path,
+def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.Namespace,
                 received: list[str]) -> list[int]:
     """Probe the target, run each stage's pytest session, and write the final reports whatever happens
     (marked incomplete when a signal, a budget or an unreachable target ended the run early)."""
