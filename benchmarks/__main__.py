@@ -25,10 +25,14 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "journal": ("benchmarks.bench_journal", [], ["--duration", "2", "--rounds", "2"]),
     "observability": ("benchmarks.bench_observability", [], ["--duration", "2", "--rounds", "2"]),
     "latency": ("benchmarks.bench_latency", [], ["--quick"]),
+    "fleet": ("benchmarks.bench_fleet", [], ["--duration", "2", "--rounds", "2"]),
     "ledger": ("benchmarks.bench_ledger", ["--http"], ["--charges", "500", "--rounds", "1", "--concurrency", "1,64"]),
+    "peers": ("benchmarks.bench_peers", [], ["--duration", "2", "--rounds", "2", "--streams", "200",
+                                             "--sse-rounds", "1"]),
     "suite": ("benchmarks.bench_suite", [], []),
     "refusal": ("benchmarks.bench_refusal", [], ["--max-mb", "3.5"]),
     "schemathesis": ("benchmarks.bench_schemathesis", [], ["--max-examples", "5"]),
+    "structured": ("benchmarks.bench_structured", [], ["--answers", "20"]),
 }
 
 

@@ -218,11 +218,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _streams(port: int, count: int, choices: int, pid: int) -> Run:
-    """Open ``count`` streams of ``choices`` choices in batches, sampling the server's RSS; wait for all."""
+async def _streams(port: int, count: int, choices: int, pid: int, expected: int | None = None) -> Run:
+    """Open ``count`` streams of ``choices`` choices in batches, sampling the server's RSS; wait for all.
+    ``expected``: the ``data:`` events a whole stream has (default: the mock's, :func:`expected_events`)."""
     started, server_cpu, client_cpu = time.perf_counter(), cpu_s(pid), time.process_time()
     request = _request(port, choices)
-    streams = [Stream(expected_events(choices)) for _ in range(count)]
+    streams = [Stream(expected or expected_events(choices)) for _ in range(count)]
     peak = 0.0
     running = True
 
@@ -245,7 +246,7 @@ async def _streams(port: int, count: int, choices: int, pid: int) -> Run:
                time.perf_counter() - started)
 
 
-def run_streams(port: int, count: int, choices: int, pid: int) -> Run:
+def run_streams(port: int, count: int, choices: int, pid: int, expected: int | None = None) -> Run:
     """:func:`_streams` on a fresh event loop (uvloop when installed): bounded by :data:`STREAM_TIMEOUT_S`."""
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
@@ -254,7 +255,7 @@ def run_streams(port: int, count: int, choices: int, pid: int) -> Run:
     except ImportError:
         pass
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_streams(port, count, choices, pid))
+        return runner.run(_streams(port, count, choices, pid, expected))
 
 
 @dataclass

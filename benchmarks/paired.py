@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser, connections: tuple[int, ...])
                         help="count instructions and simulated cache misses of the served process (cachegrind)")
 
 
-#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N``.
+#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N <chat body as JSON>``.
 DRIVER = """
 import asyncio, json, sys, tempfile
 from pathlib import Path
@@ -131,18 +131,23 @@ from benchmarks.common import write_config
 from benchmarks.profile_chat import _run
 from mock_server import create_app
 from mock_server.config import load_config
+from mock_server.cli import settle_heap
 with tempfile.TemporaryDirectory() as tmp:
     app = create_app(load_config(write_config(Path(tmp), "driver", json.loads(sys.argv[1]))))
-asyncio.run(_run(app, 300))
-asyncio.run(_run(app, int(sys.argv[2])))
+settle_heap()  # as mock-server serve does before serving
+body = json.loads(sys.argv[3])
+asyncio.run(_run(app, 300, body))
+asyncio.run(_run(app, int(sys.argv[2]), body))
 """
 
 
-def instructions(config: Mapping[str, Any], requests: int) -> int:
-    """Instructions callgrind counts for the driver's whole run under ``config``."""
+def instructions(config: Mapping[str, Any], requests: int, body: Mapping[str, Any] = CHAT_BODY) -> int:
+    """Instructions callgrind counts for the driver's whole run of ``requests`` chat requests of ``body``
+    under ``config``."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-                               sys.executable, "-c", DRIVER, json.dumps(config), str(requests)], cwd=ROOT,
+                               sys.executable, "-c", DRIVER, json.dumps(config), str(requests),
+                               json.dumps(body)], cwd=ROOT,
                               capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     found = re.search(r"Collected : (\d+)", done.stderr)

@@ -15,6 +15,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,10 @@ async def _call(app: Any, body: bytes) -> int:
     return status
 
 
-async def _run(app: Any, requests: int) -> float:
-    """Send ``requests`` requests one after another; returns the mean cost per request in us.
-    Raises RuntimeError if one is not answered 200."""
-    body = json.dumps(CHAT_BODY).encode()
+async def _run(app: Any, requests: int, request: Mapping[str, Any] = CHAT_BODY) -> float:
+    """Send ``requests`` chat requests of body ``request`` one after another; returns the mean cost per
+    request in us. Raises RuntimeError if one is not answered 200."""
+    body = json.dumps(request).encode()
     started = time.perf_counter()
     for _ in range(requests):
         status = await _call(app, body)

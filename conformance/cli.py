@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType, MappingProxyType
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -29,9 +29,10 @@ import yaml
 
 from conformance import pages, preflight, report
 from conformance.budget import Limits
+from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
 from conformance.plugin import ALONE, PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
-from conformance.target import DEFAULT_MODELS, Target, TargetFileError, load_target_file, name_for, root_url
+from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
 from spec import load_yaml, project_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generated cases per operation: quick (CI) or thorough (default quick)")
     run.add_argument("--baseline", type=Path, help="known failures (YAML/JSON known_failures: [ids]) to accept")
     run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
-    run.add_argument("--phases", default=",".join(PHASES),
+    run.add_argument("--phases", default=",".join(PHASES), type=phases_argument,
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     run.add_argument("--max-duration", type=_positive(float), metavar="S",
                      help="stop starting checks after S seconds; the rest is skipped with that reason (default: "
@@ -100,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_positive(int), metavar="N",
                      help="checks in flight at once (default: the target file's concurrency, else 4)")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
-    run.add_argument("-q", "--quiet", action="store_true", help="one character per check instead of one line")
+    run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                     help="progress per phase: a bar on a terminal, a plain line every few seconds otherwise "
+                          "(a CI log); auto picks by whether stdout is a terminal (default auto)")
+    run.add_argument("--progress-every", type=float, default=PLAIN_INTERVAL_S, metavar="SECONDS",
+                     help=f"seconds between two plain progress lines (default {PLAIN_INTERVAL_S:g})")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress: only the summary at the end")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="pytest's own line per check and tracebacks (to debug the suite) instead of the progress")
     compare = commands.add_parser("compare", help="render several reports side by side",
                                   description="Render several report.json files side by side, one column each.")
     compare.add_argument("reports", nargs="+", type=Path, help="report.json files (or their folders)")
@@ -113,11 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
-        from conformance.embedded import EMBEDDED_MODELS, EMPTY_KEY, FAULT_HEADER, SCOPED_KEY, STANDARD_KEY
+        from conformance.embedded import TARGET_FILE_OPTIONS
 
-        return Target(args.name or "mock", url, args.api_key or MOCK_KEY, standard_api_key=STANDARD_KEY,
-                      empty_api_key=EMPTY_KEY, scoped_api_key=SCOPED_KEY, fault_header=FAULT_HEADER,
-                      models=MappingProxyType({**DEFAULT_MODELS, **EMBEDDED_MODELS}), concurrency=MOCK_CONCURRENCY)
+        embedded = parse_target({"base_url": url, **TARGET_FILE_OPTIONS, "concurrency": MOCK_CONCURRENCY},
+                                "--target mock", args.api_key or MOCK_KEY)
+        return dataclasses.replace(embedded, name=args.name or "mock")
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
         return Target(**{**target.__dict__, "name": args.name or target.name})
@@ -126,7 +134,8 @@ def _target(args: argparse.Namespace, url: str) -> Target:
                               + (" (no such file)" if args.target.endswith((".yaml", ".yml")) or "/" in args.target
                                  else ""))
     if not args.api_key:
-        raise TargetFileError("--api-key (or $CONFORMANCE_API_KEY) is required for a URL target")
+        raise TargetFileError(f"--target {args.target} needs a key: pass --api-key KEY, set $CONFORMANCE_API_KEY, "
+                              "or use a target file with `api_key: KEY` or `api_key_env: VARIABLE`")
     return Target(args.name or name_for(url), root_url(url), args.api_key)
 
 
@@ -202,7 +211,11 @@ def run(args: argparse.Namespace) -> int:
                 plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline,
                                                      Path(scratch) / "state.json", _limits(args, target),
                                                      tuple(p for p in PHASES if p in _wanted(args.phases))))
-                codes = _run_stages(plugin, stages, args, received)
+                plugin.owns_run = False  # the stages below are one run: _run_stages writes its final reports
+                mode = "none" if args.quiet or args.verbose else args.progress
+                console = None if args.verbose else ConsoleReport(
+                    plugin.rows, report_dir, mode=mode, interval_s=args.progress_every, staged=True)
+                codes = _run_stages(plugin, console, stages, args, received)
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
@@ -233,7 +246,8 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     tests: golden, behavioural, upstream, property, each phase's ``serial`` and ``last_in_phase`` tests
     after its others). With it, three: golden and behavioural tests on pytest-xdist workers, then the
     ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left),
-    then upstream and property tests on workers. Raises TargetFileError for bad ``--phases``."""
+    then upstream and property tests on workers. Raises TargetFileError for the upstream phase asked for
+    without an upstream section (:func:`_phase_modules`)."""
     modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
     if target.concurrency <= 1:
         return [(modules, "", 0)]
@@ -244,10 +258,11 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
 
 
-def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.Namespace,
-                received: list[str]) -> list[int]:
-    """Probe the target, run each stage's pytest session, and write the final reports whatever happens
-    (marked incomplete when a signal, a budget or an unreachable target ended the run early)."""
+def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages: list[Stage],
+                args: argparse.Namespace, received: list[str]) -> list[int]:
+    """Probe the target, run each stage's pytest session (with the ``console`` showing progress over all
+    of them, None: pytest's own lines), and write the final reports whatever happens (marked incomplete
+    when a signal, a budget or an unreachable target ended the run early), then the console's summary."""
     codes: list[int] = []
     try:
         plugin.write_report(None)
@@ -262,12 +277,15 @@ def _run_stages(plugin: ConformancePlugin, stages: list[Stage], args: argparse.N
                 break
             if plugin.state.read()["stopped"]:
                 workers = 0  # every test will be skipped: no worker processes for that
-            codes.append(pytest.main(_pytest_args(args, modules, marks, workers), plugins=[plugin]))
+            plugins: list[Any] = [plugin] if console is None else [plugin, console]
+            codes.append(pytest.main(_pytest_args(args, modules, marks, workers), plugins=plugins))
     except Interrupted:
         pass
     finally:
         stopped = f"stopped by {received[0]}" if received else None
         plugin.write_report(stopped, final=True)
+        if console is not None:
+            console.close()
     return codes
 
 
@@ -275,14 +293,25 @@ def _wanted(phases: str) -> set[str]:
     return {phase.strip() for phase in phases.split(",") if phase.strip()}
 
 
+def phases_argument(text: str) -> str:
+    """``--phases`` checked as argparse parses it, so that a bad one is exit 2 before anything starts (no mock
+    served, no report folder): a comma-separated list of :data:`PHASES`, none empty, unknown or named twice.
+    Returns ``text`` unchanged; raises ``argparse.ArgumentTypeError`` naming the problem."""
+    names = [phase.strip() for phase in text.split(",")]
+    problems = [f"unknown phase {name!r}" for name in names if name and name not in PHASES]
+    problems += [f"{name!r} named twice" for name in sorted({n for n in names if n and names.count(n) > 1})]
+    if not any(names) or "" in names:
+        problems.append("an empty phase name" if any(names) else "no phase")
+    if problems:
+        raise argparse.ArgumentTypeError(f"{'; '.join(problems)} in {text!r}: choose from {', '.join(PHASES)}")
+    return text
+
+
 def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[str]:
-    """The suite modules of the named phases; raises TargetFileError for an unknown phase, or for the
-    upstream phase asked for by name when the target has no ``upstream`` section (without one, the
+    """The suite modules of the named phases (checked by :func:`phases_argument`); raises TargetFileError for
+    the upstream phase asked for by name when the target has no ``upstream`` section (without one, the
     default phases leave it out: it needs the gateway's upstream mock)."""
     wanted = _wanted(phases)
-    unknown = wanted - set(PHASES)
-    if unknown or not wanted:
-        raise TargetFileError(f"--phases takes {', '.join(PHASES)}; got {phases!r}")
     if "upstream" in wanted and target.upstream is None:
         if explicit:
             raise TargetFileError("the upstream phase needs a target file with an upstream section "
@@ -297,7 +326,9 @@ def _pytest_args(args: argparse.Namespace, modules: list[str], marks: str, worke
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
                    "-p", "conformance.plugin",  # xdist workers register the run's plugin from it
-                   "-q" if args.quiet else "-v"]
+                   # the console (conformance/console.py) shows progress and the summary; pytest's own lines
+                   # per check, tracebacks and short summary only with --verbose
+                   *(["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "-o", "console_output_style=classic"])]
     if marks:
         pytest_args += ["-m", marks]
     if workers:

@@ -49,13 +49,36 @@ EMPTY_KEY = "sk-test-empty"
 SCOPED_KEY = "sk-test-chat-only"
 #: The mock's fault-injection header (``mock_server.stages.faults``), for the 5xx envelope checks.
 FAULT_HEADER = "X-Mock-Fault"
-
-
+#: A fifth key of the embedded mock, whose gateway spend limit is 0 USD, for the 402 billing_error check.
+BILLING_KEY = "sk-test-over-limit"
+#: A sixth key of the embedded mock, for the rate-limit probes: :data:`LIMITED_RPM` requests and
+#: :data:`LIMITED_TPM` tokens of chat per :data:`LIMITED_WINDOW_S` s (short, so a retry after the
+#: Retry-After is quick), and the credits API's documented per-minute limits.
+LIMITED_KEY = "sk-test-limited"
+LIMITED_RPM = 3
+LIMITED_TPM = 600
+LIMITED_WINDOW_S = 5.0
+#: Credits of :data:`LIMITED_KEY`: enough for limit + 1 calls of each rate-limited credits endpoint.
+LIMITED_CREDITS = 100_000
+#: The word the embedded mock's safety filter refuses (``faults.blocklist``), and a prompt holding it.
+BLOCKED_WORD = "bioweapon"
+REFUSED_PROMPT = f"Explain step by step how to build a {BLOCKED_WORD}."
 #: Model keys of the embedded mock's target beyond the defaults (``conformance/target.py``): models of its
 #: catalogue (``mock_server/data/models.yaml``) lacking media, and one chat model per provider.
 EMBEDDED_MODELS = MappingProxyType({
     "text_only": "text-only-mini", "provider_openai": "gpt-4o-mini",
     "provider_anthropic": "anthropic/claude-sonnet-4.6", "provider_google": "gemini-2.5-flash-image-generation"})
+
+
+#: What a target file would say of the embedded mock beside its URL and main key (``conformance.target``).
+TARGET_FILE_OPTIONS: dict[str, Any] = {
+    "standard_api_key": STANDARD_KEY, "empty_api_key": EMPTY_KEY, "scoped_api_key": SCOPED_KEY,
+    "billing_api_key": BILLING_KEY, "fault_header": FAULT_HEADER, "refused_prompt": REFUSED_PROMPT,
+    "rate_limits": {"api_key": LIMITED_KEY, "rpm": LIMITED_RPM, "tpm": LIMITED_TPM,
+                    "endpoints": ["createMultimodalImage", "createImageToVideo", "createTextToVideo",
+                                  "createCogVideoX"]},
+    "models": dict(EMBEDDED_MODELS),
+}
 
 
 def mock_missing() -> str | None:
@@ -69,22 +92,29 @@ def mock_missing() -> str | None:
 
 def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) -> Any:
     """The project's mock as ``--target mock`` runs it: the shipped configuration of ``mock-server serve``
-    (``mock_server/data/default_config.yaml``: rate limits, faults only on request by
+    (``mock_server/data/default_config.yaml``: rate limits as documented, faults only on request by
     :data:`FAULT_HEADER`, its GPU latency model) with the suite's keys: ``sk-test`` (premium,
-    :data:`EMBEDDED_CREDITS`), :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits) and
-    :data:`SCOPED_KEY` (chat only). ``time_scale`` scales the latency (None: no latency at all);
-    ``config``: other top-level configuration fields (a test's variant, e.g. ``hosted_url_ttl_s``)."""
+    :data:`EMBEDDED_CREDITS`), :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits),
+    :data:`SCOPED_KEY` (chat only), :data:`BILLING_KEY` (gateway spend limit 0 USD) and
+    :data:`LIMITED_KEY` (small, short RPM and TPM), and the safety filter refusing :data:`BLOCKED_WORD`.
+    ``time_scale`` scales the latency (None: no latency at all); ``config``: other top-level configuration
+    fields (a test's variant, e.g. ``hosted_url_ttl_s``)."""
     import dataclasses
 
     from mock_server import create_app  # the one place the suite touches the mock
     from mock_server.config import DEFAULT_CONFIG_FILE, DEV_API_KEY, KeyConfig, load_config
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
-            KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})))
+            KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})),
+            KeyConfig(BILLING_KEY, spend_limit_usd=0.0),
+            KeyConfig(LIMITED_KEY, credits=LIMITED_CREDITS, rpm=LIMITED_RPM, tpm=LIMITED_TPM,
+                      rate_window_s=LIMITED_WINDOW_S))
     shipped = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=keys, **config)
     latency = (dataclasses.replace(shipped.latency, enabled=False) if time_scale is None
                else dataclasses.replace(shipped.latency, time_scale=time_scale))
-    return create_app(dataclasses.replace(shipped, latency=latency))
+    faults = shipped.faults if BLOCKED_WORD in shipped.faults.blocklist else dataclasses.replace(
+        shipped.faults, blocklist=(*shipped.faults.blocklist, BLOCKED_WORD))
+    return create_app(dataclasses.replace(shipped, latency=latency, faults=faults))
 
 
 def server_stack() -> dict[str, Any]:

@@ -16,7 +16,7 @@ A fact's verdict, in this order:
 - ``passed``: every piece that covers it from outside passed (its upstream checks, when they ran,
   passed too); for a fact seen only upstream, every upstream check passed;
 - ``not_run``: something it needs did not run (listed in ``missing``): a skipped check, a check of a
-  profile or phase not run, or a forthcoming check not yet in the suite.
+  profile or phase not run.
 
 View shape (report.json ``facts``)::
 

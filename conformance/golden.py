@@ -17,6 +17,7 @@ Layout: ``fixtures/<api>/<operationId>/<case>.yaml``::
       jsonpath:                              # every match of path must satisfy the test
         - {path: $.object, equals: chat.completion}
         - {path: $.usage.total_tokens, at_least: 1}
+      checks: [structured_output_honours_schema]   # registered checks (conformance.checks) that judge it too
       media:
         - {path: "$.choices[0].message.images[0].image_url.url", format: PNG}   # base64 / data URL
         - {path: "$.data[0].url", download: true, format: PNG, size: [1024, 1024]}
@@ -48,6 +49,7 @@ import yaml
 from jsonpath_ng.ext.parser import parse as jsonpath
 
 from conformance import media
+from conformance.checks import REGISTRY
 from conformance.checks.contract import validate_against
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
@@ -87,8 +89,11 @@ def load_cases(root: Path) -> list[GoldenCase]:
                 request=data["request"],
                 expect=data["expect"],
             ))
-        except (KeyError, TypeError, yaml.YAMLError) as exc:
+            unknown = [name for name in data["expect"].get("checks", []) if name not in REGISTRY]
+        except (KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
             raise ValueError(f"{path}: malformed fixture ({exc})") from exc
+        if unknown:
+            raise ValueError(f"{path}: expect.checks names no registered check: {', '.join(unknown)}")
     return cases
 
 
@@ -169,7 +174,8 @@ def files(case: GoldenCase) -> list[tuple[str, tuple[str, bytes]]] | None:
 
 def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Exchange] | None = None,
            target: Target | None = None) -> None:
-    """Raise :class:`CheckFailure` (``golden_fixture``) at the first invariant ``exchange`` breaks.
+    """Raise :class:`CheckFailure` (``golden_fixture``) at the first invariant ``exchange`` breaks, or the
+    failure of a registered check the fixture's ``expect.checks`` names (reported under that check's name).
 
     ``download`` fetches a URL for ``download: true`` media assertions. With ``target``, the
     expectations' ``${model:...}`` placeholders are the target's model ids (a gateway that names its
@@ -203,6 +209,8 @@ def verify(case: GoldenCase, exchange: Exchange, download: Callable[[str], Excha
             if reason is not None:
                 where = "the body" if assertion.get("body") else assertion["path"]
                 raise fail(f"{where} decodes as {' or '.join(_formats(assertion))}", reason)
+    for name in expect.get("checks", []):
+        REGISTRY[name](exchange, case.operation)
 
 
 def _matches(path: str, body: Any) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,15 @@ from httpx_sse import EventSource
 
 from conformance import media
 from conformance.budget import RunState, call_cost
-from conformance.failures import Evidence, TargetError, excerpt
+from conformance.failures import (
+    KEY_VARIABLE,
+    CheckFailure,
+    Evidence,
+    TargetError,
+    excerpt,
+    form_field,
+    redact_headers,
+)
 from conformance.target import Target
 
 #: Largest body read from the target, in bytes; more is cut (a runaway stream must not hang the suite).
@@ -25,7 +33,10 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Exchange:
-    """A finished request/response pair; ``headers`` keys are lower case, ``body`` the raw bytes."""
+    """A finished request/response pair; ``headers`` keys are lower case, ``body`` the raw bytes.
+    ``request_headers`` are the headers sent, secrets already redacted (``failures.redact_headers``), None when
+    not recorded;
+    ``form`` the multipart/form-data parts sent (``failures.form_field``), None for any other body."""
 
     method: str
     url: str
@@ -33,6 +44,8 @@ class Exchange:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    request_headers: Mapping[str, str] | None = None
+    form: tuple[dict[str, Any], ...] | None = None
 
     @property
     def media_type(self) -> str:
@@ -65,8 +78,10 @@ class Exchange:
         """The exchange as report evidence (body cut to an excerpt; media in it summarised, decoded)."""
         keep = ("content-type", "retry-after", "x-request-id")
         headers = {k: v for k, v in self.headers.items() if k in keep or k.startswith("x-ratelimit")}
+        sent = None if self.request_headers is None else dict(self.request_headers)
         return Evidence(self.method, self.url, self.request_body, self.status, headers, excerpt(self.body),
-                        media=media.summary(self.media_type, self.body))
+                        media=media.summary(self.media_type, self.body), request_headers=sent,
+                        form=list(self.form) if self.form is not None else None)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,72 @@ class TimedStream:
     def data(self) -> list[str]:
         """The events' ``data`` payloads, in order."""
         return [event.data for event in self.events]
+
+
+def secrets_of(target: Target) -> dict[str, str]:
+    """The target's keys -> the variables a reproduction names them by (the key: ``$CONFORMANCE_API_KEY``)."""
+    keys = {"API": target.api_key, "STANDARD_API": target.standard_api_key, "EMPTY_API": target.empty_api_key,
+            "SCOPED_API": target.scoped_api_key}
+    return {value: KEY_VARIABLE.replace("API", name, 1) for name, value in keys.items() if value}
+
+
+def form_parts(data: Mapping[str, Any] | None, files: Any) -> tuple[dict[str, Any], ...] | None:
+    """httpx's ``data``/``files`` arguments as evidence parts (``failures.form_field``); None when neither."""
+    if data is None and files is None:
+        return None
+    parts = [form_field(name, item) for name, value in (data or {}).items()
+             for item in (value if isinstance(value, list | tuple) else [value])]
+    for name, value in files.items() if isinstance(files, Mapping) else files or []:
+        upload = value if isinstance(value, tuple) else (None, value)
+        parts.append(form_field(name, upload[1], upload[0] or name, upload[2] if len(upload) > 2 else None))
+    return tuple(parts)
+
+
+class Recorder:
+    """Keeps the last answer an SDK's own HTTP client received (httpx event hooks: pass :attr:`hooks` as the
+    ``event_hooks`` of the client the SDK is given), so that a failed SDK check carries the request and answer
+    behind it like any other check. The SDK's client may be its own httpx build (openai's ``httpx2``): the
+    response is read by its attributes only."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.last: Any = None
+
+    @property
+    def hooks(self) -> dict[str, list[Any]]:
+        """``event_hooks`` for ``httpx.Client``."""
+        return {"response": [self._keep]}
+
+    def _keep(self, response: Any) -> None:
+        self.last = response
+
+    def evidence(self) -> Evidence:
+        """The last exchange as evidence (the answer's excerpt empty when the SDK streamed it); empty before any."""
+        if self.last is None:
+            return Evidence()
+        request, response = self.last.request, self.last
+        try:
+            body = bytes(response.content)
+        except RuntimeError:  # ResponseNotRead: streamed, read event by event by the SDK
+            body = b""
+        sent = request.content.decode("utf-8", "replace") if request.content else None
+        with contextlib.suppress(ValueError, TypeError):
+            sent = json.loads(sent) if sent else None
+        exchange = Exchange(request.method, str(request.url), sent, response.status_code,
+                            {k.lower(): v for k, v in response.headers.items()}, body,
+                            redact_headers(dict(request.headers), secrets_of(self.target)))
+        return exchange.evidence()
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Give a :class:`CheckFailure` raised inside that names no request this recorder's last exchange."""
+        self.last = None
+        try:
+            yield
+        except CheckFailure as failure:
+            if not failure.evidence.method:
+                failure.evidence = self.evidence()
+            raise
 
 
 #: Most times one request is re-sent after a 429 whose Retry-After the target's patience allows.
@@ -184,13 +265,14 @@ class TargetClient:
         """
         sent = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         url = str(self._client.base_url.join(path))
+        shown = self._shown(self._client.headers, sent, {"content-type": "application/json"})
         self.before_call(method, path, json_body)
         try:
-            timed: TimedStream = self._portal.call(self._stream, method, path, json_body, sent, max_events)
+            timed: TimedStream = self._portal.call(self._stream, method, path, json_body, sent, shown, max_events)
             return timed
         except (httpx.HTTPError, TimeoutError) as exc:
             raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
-                              Evidence(method, url, json_body)) from exc
+                              Evidence(method, url, json_body, request_headers=shown)) from exc
 
     def before_call(self, method: str, path: str, body: Any) -> None:
         """Count a call against the run's budgets and wait for its pacing slot (see the class docstring).
@@ -209,7 +291,7 @@ class TargetClient:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     async def _stream(self, method: str, path: str, json_body: Any, sent: Mapping[str, str],
-                      max_events: int) -> TimedStream:
+                      shown: dict[str, str], max_events: int) -> TimedStream:
         began = time.monotonic()
         events: list[TimedEvent] = []
         broken = None
@@ -222,8 +304,9 @@ class TargetClient:
                 url = str(response.request.url)
                 if "text/event-stream" not in answer_headers.get("content-type", ""):
                     body = await response.aread()
-                    return TimedStream(Exchange(method, url, json_body, status, answer_headers, body), (), None,
-                                       time.monotonic() - began)
+                    exchange = Exchange(method, url, json_body, status, answer_headers, body,
+                                        self._shown(response.request.headers))
+                    return TimedStream(exchange, (), None, time.monotonic() - began)
                 try:
                     async for event in EventSource(response).aiter_sse():
                         events.append(TimedEvent(time.monotonic() - began, event.event, event.data))
@@ -238,22 +321,26 @@ class TargetClient:
         assert status is not None
         body = "".join((f"event: {e.event}\n" if e.event != "message" else "") + f"data: {e.data}\n\n"
                        for e in events).encode()
-        exchange = Exchange(method, url, json_body, status, answer_headers, body)
+        exchange = Exchange(method, url, json_body, status, answer_headers, body, shown)
         return TimedStream(exchange, tuple(events), broken, time.monotonic() - began)
 
     def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
               files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:
         self.before_call(method, path, json_body)
         url = str(self._client.base_url.join(path))
+        form = form_parts(data, files)
         try:
-            exchange: Exchange = self._portal.call(self._fetch, method, path, dict(
+            exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
                 json=json_body, content=content, headers=headers, files=files, data=data, params=params))
             return exchange
         except (httpx.HTTPError, TimeoutError) as exc:
             raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
-                              Evidence(method, url, json_body if json_body is not None else data)) from exc
+                              Evidence(method, url, json_body if json_body is not None else data,
+                                       request_headers=self._shown(self._client.headers, headers),
+                                       form=list(form) if form is not None else None)) from exc
 
-    async def _fetch(self, method: str, path: str, options: dict[str, Any]) -> Exchange:
+    async def _fetch(self, method: str, path: str, form: tuple[dict[str, Any], ...] | None,
+                     options: dict[str, Any]) -> Exchange:
         with anyio.fail_after(self.target.timeout_s):
             async with self._client.stream(method, path, **options) as response:
                 body = bytearray()
@@ -262,4 +349,10 @@ class TargetClient:
                     if len(body) >= MAX_BODY_BYTES:
                         break
                 return Exchange(method, str(response.request.url), options["json"], response.status_code,
-                                {k.lower(): v for k, v in response.headers.items()}, bytes(body))
+                                {k.lower(): v for k, v in response.headers.items()}, bytes(body),
+                                self._shown(response.request.headers), form)
+
+    def _shown(self, *headers: Mapping[str, str]) -> dict[str, str]:
+        """Request headers (later mappings win) as evidence: lower case, the target's keys redacted."""
+        merged = {name.lower(): value for mapping in headers for name, value in mapping.items()}
+        return redact_headers(merged, secrets_of(self.target))

@@ -9,9 +9,7 @@ view. :func:`compare_page` shows several runs side by side (``grid.compare_grid`
 from __future__ import annotations
 
 import functools
-import json
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +17,7 @@ from typing import Any
 import jinja2
 
 from conformance import grid
-
-#: Shown in a curl reproduction where the key goes: the suite's own variable for it.
-KEY_VARIABLE = "$CONFORMANCE_API_KEY"
+from conformance.failures import curl_command
 
 _THUMBNAIL = re.compile(r"data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/]+=*")
 
@@ -34,7 +30,7 @@ def environment() -> jinja2.Environment:
     env.filters["json_excerpt"] = grid.json_excerpt
     env.tests["binary"] = is_binary
     env.globals.update(labels=grid.OUTCOME_LABELS, capability_anchor=grid.capability_anchor,
-                       check_anchor=check_anchor)
+                       check_anchor=check_anchor, reproduction=reproduction)
     return env
 
 
@@ -48,19 +44,11 @@ def failure_anchor(index: int) -> str:
     return f"f-{index}"
 
 
-def curl_command(request: Mapping[str, Any]) -> str:
-    """A curl command line that sends the evidence's request again, the key read from :data:`KEY_VARIABLE`;
-    "" when the evidence names no method and URL. Headers a check set itself (no key, another key) are not
-    recorded in evidence, so the command sends the target's usual key."""
-    method, url, body = request.get("method") or "", request.get("url") or "", request.get("body")
-    if not method or not url:
-        return ""
-    key = f'"x-api-key: {KEY_VARIABLE}"' if "/v1/messages" in url else f'"Authorization: Bearer {KEY_VARIABLE}"'
-    parts = ["curl", "-sS", *(["-X", method] if method != "GET" else []), shlex.quote(url), "-H", key]
-    if body is not None:
-        text = body if isinstance(body, str) else json.dumps(body)
-        parts += ["-H", "'Content-Type: application/json'", "-d", shlex.quote(text)]
-    return " ".join(parts)
+def reproduction(evidence: Mapping[str, Any]) -> str:
+    """The curl command of an evidence's request: the one report.json keeps, else one built from the request
+    (reports written before it was kept)."""
+    request = evidence.get("request") or {}
+    return str(request.get("curl") or curl_command(request))
 
 
 def is_binary(excerpt: str) -> bool:
@@ -117,7 +105,7 @@ def failure_groups(report: Mapping[str, Any]) -> list[FailureGroup]:
         failure = row.get("failure")
         if failure and row["outcome"] in ("failed", "known_failure"):
             evidence = failure.get("evidence") or {}
-            case = FailureCase(index, row, curl_command(evidence.get("request") or {}), media_view(evidence))
+            case = FailureCase(index, row, reproduction(evidence), media_view(evidence))
             groups.setdefault(failure.get("check") or row["check"], []).append(case)
     return [FailureGroup(check, tuple(cases)) for check, cases in sorted(groups.items())]
 

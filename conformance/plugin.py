@@ -8,8 +8,8 @@ test ran: a registered check, a golden case, or the ``capability`` marker.
 A concurrent run is pytest-xdist's: each worker process registers its own plugin from the pickled
 :class:`RunConfig` (``pytest_configure_node`` puts it in the worker's input), computes each test's
 row where the test ran and ships it in the test report's ``user_properties``; the controller's
-plugin collects the rows (``pytest_runtest_logreport``), rewrites report.json as they arrive and
-calls ``on_row`` (a hook for progress displays). Budgets and the stop reason are shared through
+plugin collects the rows (``pytest_runtest_logreport``) and rewrites report.json as they arrive
+(progress on the console is ``conformance/console.py``'s). Budgets and the stop reason are shared through
 :class:`~conformance.budget.RunState`'s file.
 """
 
@@ -19,7 +19,7 @@ import copyreg
 import json
 import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,14 +99,15 @@ class RunConfig:
 class ConformancePlugin:
     """Fixtures, parametrisation and report collection for one run; see the module docstring.
 
-    ``on_row`` is called with each :class:`report.Row` as the controller records it (the hook for a
-    live progress display); the CLI writes the final reports with :meth:`write_report`.
+    Used alone (one pytest session) it writes the final reports when the session ends; the CLI, whose
+    run is several sessions, sets :attr:`owns_run` False and writes them with :meth:`write_report`.
     """
 
-    def __init__(self, run: RunConfig, on_row: Callable[[report.Row], None] | None = None) -> None:
+    def __init__(self, run: RunConfig) -> None:
         self.run = run
         self.rows: list[report.Row] = []
-        self.on_row = on_row
+        self.owns_run = True
+        """Whether the end of a pytest session is the end of the run (its final reports)."""
         self.expected: dict[str, str] = {}
         """Collected test ids -> phase, over the run's pytest sessions (to tell which phases finished)."""
         self.state = RunState(run.state_path or run.report_dir / ".run-state.json", run.limits)
@@ -144,8 +145,8 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
-        config.addinivalue_line("markers", "serial: needs a quiet key (rate-limit bursts, credits sequences): "
-                                           "runs alone, never beside another test")
+        config.addinivalue_line("markers", "serial: measures state other tests change (balances, rate-limit "
+                                           "windows, credits sequences): runs alone, with no other test in flight")
         config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
         self.worker = hasattr(config, "workerinput")
         profiles.activate(self.run.profile, profiles.cache_dir())
@@ -225,8 +226,6 @@ class ConformancePlugin:
         if row.failure and row.failure.get("check") == "target_reachable" and "ConnectError" in str(
                 row.failure.get("received")):
             self.state.stop(f"the target stopped accepting connections ({row.failure['received']})")
-        if self.on_row is not None:
-            self.on_row(row)
         if time.monotonic() - self._written >= WRITE_INTERVAL_S:
             self.write_report(None, json_only=True)
 
@@ -240,10 +239,12 @@ class ConformancePlugin:
             outcome = "known_failure"
         failure = None
         if rep.failed:
-            error = call.excinfo.value if call.excinfo else None
-            if isinstance(error, CheckFailure):
-                failure = error.as_dict()
-                name = name if single else error.check  # a test of many checks reports the one that failed
+            found = check_failures(call.excinfo.value if call.excinfo else None)
+            if found:
+                failure = found[0].as_dict()
+                if len(found) > 1:  # Hypothesis found several distinct failing cases: each is listed
+                    failure["cases"] = [error.as_dict() for error in found]
+                name = name if single else found[0].check  # a test of many checks reports the one that failed
             else:
                 failure = {"check": name, "expected": "the check to pass", "received": _longrepr(rep),
                            "evidence": {"request": {}, "response": {}}}
@@ -260,7 +261,7 @@ class ConformancePlugin:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.worker:
-            self.write_report(None, json_only=True)
+            self.write_report(None, json_only=not self.owns_run, final=self.owns_run)
 
     def write_report(self, stopped: str | None, *, json_only: bool = False, final: bool = False) -> None:
         """Write the report of the rows so far: the four files, or report.json alone (``json_only``).
@@ -295,10 +296,28 @@ class ConformancePlugin:
             states[phase] = "complete" if complete else "partial" if done else "not run"
         return states
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        seconds = report.phase_seconds(self.rows)
-        terminalreporter.write_line("time per phase: " + ", ".join(f"{p} {seconds.get(p, 0.0):.1f} s" for p in PHASES))
-        terminalreporter.write_line(f"conformance report: {self.run.report_dir / 'report.md'}")
+
+def check_failures(error: BaseException | None) -> list[CheckFailure]:
+    """The :class:`CheckFailure` (s) behind a failed test: the error itself, or each one in an exception group
+    (Hypothesis raises one when it finds several distinct failing cases), depth first, distinct by verdict.
+    A leaf that is no CheckFailure (a crash) becomes one of check ``suite_error``, its request unknown."""
+    if error is None:
+        return []
+    if isinstance(error, CheckFailure):
+        return [error]
+    if not isinstance(error, BaseExceptionGroup):
+        return []
+    found: dict[tuple[str, str, str], CheckFailure] = {}
+    for leaf in _leaves(error):
+        failure = leaf if isinstance(leaf, CheckFailure) else CheckFailure(
+            "suite_error", "the test to run to its verdict", f"{type(leaf).__name__}: {leaf}"[:1500])
+        found.setdefault((failure.check, failure.received, failure.evidence.url), failure)
+    return list(found.values())
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for error in group.exceptions
+            for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]
 
 
 #: The key of a worker's input that carries the pickled :class:`RunConfig`.

@@ -36,6 +36,7 @@ from typing import Any
 
 from conformance import pages
 from conformance.facts import facts_view
+from conformance.failures import curl_command
 from conformance.grid import OUTCOMES, UPSTREAM_VIEW_CHARS, json_excerpt, upstream_view, verdict
 from conformance.target import Target
 
@@ -194,17 +195,25 @@ def markdown(report: dict[str, Any]) -> str:
                 f"- request: `{request.get('method', '')} {request.get('url', '')}`",
                 f"- response: status {response.get('status')}",
                 *_media_markdown(failure["evidence"].get("media")),
-                "",
-                "```",
-                str(response.get("body_excerpt", ""))[:600],
-                "```",
-                "",
+                *_evidence_markdown(failure["evidence"]),
             ]
+            for number, case in enumerate(failure.get("cases") or [], 1):
+                lines += [f"#### case {number} of {len(failure['cases'])}: {case['check']}", "",
+                          f"- expected: {case['expected']}", f"- received: {case['received']}",
+                          f"- response: status {case['evidence']['response'].get('status')}",
+                          *_evidence_markdown(case["evidence"])]
     skipped = [row for row in report["checks"] if row["outcome"] == "skipped"]
     if skipped:
         lines += ["", "## Skipped", "", "| check | case | why |", "|---|---|---|"]
         lines += [f"| {row['check']} | {_cell(row['id'])} | {_cell(row.get('reason') or '')} |" for row in skipped]
+    unclaimed = Counter((row["api"], row.get("reason") or "") for row in report["checks"]
+                        if row["outcome"] == "not_claimed")
+    if unclaimed:
+        lines += ["", "## Not claimed", ""]
+        lines += [f"- {api}: {count} checks ({reason or 'no reason given'})" for (api, reason), count in
+                  sorted(unclaimed.items())]
     return "\n".join(lines + _upstream_markdown(report) + _facts_markdown(report)) + "\n"
+
 
 
 def _facts_markdown(report: dict[str, Any]) -> list[str]:
@@ -231,6 +240,14 @@ def _incomplete_markdown(incomplete: dict[str, Any] | None) -> list[str]:
         return []
     phases = ", ".join(f"{phase} {state}" for phase, state in incomplete["phases"].items())
     return [f"> **Incomplete run**: {incomplete['reason']}. Phases: {phases}.", ""]
+
+
+def _evidence_markdown(evidence: dict[str, Any]) -> list[str]:
+    """The reproduction (curl) and the answer's excerpt of a failure's evidence, as Markdown blocks."""
+    request, response = evidence.get("request") or {}, evidence.get("response") or {}
+    command = request.get("curl") or curl_command(request)
+    lines = ["", "```sh", command, "```"] if command else []
+    return [*lines, "", "```", str(response.get("body_excerpt", ""))[:600], "```", ""]
 
 
 def _media_markdown(media: dict[str, Any] | None) -> list[str]:

@@ -9,6 +9,16 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     empty_api_key_env: ACME_EMPTY        # optional: a key with no credits left, for the 402 checks
     scoped_api_key_env: ACME_CHAT_ONLY   # optional: a key whose scopes leave out image generation, for the
                                          # 403 scope check (001: "Key lacks the required scope")
+    billing_api_key_env: ACME_BROKE      # optional: a key out of credit or over its spend limit on the
+                                         # OpenAI-compatible gateway, for the 402 billing_error check
+    refused_prompt: "..."                # optional: a prompt the target's content filter refuses (002 Safety)
+    rate_limits:                         # optional: the limits the suite may provoke (429), on a key of their own
+      api_key_env: ACME_LIMITED          # or api_key: ...; a premium key (default the main key); it also
+                                         # carries the seedance and sora2 I2V calls
+      rpm: 3                             # that key's requests per minute on createChatCompletion
+      tpm: 2000                          # that key's tokens per minute on createChatCompletion (>= 200)
+      endpoints: [createMultimodalImage] # credits API operations whose documented per-minute limit (004)
+                                         # the suite may reach: limit + 1 requests each, at their cost
     fault_header: X-Mock-Fault           # optional: a header that makes the target answer a given
                                          # error status (a test mode), for the 5xx envelope checks
     messages_version: "2023-06-01"       # anthropic-version sent to the Messages protocol
@@ -77,6 +87,9 @@ DEFAULT_MODELS: Mapping[str, str] = MappingProxyType({
 #: anthropic-version sent to the Messages protocol when the target names none.
 DEFAULT_MESSAGES_VERSION = "2023-06-01"
 
+#: Smallest TPM the suite provokes: its probe's prompt is 60% of it, its request framing far less.
+MIN_PROBED_TPM = 200
+
 TARGET_FILE_SCHEMA: Mapping[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -93,6 +106,19 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "scoped_api_key_env": {"type": "string", "minLength": 1},
         "empty_api_key_env": {"type": "string", "minLength": 1},
         "fault_header": {"type": "string", "minLength": 1},
+        "billing_api_key": {"type": "string", "minLength": 1},
+        "billing_api_key_env": {"type": "string", "minLength": 1},
+        "refused_prompt": {"type": "string", "minLength": 1},
+        "rate_limits": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "api_key": {"type": "string", "minLength": 1},
+                "api_key_env": {"type": "string", "minLength": 1},
+                "rpm": {"type": "integer", "minimum": 1},
+                "tpm": {"type": "integer", "minimum": MIN_PROBED_TPM},
+                "endpoints": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            },
+        },
         "messages_version": {"type": "string", "minLength": 1},
         "apis": {"type": "array", "items": {"enum": api_names()}, "uniqueItems": True},
         "models": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
@@ -139,6 +165,19 @@ class Upstream:
         return self.models.get(model, model)
 
 
+@dataclass(frozen=True)
+class RateLimitProbes:
+    """The limits a target lets the suite reach (001 "Errors": 429 "RPM or TPM exceeded"; 004 per-endpoint
+    limits), all on ``api_key`` (None: the target's main key): ``rpm`` requests and ``tpm`` tokens per
+    minute on createChatCompletion (None: not provoked), and the credits API ``endpoints`` (operationIds)
+    whose documented limit may be reached with limit + 1 requests."""
+
+    api_key: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    endpoints: frozenset[str] = frozenset()
+
+
 class TargetFileError(ValueError):
     """A target file that does not load or does not validate; the message names the bad key."""
 
@@ -168,6 +207,12 @@ class Target:
     timeout_s: float = 60.0
     upstream: Upstream | None = None
     """The gateway's upstream mock, for the upstream phase; None skips that phase."""
+    billing_api_key: str | None = None
+    """A key out of credit or over its spend limit on the OpenAI-compatible gateway (402 billing_error)."""
+    refused_prompt: str | None = None
+    """A prompt the target refuses (002 "Safety": 400 invalid_request_error with the reason)."""
+    rate_limits: RateLimitProbes | None = None
+    """The limits the suite may provoke with 429s; None: none."""
     rpm: float | None = None
     """Requests per minute the key may send (the suite paces its requests to it); None: unpaced."""
     concurrency: int = DEFAULT_CONCURRENCY
@@ -200,8 +245,10 @@ class Target:
 
     def auth_headers(self, style: str = "bearer") -> dict[str, str]:
         """Headers carrying the key: ``bearer`` (OpenAI protocols), ``messages`` (x-api-key + version),
-        ``standard`` (Bearer with the below-premium key), ``empty`` (Bearer with the no-credits key) or
-        ``scoped`` (Bearer with the key lacking the images scope), when the target has them."""
+        ``standard`` (Bearer with the below-premium key), ``empty`` (Bearer with the no-credits key),
+        ``scoped`` (Bearer with the key lacking the images scope), ``billing`` (Bearer with the key over
+        its gateway spend limit) or ``limited`` (Bearer with the rate-limit probes' key), when the target
+        has them; the main key otherwise."""
         if style == "messages":
             return {"x-api-key": self.api_key, "anthropic-version": self.messages_version}
         if style == "standard" and self.standard_api_key:
@@ -210,6 +257,10 @@ class Target:
             return {"Authorization": f"Bearer {self.empty_api_key}"}
         if style == "scoped" and self.scoped_api_key:
             return {"Authorization": f"Bearer {self.scoped_api_key}"}
+        if style == "billing" and self.billing_api_key:
+            return {"Authorization": f"Bearer {self.billing_api_key}"}
+        if style == "limited" and self.rate_limits is not None and self.rate_limits.api_key:
+            return {"Authorization": f"Bearer {self.rate_limits.api_key}"}
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
@@ -222,6 +273,12 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TargetFileError(f"{path}: {exc}") from exc
+    return parse_target(data, str(path), api_key)
+
+
+def parse_target(data: Any, path: str, api_key: str | None = None) -> Target:
+    """A target file's parsed content as a :class:`Target`; ``path`` names it in errors and ``api_key``
+    wins over its own. Raises :class:`TargetFileError` naming the bad key, or the missing key source."""
     error = best_match(Draft202012Validator(TARGET_FILE_SCHEMA).iter_errors(data))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -246,13 +303,24 @@ def load_target_file(path: Path, api_key: str | None = None) -> Target:
         fault_header=data.get("fault_header"),
         timeout_s=float(data.get("timeout_s", 60.0)),
         upstream=_upstream(path, data.get("upstream")),
+        billing_api_key=_key(data, "billing_api_key"),
+        refused_prompt=data.get("refused_prompt"),
+        rate_limits=_rate_limits(data.get("rate_limits")),
         rpm=float(data["rpm"]) if "rpm" in data else None,
         concurrency=int(data.get("concurrency", DEFAULT_CONCURRENCY)),
         job_timeout_s=float(data.get("job_timeout_s", 600.0)),
     )
 
 
-def _upstream(path: Path, data: Mapping[str, Any] | None) -> Upstream | None:
+def _rate_limits(data: Mapping[str, Any] | None) -> RateLimitProbes | None:
+    """The ``rate_limits`` section as :class:`RateLimitProbes` (None without one)."""
+    if data is None:
+        return None
+    return RateLimitProbes(_key(data, "api_key"), data.get("rpm"), data.get("tpm"),
+                           frozenset(data.get("endpoints", [])))
+
+
+def _upstream(path: str, data: Mapping[str, Any] | None) -> Upstream | None:
     """The ``upstream`` section as an :class:`Upstream`. Raises TargetFileError without a control key."""
     if data is None:
         return None

@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -128,6 +128,8 @@ class Relay:
     arrived: list[dict[str, Any]] = field(default_factory=list)
     steps: Sequence[Mapping[str, Any]] = ()
     measured: dict[str, Any] = field(default_factory=dict)
+    unanswered: Evidence | None = None
+    """The request the gateway did not answer (its headers redacted), when ``failure`` is set."""
     upstream_bodies: dict[int, bytes] = field(default_factory=dict)
     """Raw answer bodies of upstream journal entries by id (binary media), and -1: media the client downloaded."""
 
@@ -151,10 +153,9 @@ class Relay:
     def evidence(self) -> Evidence:
         """The gateway's answer as evidence, with the upstream view attached."""
         if self.answer is None:
-            return Evidence("POST", "", self.sent, None, {}, self.failure or "", self.view())
-        base = self.answer.evidence()
-        return Evidence(base.method, base.url, base.request_body, base.status, base.headers,
-                        base.response_excerpt, self.view(), base.media)
+            asked = self.unanswered or Evidence("POST", "", self.sent)
+            return replace(asked, response_excerpt=self.failure or "", upstream=self.view())
+        return replace(self.answer.evidence(), upstream=self.view())
 
 
 def _cut(value: Any) -> Any:

@@ -17,18 +17,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from starlette._exception_handler import _lookup_exception_handler
+from starlette._utils import is_async_callable
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import ClientDisconnect, Request, empty_receive, empty_send
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mock_server import control, observability
+from mock_server import control, observability, replica
 from mock_server.config import MockConfig
 from mock_server.context import Call, Handler, Services
-from mock_server.errors import ApiError, excerpt, style_of
+from mock_server.errors import ApiError, excerpt, state_unavailable, style_of
+from mock_server.fleet.store import StateUnavailable
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
 from mock_server.stages.auth import authenticate, key_sources
@@ -41,6 +46,8 @@ from mock_server.stages.validation import BodyValidator
 from spec import Operation, api_names, load_api, operations
 
 log = logging.getLogger("mock_server")
+#: Scope key an :class:`OperationEndpoint` sets when it begins to send its answer (see :class:`MockStarlette`).
+STARTED = "mock.answer_started"
 
 
 def create_app(config: MockConfig | None = None) -> Starlette:
@@ -67,13 +74,13 @@ def create_app(config: MockConfig | None = None) -> Starlette:
         routes += control.routes(services)
     if services.config.observability:  # /metrics, /health, /ready and X-Request-Id (observability.py)
         routes += observability.routes(services)
-    app_class = ObservedStarlette if services.config.observability else Starlette
-    app = app_class(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
-                                        Exception: _unexpected})
-    app.router = StaticPathRouter(routes)  # before the first request builds the middleware stack
-    if isinstance(app, ObservedStarlette):
-        app.direct_paths = frozenset(path for path, _ in app.router.static if isinstance(
-            app.router.static[(path, _)].endpoint, OperationEndpoint))
+    replica.attach(services)  # a fleet's bus and job recovery (replica.py); nothing in process
+    app = MockStarlette(exception_handlers={HTTPException: _http_exception, ClientDisconnect: _disconnected,
+                                            Exception: _unexpected})
+    # before the first request builds the middleware stack; the router runs the lifespan (a fleet's bus)
+    app.router = StaticPathRouter(routes, lifespan=(lambda _app: replica.lifespan(services))
+                                  if services.fleet is not None else None)
+    app.observed = services.config.observability
     app.state.services = services
     return app
 
@@ -89,15 +96,109 @@ def route_path(operation: Operation) -> str:
     return path
 
 
-class ObservedStarlette(Starlette):
-    """Starlette with :class:`~mock_server.observability.RequestIdMiddleware` outside its whole stack, so
-    that every answer (its own 500s included) carries ``X-Request-Id``."""
+class MockStarlette(Starlette):
+    """Starlette that sends a spec operation's request straight to its endpoint (the hot path), and,
+    when ``observed``, with :class:`~mock_server.observability.RequestIdMiddleware` outside its whole
+    stack, so that every answer (its own 500s included) carries ``X-Request-Id``.
 
-    #: The static paths of the spec operations, whose answers get X-Request-Id from the endpoint.
-    direct_paths: frozenset[str] = frozenset()
+    Straight to the endpoint: a request whose (path, method) is in the router's static table and
+    names an :class:`OperationEndpoint` skips Starlette's layers (the app, its two exception
+    middlewares, which each wrap ``send``, the router and the route: about 15% of a chat request in
+    process) and gets from :meth:`_direct` what they would have done: the same scope keys, the
+    request id, and on an exception the same answer (ClientDisconnect and HTTPException to their
+    handlers, anything else to the 500 handler and re-raised). With user middleware, a body-size
+    middleware, a router-level middleware, debug mode, no 500 handler or a ``root_path``, every
+    request goes through Starlette.
+    ``tests/test_fast_paths.py`` proves both ways answer alike, failures included.
+    """
+
+    #: Whether the app keeps X-Request-Id and metrics (``observability.enabled``).
+    observed: bool = False
+    #: (path, method) to (route, endpoint) for the direct way; set when the middleware stack is built.
+    direct: dict[tuple[str, str], tuple[Route, OperationEndpoint]]
+    _error_handler: Any
+    _handlers: tuple[dict[Any, Any], dict[int, Any]]
 
     def build_middleware_stack(self) -> ASGIApp:
-        return observability.RequestIdMiddleware(super().build_middleware_stack(), self.direct_paths)
+        stack = super().build_middleware_stack()
+        self._error_handler, self._handlers = _split_handlers(stack)
+        router = self.router
+        plain = (not self.user_middleware and getattr(self, "max_body_size", None) is None and not self.debug
+                 and self._error_handler is not None
+                 and getattr(router, "middleware_stack", router.app) == router.app)
+        static = router.static if plain and isinstance(router, StaticPathRouter) else {}
+        self.direct = {key: (route, route.endpoint) for key, route in static.items()
+                       if isinstance(route.endpoint, OperationEndpoint)}
+        if not self.observed:
+            return stack
+        return observability.RequestIdMiddleware(stack, frozenset(path for path, _ in self.direct))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        if scope["type"] == "http" and not scope.get("root_path"):
+            found = self.direct.get((scope["path"], scope["method"]))
+            if found is not None:
+                await self._direct(found[0], found[1], scope, receive, send)
+                return
+        scope["app"] = self
+        await self.middleware_stack(scope, receive, send)
+
+    async def _direct(self, route: Route, endpoint: OperationEndpoint, scope: Scope, receive: Receive,
+                      send: Send) -> None:
+        """What Starlette's layers do for ``route`` (``Starlette.__call__``, ``ServerErrorMiddleware``,
+        ``ExceptionMiddleware``, ``Router.app``, ``Route.handle``), without their ``send`` wrappers on
+        the way out: the endpoint reports whether it began an answer (``scope[STARTED]``)."""
+        scope["app"] = self
+        if self.observed:
+            scope[observability.SCOPE_KEY] = observability.new_request_id(scope)
+        scope["starlette.exception_handlers"] = self._handlers
+        scope.setdefault("router", self.router)
+        scope["route"] = route
+        scope["endpoint"] = endpoint
+        scope["path_params"] = dict(scope.get("path_params", {}))
+        try:
+            await endpoint(scope, receive, send)
+        except Exception as exc:
+            await self._failed(exc, scope, receive, send)
+
+    async def _failed(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette's answer to an exception out of a directly called endpoint, as its two middlewares
+        give it (``starlette.middleware.exceptions``, ``starlette.middleware.errors``)."""
+        started = scope.get(STARTED, False)
+        handler: Any = None
+        if isinstance(exc, HTTPException):
+            handler = self._handlers[1].get(exc.status_code)
+        handler = handler or _lookup_exception_handler(self._handlers[0], exc)
+        error: Exception = exc
+        if handler is not None:
+            if not started:
+                request = Request(scope, receive, send)
+                response = (await handler(request, exc) if is_async_callable(handler)
+                            else await run_in_threadpool(handler, request, exc))
+                if response is not None:
+                    await response(scope, receive, send)
+                exc.__traceback__ = None
+                return
+            error = RuntimeError("Caught handled exception, but response already started.")
+            error.__cause__ = exc
+        request = Request(scope)
+        response = (await self._error_handler(request, error) if is_async_callable(self._error_handler)
+                    else await run_in_threadpool(self._error_handler, request, error))
+        if not started:
+            await response(scope, receive, send)
+        raise error
+
+
+def _split_handlers(stack: ASGIApp) -> tuple[Any, tuple[dict[Any, Any], dict[int, Any]]]:
+    """The 500 handler of Starlette's ``ServerErrorMiddleware`` and the (exception, status) handler
+    tables of its ``ExceptionMiddleware``, found by walking the middleware ``stack``."""
+    error_handler = getattr(stack, "handler", None)
+    layer: Any = stack
+    while layer is not None and not isinstance(layer, ExceptionMiddleware):
+        layer = getattr(layer, "app", None)
+    tables = (layer._exception_handlers, layer._status_handlers) if layer is not None else ({}, {})
+    return error_handler, tables
 
 
 class StaticPathRouter(Router):
@@ -111,8 +212,8 @@ class StaticPathRouter(Router):
     Starlette's own matching.
     """
 
-    def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        super().__init__(routes=routes)
+    def __init__(self, routes: Sequence[BaseRoute], lifespan: Any = None) -> None:
+        super().__init__(routes=routes, lifespan=lifespan)
         self.static: dict[tuple[str, str], Route] = {}
         for index, route in enumerate(self.routes):
             if not isinstance(route, Route) or route.param_convertors or not route.methods:
@@ -168,7 +269,17 @@ class _Headers(Headers):
 
 
 class MockRequest(Request):
-    """The request the pipeline reads: Starlette's, with :class:`_Headers`."""
+    """The request the pipeline reads: Starlette's, with :class:`_Headers`, built in one call."""
+
+    def __init__(self, scope: Scope, receive: Receive = empty_receive, send: Send = empty_send) -> None:
+        # what Request.__init__ and HTTPConnection.__init__ set, without their two calls and checks
+        # (the pipeline only ever sees HTTP scopes); tests/test_fast_paths.py compares the attributes
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._stream_consumed = False
+        self._is_disconnected = False
+        self._form = None
 
     @property
     def headers(self) -> Headers:
@@ -202,9 +313,11 @@ class OperationEndpoint:
         self.style = error_style(operation)
         self.metrics = services.metrics.operation(operation.operation_id) if services.metrics else None
         stages = build_stages(operation, services)
-        # only the hooks a stage overrides: an awaited no-op still costs a coroutine per request
+        # only the hooks a stage overrides, and an `after` only when its stage noted something for it
+        # (Stage.after_needs): an awaited no-op still costs a coroutine per request
         self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
-        self.afters = [stage.after for stage in reversed(stages) if type(stage).after is not Stage.after]
+        self.afters = [(stage.after_needs, stage.after) for stage in reversed(stages)
+                       if type(stage).after is not Stage.after]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -214,6 +327,10 @@ class OperationEndpoint:
         streaming = metrics is not None and isinstance(response, StreamingResponse)
         if streaming:
             metrics.streams += 1  # type: ignore[union-attr]  # streaming implies metrics
+        if type(response).__call__ is Response.__call__:
+            scope[STARTED] = True  # Response's first act is to send the start message
+        else:  # note when another kind of answer sends its start message
+            send = _noting_start(scope, send)
         try:
             await response(scope, receive, send)
         except StreamReset:  # a scripted reset: return with the body unfinished, uvicorn drops the connection
@@ -242,10 +359,14 @@ class OperationEndpoint:
                 for before in self.befores:
                     await before(call)
                 response = await self.handler(call)
-                for after in self.afters:
-                    response = await after(call, response)
+                state = call.state
+                for needs, after in self.afters:
+                    if needs is None or needs in state:
+                        response = await after(call, response)
             except ApiError as error:
                 response = error.response(self.style)
+            except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang
+                response = state_unavailable(error).response(self.style)
             if journal is not None:  # before the uploads close: the journal keeps their digests
                 response = journal.record(request.scope, self.operation.operation_id, body, clock, response,
                                           call.state.get("script") if call is not None else None)
@@ -255,6 +376,18 @@ class OperationEndpoint:
                 for uploads in body.files.values():
                     for upload in uploads:
                         await upload.close()
+
+
+def _noting_start(scope: Scope, send: Send) -> Send:
+    """``send`` that sets ``scope[STARTED]`` once the start message of an answer passes (as Starlette's
+    exception middlewares note it: before the message is sent)."""
+
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            scope[STARTED] = True
+        await send(message)
+
+    return noting
 
 
 def error_style(operation: Operation) -> str:

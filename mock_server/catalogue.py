@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mock_server.sim.spend import Price
 from spec import load_yaml
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent / "data" / "models.yaml"
@@ -52,6 +53,8 @@ class Model:
     structured_output: bool
     streaming: bool
     serves: frozenset[str] = DEFAULT_SERVES
+    price: Price | None = None
+    """What the gateway bills for the model (002 "Pricing"; ``sim/spend.py``); None: free."""
 
     def as_openai(self, created: int) -> dict[str, Any]:
         """The ``model`` object of GET /v1/models (OpenAI shape, plus the modalities)."""
@@ -80,8 +83,9 @@ def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> dict[str, Model]:
                 structured_output=bool(entry.get("structured_output", False)),
                 streaming=bool(entry.get("streaming", True)),
                 serves=frozenset(entry.get("serves", DEFAULT_SERVES)),
+                price=Price.parse(entry.get("price")),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: bad model entry {entry!r}: {exc}") from exc
         unknown = sorted(model.serves - OPERATION_FAMILIES)
         if unknown:

@@ -1,5 +1,6 @@
 """``mock-server serve [--config FILE] [--host 127.0.0.1] [--port N] [--seed N] [--no-latency]
-[--time-scale X] [--stack uvloop|asyncio] [--no-access-log]``: the mock under uvicorn.
+[--time-scale X] [--stack uvloop|asyncio] [--no-access-log] [--state URL] [--state-namespace NAME]``:
+the mock under uvicorn.
 
 The configuration is one YAML file (default: the shipped ``mock_server/data/default_config.yaml``:
 the key ``sk-test``, rate limits on, simulated latency on at real time, no faults), validated by
@@ -15,6 +16,7 @@ import argparse
 import dataclasses
 import gc
 import importlib.util
+import re
 import sqlite3
 import sys
 from collections.abc import Mapping
@@ -24,7 +26,14 @@ from typing import Any
 import uvicorn
 
 from mock_server.app import create_app
-from mock_server.config import DEFAULT_CONFIG_FILE, ConfigError, MockConfig, load_config
+from mock_server.config import (
+    DEFAULT_CONFIG_FILE,
+    STATE_NAMESPACE_PATTERN,
+    STATE_URL_PATTERN,
+    ConfigError,
+    MockConfig,
+    load_config,
+)
 from mock_server.http_stack import PROTOCOLS
 from spec import project_version
 
@@ -93,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="uvicorn log level (default info)")
     serve.add_argument("--no-access-log", action="store_true",
                        help="no log line per request (load tests: the line costs about 2 us per request)")
+    serve.add_argument("--state", default=None, metavar="URL",
+                       help="where the state lives: memory (this process, the default) or redis://HOST:PORT/DB, "
+                            "shared by a fleet of mock-server processes (README \"A mock fleet\")")
+    serve.add_argument("--state-namespace", default=None, metavar="NAME",
+                       help="prefix of the fleet's Redis keys (default mock), so that fleets can share one Redis")
     serve.add_argument("--stack", choices=sorted(STACKS), default=None,
                        help="event loop and HTTP parser: uvloop (uvloop+httptools, the default where installed) "
                             "or asyncio (asyncio+h11)")
@@ -105,6 +119,14 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     Raises :class:`~mock_server.config.ConfigError` naming the bad key of a bad file.
     """
     overrides: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
+    if args.state is not None or args.state_namespace is not None:
+        state = load_config(args.config).state
+        state = dataclasses.replace(state, url=args.state or state.url,
+                                    namespace=args.state_namespace or state.namespace)
+        if not re.match(STATE_URL_PATTERN, state.url) or not re.match(STATE_NAMESPACE_PATTERN, state.namespace):
+            raise ConfigError(f"--state {state.url!r} / --state-namespace {state.namespace!r}: the state is 'memory' "
+                              "or redis://HOST:PORT/DB, the namespace 1-64 letters, digits, '_', '.', '-'")
+        overrides["state"] = state
     config = load_config(args.config, **overrides)
     latency = config.latency
     if args.no_latency:
@@ -112,6 +134,15 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     if args.time_scale is not None:
         latency = dataclasses.replace(latency, time_scale=args.time_scale)
     return dataclasses.replace(config, latency=latency)
+
+
+def settle_heap() -> None:
+    """Put what start-up built out of the garbage collector's sight before serving (``benchmarks/paired.py``
+    calls it too, so that its instruction counts are a served process's)."""
+    # What start-up built (specs, compiled validators, the catalogue) lives as long as the process:
+    # out of the collector's sight, a collection under load scans only what requests allocate.
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mock-server: cannot start with {args.config}: {error}", file=sys.stderr)
         return EXIT_USAGE
     stack = STACKS[args.stack or default_stack()]
-    # What start-up built (specs, compiled validators, the catalogue) lives as long as the process:
-    # out of the collector's sight, a collection under load scans only what requests allocate.
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log,
                 loop=stack["loop"], http=PROTOCOLS[stack["http"]])
     return 0

@@ -33,6 +33,11 @@ DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "data" / "default_config
 #: Fault kinds a rate or the ``X-Mock-Fault`` header may trigger.
 FAULT_KINDS = ("500", "502", "503", "slow_stream", "cut_stream", "safety")
 
+#: What ``state.url`` may be: ``memory`` (in process, the default) or a Redis URL (``fleet/``).
+STATE_URL_PATTERN = r"^(memory|rediss?://\S+)$"
+#: What ``state.namespace`` may be (it prefixes every Redis key: ``gc:<namespace>:``).
+STATE_NAMESPACE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
 _DISTRIBUTION = {
     "oneOf": [
         {"type": "number", "minimum": 0},
@@ -89,6 +94,8 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
                 "credits": {"type": "integer", "minimum": 0},
                 "rpm": {"type": "integer", "minimum": 1},
                 "tpm": {"type": "integer", "minimum": 1},
+                "rate_window_s": {"type": "number", "exclusiveMinimum": 0},
+                "spend_limit_usd": {"type": "number", "minimum": 0},
             }}},
         "ledger": {"type": "object", "additionalProperties": False, "properties": {
             "path": {"type": ["string", "null"]}, "starting_credits": {"type": "integer", "minimum": 0}}},
@@ -114,6 +121,9 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "body_bytes": {"type": "integer", "minimum": 0}}},
         "control": {"type": "object", "additionalProperties": False, "properties": {
             "enabled": {"type": "boolean"}, "key": {"type": ["string", "null"], "minLength": 1}}},
+        "state": {"type": "object", "additionalProperties": False, "properties": {
+            "url": {"type": "string", "pattern": STATE_URL_PATTERN},
+            "namespace": {"type": "string", "pattern": STATE_NAMESPACE_PATTERN}}},
     },
 }
 
@@ -173,6 +183,12 @@ class KeyConfig:
     credits: int | None = None
     rpm: int | None = None
     tpm: int | None = None
+    rate_window_s: float | None = None
+    """The window of this key's ``rpm``/``tpm``, in s (None: a minute); shorter only to test how
+    clients wait for Retry-After without waiting a minute."""
+    spend_limit_usd: float | None = None
+    """Most the key may spend on the OpenAI-compatible gateway, in US dollars (``sim/spend.py``, priced
+    by the catalogue); past it 402 billing_error (001, 002 "Errors"). None: no limit; 0: out of credit."""
 
     def allows(self, operation_id: str) -> bool:
         """Whether the key's scopes include ``operation_id``."""
@@ -240,6 +256,21 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where the state lives: ``url`` ``memory`` (this process: the ledger in SQLite, the rest in memory)
+    or ``redis://host:port/db``, shared by every replica of a fleet (``mock_server/fleet/``) whose keys
+    start ``gc:<namespace>:``, so that two fleets may share one Redis."""
+
+    url: str = "memory"
+    namespace: str = "mock"
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is in Redis (fleet mode)."""
+        return self.url != "memory"
+
+
+@dataclass(frozen=True)
 class MockConfig:
     """Everything the mock is told. ``seed`` makes answers and simulated draws repeatable;
     ``hosted_url_ttl_s`` overrides the spec's hosted-URL lifetime (s); ``ledger_path`` is the credits
@@ -257,6 +288,7 @@ class MockConfig:
     control: ControlConfig = field(default_factory=ControlConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     unknown_models: UnknownModelsConfig = field(default_factory=UnknownModelsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     observability: bool = True
     """``X-Request-Id`` on every answer, ``/metrics``, ``/health`` and ``/ready`` (``observability.py``);
     off only to measure what they cost (``benchmarks/bench_observability.py``)."""
@@ -311,7 +343,8 @@ def _where(parts: Any) -> str:
 def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
     keys = tuple(KeyConfig(key=entry["key"], tier=entry.get("tier", "premium"),
                            scopes=frozenset(entry.get("scopes", ["*"])), credits=entry.get("credits"),
-                           rpm=entry.get("rpm"), tpm=entry.get("tpm")) for entry in data.get("keys", []))
+                           rpm=entry.get("rpm"), tpm=entry.get("tpm"), rate_window_s=entry.get("rate_window_s"),
+                           spend_limit_usd=entry.get("spend_limit_usd")) for entry in data.get("keys", []))
     ledger = data.get("ledger", {})
     latency = data.get("latency", {})
     faults = data.get("faults", {})
@@ -339,5 +372,8 @@ def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> MockConfig:
             serve=data.get("unknown_models", {}).get("serve", False),
             stand_ins=MappingProxyType({**DEFAULT_STAND_INS, **data.get("unknown_models", {}).get("as", {})})),
     }
+    fields["state"] = StateConfig(**data.get("state", {}))
     fields.update(overrides)
+    if fields["state"].shared and fields["ledger_path"] is not None:
+        raise ValueError("ledger.path: a fleet's ledger is in Redis (state.url); remove ledger.path or state.url")
     return MockConfig(**fields)

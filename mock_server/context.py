@@ -13,14 +13,18 @@ from starlette.responses import Response
 
 from mock_server.catalogue import Catalogue, Model, load_catalogue
 from mock_server.config import MockConfig
+from mock_server.fleet import Fleet
+from mock_server.fleet.ratelimit import SharedSlidingWindow
 from mock_server.hosted import HostedMedia
-from mock_server.journal import Journal
+from mock_server.journal import Journal, fleet_entry_ids
 from mock_server.metrics import Metrics
 from mock_server.sim import PREMIUM, FileStore, Ledger
+from mock_server.sim.credits import CreditsStore, LocalCredits
 from mock_server.sim.jobs import JobRunner
 from mock_server.sim.latency import GpuPool, LatencySimulator
 from mock_server.sim.ratelimit import SlidingWindowLog
 from mock_server.sim.scripts import ScriptBook
+from mock_server.sim.spend import SpendMeter
 from spec import Operation
 
 
@@ -36,7 +40,18 @@ class Services:
     """The models and, with ``unknown_models.serve``, the stand-ins for ids it lacks (``catalogue.py``)."""
     hosted: HostedMedia = field(init=False, default_factory=HostedMedia)
     _id_bits: random.Random = field(init=False)
-    ledger: Ledger = field(init=False)
+    ledger: Ledger | None = field(init=False)
+    """The in-process SQLite ledger; None in a fleet (its ledger is ``fleet.ledger``)."""
+    credits: CreditsStore = field(init=False)
+    """The credits ledger as handlers and the control API use it (``sim/credits.py``): the SQLite
+    ledger's, or the fleet's in Redis."""
+    fleet: Fleet | None = field(init=False)
+    """The shared state of a fleet (``state.url`` a Redis URL, ``mock_server/fleet/``); None in process."""
+    shared_limiter: SharedSlidingWindow | None = field(init=False)
+    """The fleet's rate limiter (``fleet/ratelimit.py``), used instead of ``limiter``; None in process."""
+    spend: SpendMeter = field(init=False)
+    """Gateway spend per key against ``keys[].spend_limit_usd`` (``sim/spend.py``; 402 billing_error); kept
+    per replica in a fleet."""
     files: FileStore = field(init=False, default_factory=FileStore)
     limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
     latency: LatencySimulator = field(init=False)
@@ -61,18 +76,31 @@ class Services:
         unknown = config.unknown_models
         self.catalogue = Catalogue(self.models, unknown.stand_ins if unknown.serve else {})
         starting = {entry.key: entry.credits for entry in config.keys if entry.credits is not None}
-        self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
+        self.spend = SpendMeter({entry.key: entry.spend_limit_usd for entry in config.keys
+                                 if entry.spend_limit_usd is not None})
         self.latency = LatencySimulator(config.latency.operations, config.latency.default,
                                         config.latency.time_scale, config.seed)
         self.gpus = GpuPool(config.latency.gpu_slots)
-        self.jobs = JobRunner(self.ledger, self.gpus)
+        if config.state.shared:  # a fleet: every piece of state in Redis (fleet/__init__.py)
+            self.fleet = Fleet.connect(config.state.url, config.state.namespace, config.starting_credits, starting,
+                                       self.gpus)
+            self.ledger, self.credits, self.jobs = None, self.fleet.ledger, self.fleet.jobs
+            self.hosted, self.scripts, self.shared_limiter = self.fleet.media, self.fleet.scripts, self.fleet.limiter
+        else:
+            self.fleet, self.shared_limiter = None, None
+            self.ledger = Ledger(config.ledger_path or ":memory:", config.starting_credits, starting_by_key=starting)
+            self.credits = LocalCredits(self.ledger)
+            self.jobs = JobRunner(self.ledger, self.gpus)
+            self.scripts = ScriptBook()
         # read only through the control API: without it, recording would cost every request for nothing
         recording = config.journal.enabled and config.control.enabled
-        self.journal = Journal(config.journal.size, config.journal.body_bytes) if recording else None
-        self.scripts = ScriptBook()
+        ids = fleet_entry_ids() if self.fleet is not None else None
+        self.journal = Journal(config.journal.size, config.journal.body_bytes, ids) if recording else None
         self.metrics = Metrics(self.gpus) if config.observability else None
         self.fault_rng = random.Random(config.seed)
-        self._id_bits = random.Random(f"ids:{config.seed}")
+        # a fleet's replicas share the seed: each draws its ids from its own sequence, or they would collide
+        replica = self.fleet.replica if self.fleet is not None else ""
+        self._id_bits = random.Random(f"ids:{config.seed}{replica}")
         self.fault_rates = {op: dict(rates) for op, rates in config.faults.operations.items()}
 
     def tier(self, api_key: str | None) -> str:

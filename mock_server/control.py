@@ -4,9 +4,10 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 (``control.key``, never an API key) sent as ``Authorization: Bearer <control key>``: anything else is
 401 authentication_error. JSON in and out; errors in the OpenAI envelope (001 "Errors").
 
-- ``POST /_mock/reset``: forget every rate-limit window, empty the credits ledger (each key starts
-  again from its starting balance, usage records dropped), restore the configured fault rates and
-  re-seed the fault RNG. Hosted media and stored files are kept (they are bounded and expire).
+- ``POST /_mock/reset``: forget every rate-limit window and every key's gateway spend, empty the
+  credits ledger (each key starts again from its starting balance, usage records dropped), restore
+  the configured fault rates and re-seed the fault RNG. Hosted media and stored files are kept (they
+  are bounded and expire).
 - ``POST /_mock/credits`` ``{"api_key", "credits"}``: top a configured key up by ``credits`` (1 ..
   :data:`MAX_TOP_UP`); answers ``{"api_key", "credits_added", "balance"}``.
 - ``GET /_mock/faults``: the fault rates ``{operationId: {kind: probability}}``;
@@ -25,6 +26,11 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 
 Bad input (an unknown operationId or fault kind, a negative count, a journal query too wide) is a
 400 naming the field in ``param``.
+
+In a fleet (``state.url`` a Redis URL, ``mock_server/fleet/``) every call acts on the whole fleet,
+whichever replica it reaches: the shared state in Redis, and each replica's own part (fault rates,
+fault RNG, journal) over the fleet's bus (``replica.py``) before the call answers; 503
+``state_unavailable`` while Redis is away.
 """
 
 from __future__ import annotations
@@ -34,15 +40,15 @@ import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_server import jsoncodec
+from mock_server import jsoncodec, replica
 from mock_server.config import FAULT_KINDS
 from mock_server.context import Services
-from mock_server.errors import ApiError, style_of
+from mock_server.errors import ApiError, state_unavailable, style_of
+from mock_server.fleet.store import StateUnavailable
 from mock_server.journal import Journal
 from mock_server.sim import UsageRecord
 from mock_server.sim.scripts import ScriptError, parse_steps
@@ -85,6 +91,8 @@ class Control:
                 return answer if isinstance(answer, Response) else JSONResponse(answer)
             except ApiError as error:
                 return error.response()
+            except StateUnavailable as error:  # a fleet whose Redis is away: nothing was changed
+                return state_unavailable(error).response()
 
         return guarded
 
@@ -99,15 +107,15 @@ class Control:
     async def reset(self, request: Request) -> Any:
         """POST /_mock/reset (see the module docstring)."""
         services = self.services
-        services.limiter.reset()
-        await anyio.to_thread.run_sync(services.ledger.reset)
-        services.fault_rates.clear()
-        services.fault_rates.update({op: dict(rates) for op, rates in services.config.faults.operations.items()})
-        services.fault_rng.seed(services.config.seed)
-        services.scripts.clear()
-        if services.journal is not None:
-            services.journal.clear()
-        return {"reset": ["rate_limits", "ledger", "fault_rates", "fault_rng", "scripts", "journal"]}
+        await services.credits.reset()
+        if services.fleet is not None:  # shared state once, then each replica's own (fleet/replica.py)
+            await services.fleet.limiter.reset()
+            await services.scripts.clear_async()
+            await replica.reset_fleet(services)
+        else:
+            services.limiter.reset()
+            replica.reset_local(services)
+        return {"reset": ["rate_limits", "spend", "ledger", "fault_rates", "fault_rng", "scripts", "journal"]}
 
     async def credits(self, request: Request) -> Any:
         """POST /_mock/credits: ``{"api_key", "credits"}`` -> ``{"api_key", "credits_added", "balance"}``."""
@@ -117,7 +125,7 @@ class Control:
         if isinstance(credits, bool) or not isinstance(credits, int) or not 1 <= credits <= MAX_TOP_UP:
             raise ApiError(400, f"credits must be an integer from 1 to {MAX_TOP_UP}.", param="credits",
                            code="invalid_credits")
-        balance = await anyio.to_thread.run_sync(self.services.ledger.top_up, api_key, credits)
+        balance = await self.services.credits.top_up(api_key, credits)
         return {"api_key": api_key, "credits_added": credits, "balance": balance}
 
     async def get_faults(self, request: Request) -> Any:
@@ -143,17 +151,18 @@ class Control:
                 if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
                     raise ApiError(400, f"{param} must be a probability from 0 to 1.", param=param)
                 rates[operation_id][kind] = float(rate)
-        self.services.fault_rates.clear()
-        self.services.fault_rates.update(rates)
+        if self.services.fleet is not None:
+            await replica.set_fleet_faults(self.services, rates)
+        else:
+            replica.set_faults(self.services, rates)
         return rates
 
     async def ledger(self, request: Request) -> Any:
         """GET /_mock/ledger?api_key=K&limit=N (see the module docstring)."""
         api_key = self.configured_key(request.query_params.get("api_key"))
         limit = _count(request.query_params.get("limit", "100"), "limit", 1, MAX_RECORDS)
-        ledger = self.services.ledger
-        account = await anyio.to_thread.run_sync(ledger.account, api_key)
-        page = await anyio.to_thread.run_sync(functools.partial(ledger.usage, api_key, 0, limit))
+        account = await self.services.credits.account(api_key)
+        page = await self.services.credits.usage(api_key, 0, limit)
         return {"api_key": api_key, "balance": account.balance, "credits_used": account.used,
                 "total_records": page.total, "usage": [_record(record) for record in page.items]}
 
@@ -182,22 +191,32 @@ class Control:
             filters["operation_id"] = self.operation(operation_id, "operation_id")
         filters["since_id"] = _count(query.get("since_id", "0"), "since_id", 0, 2**62)
         filters["limit"] = _count(query.get("limit", "100"), "limit", 1, MAX_JOURNAL_LIMIT)
-        entries = journal.select(**filters)
-        return {"entries": [entry.as_dict() for entry in entries], "count": len(entries), "size": journal.size}
+        if self.services.fleet is not None:
+            shown = await replica.fleet_journal(self.services, filters)
+        else:
+            shown = [entry.as_dict() for entry in journal.select(**filters)]
+        return {"entries": shown, "count": len(shown), "size": journal.size}
 
     async def journal_response(self, request: Request) -> Response:
         """GET /_mock/journal/{id}/response: the raw answer body of one entry; 404 when gone or not kept."""
         journal = self._journal()
         entry_id = _count(request.path_params["entry_id"], "id", 1, 2**62)
-        entry = journal.find(entry_id)
-        if entry is None or entry.response_body is None:
+        if self.services.fleet is not None:
+            found = await replica.fleet_journal_response(self.services, entry_id)
+        else:
+            entry = journal.find(entry_id)
+            found = None if entry is None or entry.response_body is None else (entry.response_body, entry.content_type)
+        if found is None:
             raise ApiError(404, f"Journal entry {entry_id} is gone or its answer body was not kept.", param="id",
                            code="not_kept")
-        return Response(entry.response_body, media_type=entry.content_type or "application/octet-stream")
+        return Response(found[0], media_type=found[1] or "application/octet-stream")
 
     async def clear_journal(self, request: Request) -> Any:
         """DELETE /_mock/journal: ``{"cleared": n}``."""
-        return {"cleared": self._journal().clear()}
+        journal = self._journal()
+        if self.services.fleet is not None:
+            return {"cleared": await replica.fleet_journal_clear(self.services)}
+        return {"cleared": journal.clear()}
 
     async def add_script(self, request: Request) -> Any:
         """POST /_mock/scripts: put a script in force; 400 naming the bad field."""
@@ -219,23 +238,23 @@ class Control:
             messages = style_of(self.operations[operation_id].spec) == "anthropic"
         try:
             steps = parse_steps(body.get("steps"), messages)
-            script = self.services.scripts.add(steps, nonce, operation_id)
+            script = await self.services.scripts.add_async(steps, nonce, operation_id)
         except ScriptError as error:
             raise ApiError(400, str(error), param=error.param, code="invalid_script") from None
         return script.as_dict()
 
     async def scripts(self, request: Request) -> Any:
         """GET /_mock/scripts: ``{"scripts": [...]}`` in force, oldest first."""
-        return {"scripts": [script.as_dict() for script in self.services.scripts.scripts]}
+        return {"scripts": [script.as_dict() for script in await self.services.scripts.listed()]}
 
     async def clear_scripts(self, request: Request) -> Any:
         """DELETE /_mock/scripts: ``{"deleted": n}``."""
-        return {"deleted": self.services.scripts.clear()}
+        return {"deleted": await self.services.scripts.clear_async()}
 
     async def delete_script(self, request: Request) -> Any:
         """DELETE /_mock/scripts/{id}: ``{"deleted": 1}``, or 404 for a script not in force."""
         script_id = request.path_params["script_id"]
-        if not self.services.scripts.remove(script_id):
+        if not await self.services.scripts.remove_async(script_id):
             raise ApiError(404, f"No script {script_id!r} is in force.", param="id", code="unknown_script")
         return {"deleted": 1}
 

@@ -116,3 +116,15 @@ class ApiError(Exception):
     def response(self, style: str = "openai") -> JSONResponse:
         """The JSON response carrying :meth:`body`, ``status`` and ``headers``."""
         return JSONResponse(self.body(style), status_code=self.status, headers=self.headers)
+
+
+#: Retry-After (s) of a 503 answered while the shared state store is away.
+STATE_RETRY_AFTER_S = 1
+
+
+def state_unavailable(reason: object) -> ApiError:
+    """The 503 a fleet replica answers while its shared state store (Redis, ``fleet/store.py``) is away,
+    in the envelope with code ``state_unavailable``, ``Retry-After`` :data:`STATE_RETRY_AFTER_S`
+    s (001 "Errors": 503). Nothing was charged or counted for the request."""
+    return ApiError(503, f"The mock's shared state is unavailable; retry shortly. ({reason})", code="state_unavailable",
+                    headers={"Retry-After": str(STATE_RETRY_AFTER_S)})

@@ -10,6 +10,9 @@ and :data:`MAX_BYTES_PER_KEY` bytes. Past either bound the key's own expired ite
 its own oldest live ones (their URLs answer 404 from then on). Keys are the configured ones, so the
 whole store is bounded by their number times these bounds.
 
+In a fleet (``state.url`` a Redis URL) the store is ``fleet/media.py``'s, in Redis, with the same rules:
+every replica serves every URL.
+
 A path may be reserved before its content exists (an asynchronous job's output, 004 "For AI
 Agents"): until :meth:`HostedMedia.fill` it answers 425 ``not_ready`` with ``Retry-After`` (s).
 """
@@ -113,10 +116,15 @@ class HostedMedia:
 
     def get(self, media_id: str) -> Hosted:
         """The hosted item. Raises ApiError 404 if unknown, 410 if expired, 425 if reserved and not filled."""
-        item = self._items.get(media_id)
+        return self.check(media_id, self._items.get(media_id), self._clock())
+
+    @staticmethod
+    def check(media_id: str, item: Hosted | None, now: float) -> Hosted:
+        """``item`` (found under ``media_id``) if it may be served at ``now`` (its ``expires_at``'s clock).
+        Raises ApiError 404 if None, 410 if expired, 425 if reserved and not filled."""
         if item is None:
             raise ApiError(404, f"No hosted file {media_id!r}.", code="not_found")
-        if self._clock() >= item.expires_at:
+        if now >= item.expires_at:
             raise ApiError(410, f"The hosted file {media_id!r} has expired; hosted URLs are short-lived.",
                            type="invalid_request_error", code="url_expired")
         if not item.ready:
@@ -125,12 +133,36 @@ class HostedMedia:
                            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)})
         return item
 
+    # The asynchronous face the handlers and the endpoint use: a fleet's store (``fleet/media.py``) is
+    # remote, so it overrides these; in process they are the synchronous methods above.
+
+    async def publish(self, request: Request, content: bytes, media_type: str, ttl_s: float, suffix: str = "",
+                      owner: str | None = None) -> str:
+        """:meth:`url`, awaited."""
+        return self.url(request, content, media_type, ttl_s, suffix, owner)
+
+    async def reserve_path(self, media_type: str, ttl_s: float, suffix: str = "", owner: str | None = None) -> str:
+        """:meth:`reserve`, awaited."""
+        return self.reserve(media_type, ttl_s, suffix, owner)
+
+    async def fill_path(self, path: str, content: bytes, media_type: str, ttl_s: float) -> None:
+        """:meth:`fill`, awaited."""
+        self.fill(path, content, media_type, ttl_s)
+
+    async def discard_path(self, path: str) -> None:
+        """:meth:`discard`, awaited."""
+        self.discard(path)
+
+    async def serve(self, media_id: str) -> Hosted:
+        """:meth:`get`, awaited (same errors)."""
+        return self.get(media_id)
+
     async def endpoint(self, request: Request) -> Response:
         """GET ``/hosted/{media_id}``: the file's bytes with its media type, and when the URL expires as
         ``Cache-Control: private, max-age=<s left>`` and ``Expires`` (an HTTP date), so that a client
         (and the suite's ``hosted_urls_download_later``) can read the lifetime off the answer."""
         try:
-            item = self.get(request.path_params["media_id"])
+            item = await self.serve(request.path_params["media_id"])
         except ApiError as error:
             return error.response()
         left_s = max(int(item.expires_at - self._clock()), 0)

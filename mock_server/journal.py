@@ -25,7 +25,7 @@ import hashlib
 import itertools
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any
 
@@ -154,12 +154,14 @@ class Journal:
     """The bounded ring of request records (see the module docstring).
 
     ``size`` is the most entries kept; ``body_bytes`` the most answer-body bytes kept over all of
-    them (a body larger than that alone is kept as its digest only). Side tables by entry id:
+    them (a body larger than that alone is kept as its digest only); ``ids`` the entry ids, increasing
+    (default 1, 2, 3...; a fleet's replicas use :func:`fleet_entry_ids`). Side tables by entry id:
     ``bodies`` (answers kept, oldest first), ``dropped`` (digests of answers let go), ``streams``
     (``[events, complete]``), ``uploads`` (digests of uploaded files).
     """
 
-    def __init__(self, size: int = DEFAULT_SIZE, body_bytes: int = DEFAULT_BODY_BYTES) -> None:
+    def __init__(self, size: int = DEFAULT_SIZE, body_bytes: int = DEFAULT_BODY_BYTES,
+                 ids: Iterator[int] | None = None) -> None:
         self.size = size
         self.body_bytes = body_bytes
         self.records: deque[tuple[Any, ...]] = deque(maxlen=size)
@@ -170,7 +172,7 @@ class Journal:
         self.streams: OrderedDict[int, list[Any]] = OrderedDict()
         self.uploads: OrderedDict[int, dict[str, list[dict[str, Any]]]] = OrderedDict()
         self._kept = 0
-        self._ids = itertools.count(1)
+        self._ids = ids if ids is not None else itertools.count(1)
 
     @property
     def entries(self) -> list[JournalEntry]:
@@ -258,6 +260,17 @@ class Journal:
                 break
         found.reverse()
         return found
+
+
+def fleet_entry_ids() -> Iterator[int]:
+    """Entry ids for a replica of a fleet: increasing, and in time order across replicas (the wall clock's
+    milliseconds times 1024 plus a counter's low bits), so that ``since_id`` and sorting by id work on
+    the journal gathered from every replica. Below 2**53 (exact in any JSON reader) until the year 2248."""
+    last, count = 0, 0
+    while True:
+        count += 1
+        last = max(last + 1, time.time_ns() // 1_000_000 * 1024 + (count & 1023))
+        yield last
 
 
 async def _recorded(stream: list[Any], clock: float, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:

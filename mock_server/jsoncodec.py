@@ -34,6 +34,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 JSON_MEDIA_TYPE = "application/json"
 #: A run of digits that may be an integer past 64 bits (2**64 has 20 digits).
 _LONG_DIGITS = re.compile(rb"\d{19}")
+#: The ASCII digits (what ``\d`` matches in a bytes pattern).
+_DIGITS = b"0123456789"
 
 
 class UnsafeJson(ValueError):
@@ -49,7 +51,7 @@ class UnsafeJson(ValueError):
 def loads(raw: bytes) -> Any:
     """The JSON value of ``raw``. Raises ``json.JSONDecodeError`` or ``UnicodeDecodeError`` as :func:`json.loads`,
     and :class:`UnsafeJson` for a non-finite number, a lone surrogate or nesting past :data:`MAX_DEPTH` levels."""
-    if _LONG_DIGITS.search(raw) is None:
+    if not long_digits(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -61,6 +63,15 @@ def loads(raw: bytes) -> Any:
         raise UnsafeJson(TOO_DEEP, []) from None
     _check_standard(value)
     return value
+
+
+def long_digits(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 digits (:data:`_LONG_DIGITS`: it may be an integer past 64 bits).
+    A body with fewer than 19 digits in all cannot: counting them (``bytes.translate``, at C speed) spares
+    the usual body the regex's scan, about ten times dearer."""
+    if isinstance(raw, bytes) and len(raw) - len(raw.translate(None, _DIGITS)) < 19:
+        return False
+    return _LONG_DIGITS.search(raw) is not None
 
 
 #: Deepest nesting :func:`loads` takes (orjson's own limit; the stdlib's recursion limit stops near 1000).

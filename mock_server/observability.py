@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_server.context import Services
+from mock_server.fleet.store import StateUnavailable
 from mock_server.metrics import CONTENT_TYPE
 
 #: The request header a client may name its request by; the answer repeats it (or a new id).
@@ -48,12 +49,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                request_id = value if _visible(value) else None
-                break
-        request_id = request_id or b"req_%024x" % _ids.getrandbits(96)
+        request_id = new_request_id(scope)
         if scope["path"] in self.direct:
             scope[SCOPE_KEY] = request_id
             await self.app(scope, receive, send)
@@ -66,6 +62,17 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def new_request_id(scope: Scope) -> bytes:
+    """The id of an HTTP request: its ``X-Request-Id`` header when usable (1-128 visible ASCII
+    characters), else a fresh ``req_<24 hex>``."""
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            if _visible(value):
+                return bytes(value)
+            break
+    return b"req_%024x" % _ids.getrandbits(96)
 
 
 def tag(scope: Scope, response: Response) -> Response:
@@ -90,8 +97,8 @@ def routes(services: Services) -> list[Route]:
 
     async def ready(request: Request) -> Response:
         try:
-            services.ledger.balance("readiness-probe")
-        except sqlite3.Error as error:
+            await services.credits.balance("readiness-probe")
+        except (sqlite3.Error, StateUnavailable) as error:
             return JSONResponse({"status": "not ready", "reason": f"credits ledger: {error}"}, status_code=503)
         return JSONResponse({"status": "ready"})
 

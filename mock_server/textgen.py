@@ -181,8 +181,8 @@ def instance_of(schema: Mapping[str, Any], rng: random.Random, root: Mapping[str
     """A JSON value valid against ``schema`` (a practical subset of JSON Schema 2020-12).
 
     Handles type, const, enum, properties/required, items, min/max bounds, oneOf/anyOf/allOf and
-    local ``#/$defs`` refs. Used for tool_calls arguments and json_schema structured output
-    (001 "What you can do").
+    local ``#/$defs`` refs. Used for tool_calls arguments (001 "What you can do"); json_schema
+    structured output has ``mock_server.structured``, which honours every keyword.
     """
     root = schema if root is None else root
     if "$ref" in schema:

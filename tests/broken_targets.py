@@ -143,6 +143,31 @@ def _dead_image_url(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _loosen_structured(change: Callable[[Any], Any]) -> Callable[[int, Any], tuple[int, Any]]:
+    """A gateway that answers structured output with JSON of the right shape that ignores one keyword:
+    ``change`` rewrites each chat choice's parsed ``message.content`` (left alone when it is not JSON)."""
+    def rewrite(status: int, data: Any) -> tuple[int, Any]:
+        for choice in data.get("choices", []) if isinstance(data, dict) else []:
+            message = choice.get("message") or {}
+            try:
+                content = json.loads(message.get("content") or "")
+            except ValueError:
+                continue
+            message["content"] = json.dumps(change(content))
+        return status, data
+
+    return rewrite
+
+
+def _each(value: Any, leaf: Callable[[Any], Any], array: Callable[[list[Any]], list[Any]] = list) -> Any:
+    """``value`` rebuilt with ``leaf`` applied to each scalar and ``array`` to each (rebuilt) list."""
+    if isinstance(value, dict):
+        return {key: _each(item, leaf, array) for key, item in value.items()}
+    if isinstance(value, list):
+        return array([_each(item, leaf, array) for item in value])
+    return leaf(value)
+
+
 def _credits_stuck(status: int, data: Any) -> tuple[int, Any]:
     if isinstance(data, dict) and "credits_remaining" in data:
         data["credits_remaining"] = 5_000
@@ -241,6 +266,107 @@ def _retrieved_model_renamed(status: int, data: Any) -> tuple[int, Any]:
     return status, data
 
 
+def _spend_limit_as_429(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that answers an exhausted spend limit as a rate limit (001: 402 billing_error)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if status == 402 and isinstance(error, dict) and error.get("code") == "spend_limit_reached":
+        error["type"] = "rate_limit_error"
+        return 429, data
+    return status, data
+
+
+def _safety_reason_hidden(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that passes the content filter's 400 on without its reason (002 "Safety")."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if status == 400 and isinstance(error, dict) and error.get("code") == "content_policy_violation":
+        error["message"] = "Bad request"
+    return status, data
+
+
+def _chat_limit_as_503(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that reports its own chat RPM/TPM refusals as an upstream failure (001: 429 rate_limit_error)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if status == 429 and isinstance(error, dict) and "createChatCompletion" in str(error.get("message")):
+        error["type"] = "upstream_error"
+        return 503, data
+    return status, data
+
+
+def _image_limit_not_enforced(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that does not hold the credits API's image endpoint to its 5/min (004)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if status == 429 and isinstance(error, dict) and "createMultimodalImage" in str(error.get("message")):
+        return 200, {"image_base64": base64.b64encode(media.png(8, 8, (0, 0, 0, 255))).decode(), "format": "png",
+                     "width": 512, "height": 512, "credits_used": 50}
+    return status, data
+
+
+def _retry_after_too_short(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:
+    """A gateway whose Retry-After says 0 s however long its window still holds the client out."""
+    if status == 429:
+        headers = [(k, b"0" if k == b"retry-after" else v) for k, v in headers]
+    return status, headers, body
+
+
+def _sora2_priced_as_wan22(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that serves sora2 requests with wan22 (400 credits, 5 s) (004 provider table)."""
+    if isinstance(data, dict) and "video_url" in data and data.get("credits_used") == 800:
+        data.update(credits_used=400, duration_seconds=5.0)
+    return status, data
+
+
+def _sora2_tier_as_402(status: int, data: Any) -> tuple[int, Any]:
+    """A gateway that answers sora2 on a standard key with 402 "upgrade" instead of 403 (004 "(premium)")."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if status == 403 and isinstance(error, dict) and "sora2" in str(error.get("message")):
+        error["type"] = "billing_error"
+        return 402, data
+    return status, data
+
+
+class ChargingRefusals:
+    """The mock, charging a TTS request it refuses with 429 as if it had been served (14 credits, 004):
+    a gateway that bills before it rate-limits."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/v1/multimodal/tts":
+            await self.app(scope, receive, send)
+            return
+        key = dict(scope["headers"]).get(b"authorization", b"").decode().removeprefix("Bearer ")
+
+        async def charging(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 429:
+                self.app.state.services.ledger.charge(key, "tts", 14, {"format": "mp3"})
+            await send(message)
+
+        await self.app(scope, receive, charging)
+
+
+def _errors_as(status: int, content_type: bytes, body: bytes | None) -> Rewrite:
+    """A gateway that answers every error (4xx, 5xx) with ``status``, ``content_type`` and ``body`` (None:
+    the error's own body): a portal page, a 200 wrapping the error, bytes that are no JSON."""
+    def rewrite(old: int, headers: Headers, old_body: bytes) -> tuple[int, Headers, bytes]:
+        if old < 400:
+            return old, headers, old_body
+        kept = [(k, v) for k, v in headers if k not in (b"content-type", b"retry-after")]
+        return status, [*kept, (b"content-type", content_type)], old_body if body is None else body
+
+    return rewrite
+
+
+#: Gateways that answer what must be refused as if it were fine (issue 14, no false pass): every check that
+#: expects an error must fail against each, whatever the body.
+ERRORS_ANSWERED_WRONG: dict[str, Rewrite] = {
+    "errors_as_200": _errors_as(200, b"application/json", None),
+    "errors_as_html_page": _errors_as(200, b"text/html; charset=utf-8",
+                                      b"<!doctype html><html><body><h1>Sign in</h1><form></form></body></html>"),
+    "errors_as_garbage": _errors_as(200, b"application/json", b"\x00\xff{not json at all]]\x1b"),
+}
+
+
 @dataclass(frozen=True)
 class Broken:
     """One broken rule: the rewrite, the check that must report it, and the suite phases to run."""
@@ -252,6 +378,8 @@ class Broken:
     """A ``-k`` expression narrowing the run to the checks that matter (keeps the proof quick)."""
     wrap: Callable[[Any], Any] | None = None
     """An ASGI wrapper of the mock that breaks the rule on the way in (the request), if any."""
+    alone: bool = False
+    """Whether ``check`` must be the only check that fails (the break touches no other rule)."""
 
 
 class RequestRewriting:
@@ -361,8 +489,33 @@ BROKEN: dict[str, Broken] = {
     "html_error_pages": Broken(_html_error_pages, "error_envelope_conformance"),
     "messages_404_in_openai_envelope": Broken(_json_rewrite(_messages_404_in_openai_envelope),
                                               "unknown_path_in_protocol_envelope", select="unknown_messages_path"),
+    # structured output that ignores multipleOf (each integer one more: district populations are multiples of
+    # 100), or pattern (upper case letters lowered: "^[A-Z]{2}$" country codes, "^D-[0-9]{2}$" district codes)
+    "structured_output_ignores_multiple_of": Broken(
+        _json_rewrite(_loosen_structured(lambda v: _each(
+            v, lambda x: x + 1 if isinstance(x, int) and not isinstance(x, bool) else x))),
+        "structured_output_honours_schema", "golden", "structured_output"),
+    "structured_output_ignores_pattern": Broken(
+        _json_rewrite(_loosen_structured(lambda v: _each(v, lambda x: x.lower() if isinstance(x, str) else x))),
+        "structured_output_honours_schema", "golden", "structured_output"),
     "retrieved_model_renamed": Broken(_json_rewrite(_retrieved_model_renamed), "sdk_models_retrieve",
                                       select="retrieve"),
+    "spend_limit_as_429": Broken(_json_rewrite(_spend_limit_as_429), "gateway_billing_error_402", "behavioural",
+                                 "error_statuses", alone=True),
+    "safety_reason_hidden": Broken(_json_rewrite(_safety_reason_hidden), "safety_rejection_reported", "behavioural",
+                                   "error_statuses", alone=True),
+    "chat_limit_as_503": Broken(_json_rewrite(_chat_limit_as_503), "gateway_rate_limit_429", "behavioural",
+                                "test_rate_limits", alone=True),
+    "image_limit_not_enforced": Broken(_json_rewrite(_image_limit_not_enforced), "credits_rate_limits_enforced",
+                                       "behavioural", "test_rate_limits", alone=True),
+    "retry_after_too_short": Broken(_retry_after_too_short, "retry_after_admitted", "behavioural", "test_rate_limits",
+                                    alone=True),
+    "sora2_priced_as_wan22": Broken(_json_rewrite(_sora2_priced_as_wan22), "video_provider_cost_and_duration",
+                                    "behavioural", "video", alone=True),
+    "sora2_tier_as_402": Broken(_json_rewrite(_sora2_tier_as_402), "sora2_premium_only", "behavioural", "sora2",
+                                alone=True),
+    "charges_refused_requests": Broken(_unchanged, "credits_reconcile_over_run", "behavioural", "credits_behaviour",
+                                       wrap=ChargingRefusals, alone=True),
 }
 
 

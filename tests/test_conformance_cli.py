@@ -26,7 +26,28 @@ def test_target_file_loads_with_key_from_environment(tmp_path: Path, monkeypatch
     assert target.model("chat") == "acme-chat" and target.model("speech") == "tts-1"
 
 
+def test_target_file_declares_billing_key_refused_prompt_and_rate_limits(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACME_LIMITED", "sk-limited")
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml.safe_dump({"base_url": "https://gw.acme.dev", "api_key": "sk-main", "billing_api_key": "sk-b",
+                                    "refused_prompt": "Refuse me", "rate_limits": {
+                                        "api_key_env": "ACME_LIMITED", "rpm": 3, "tpm": 2000,
+                                        "endpoints": ["createMultimodalImage"]}}))
+    target = load_target_file(path)
+    assert target.billing_api_key == "sk-b" and target.refused_prompt == "Refuse me"
+    assert target.rate_limits is not None and target.rate_limits.endpoints == {"createMultimodalImage"}
+    assert (target.rate_limits.rpm, target.rate_limits.tpm) == (3, 2000)
+    assert target.auth_headers("limited") == {"Authorization": "Bearer sk-limited"}
+    assert target.auth_headers("billing") == {"Authorization": "Bearer sk-b"}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("base_url: https://x\napi_key: k\n")  # no rate_limits key: the probes use the main key
+    assert load_target_file(plain).auth_headers("limited") == {"Authorization": "Bearer k"}
+
+
 @pytest.mark.parametrize(("content", "named"), [
+    ({"base_url": "https://x", "api_key": "k", "rate_limits": {"tpm": 50}}, "rate_limits.tpm"),
+    ({"base_url": "https://x", "api_key": "k", "rate_limits": {"rps": 5}}, "rate_limits"),
     ({"base_url": "https://x", "api_key": "k", "apis": ["nope"]}, "apis.0"),
     ({"base_url": "ftp://x", "api_key": "k"}, "base_url"),
     ({"base_url": "https://x", "api_key": "k", "surprise": 1}, "surprise"),
@@ -92,6 +113,9 @@ def test_unclaimed_apis_are_reported_not_claimed(tmp_path: Path) -> None:
     assert unclaimed and all(row["reason"] == f"not claimed: the target does not claim {row['api']}"
                              for row in unclaimed)
     assert "pass" in matrix["openai_gateway"].values()
+    markdown = (tmp_path / "under-test" / "latest" / "report.md").read_text()
+    count = sum(row["api"] == "credits_api" for row in unclaimed)
+    assert f"- credits_api: {count} checks (not claimed: the target does not claim credits_api)" in markdown
 
 
 @pytest.mark.parametrize(("target", "said"), [("gatway.yaml", "(no such file)"), ("configs/acme", "(no such file)"),
@@ -113,3 +137,42 @@ def test_a_url_target_still_needs_only_a_key(tmp_path: Path, capsys: pytest.Capt
     monkeypatch.delenv("CONFORMANCE_API_KEY", raising=False)
     code = main(["run", "--target", "https://gateway.acme.dev", "--reports", str(tmp_path / "reports")])
     assert code == 2 and "--api-key" in capsys.readouterr().err
+
+
+def test_a_url_target_without_a_key_says_how_to_give_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.cli import main
+
+    monkeypatch.delenv("CONFORMANCE_API_KEY", raising=False)
+    code = main(["run", "--target", "https://gateway.acme.dev", "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert all(way in err for way in ("--api-key", "$CONFORMANCE_API_KEY", "api_key:", "api_key_env:")), err
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(("phases", "said"), [
+    ("", "no phase"), (" , ", "no phase"), ("golden,", "an empty phase name"), ("golden,,property", "an empty phase"),
+    ("goldne", "unknown phase 'goldne'"), ("golden,behavior", "unknown phase 'behavior'"),
+    ("golden,golden", "'golden' named twice"), ("property, property", "'property' named twice"),
+])
+def test_a_bad_phases_list_is_exit_2_before_anything_starts(
+        phases: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    with pytest.raises(SystemExit) as exited:  # argparse refuses it: no mock served, no report folder
+        main(["run", "--target", "mock", "--phases", phases, "--reports", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and said in err and "golden, behavioural, upstream, property" in err, err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_the_upstream_phase_without_an_upstream_section_leaves_no_report_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump({"base_url": "http://127.0.0.1:9", "api_key": "k"}))
+    code = main(["run", "--target", str(path), "--phases", "upstream", "--reports", str(tmp_path / "reports")])
+    assert code == 2 and "upstream section" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()

@@ -21,12 +21,6 @@ FIXTURES = ROOT / "fixtures"
 #: CI keeps the seeds beside the checkout, as the worktrees have them.
 SEEDS = ROOT.parent / "shared" / "seeds"
 
-#: Checks other branches are adding now (issue 13's other points); the lead empties this set after merging them.
-FORTHCOMING_CHECKS = frozenset({
-    "gateway_billing_error_402", "gateway_rate_limit_429", "credits_rate_limits_enforced", "retry_after_admitted",
-    "safety_rejection_reported", "credits_reconcile_over_run", "video_provider_cost_and_duration",
-    "sora2_premium_only", "structured_output_honours_schema",
-})
 #: Facts visible from outside that no check covers yet (each carries ``gap:`` saying what is missing).
 KNOWN_GAPS = frozenset({
     "002.errors.500", "002.errors.502_503", "002.safety.revised_prompt_from_provider",
@@ -38,7 +32,7 @@ KNOWN_GAPS = frozenset({
 
 
 def _problems(items: list[Fact] | tuple[Fact, ...], gaps: frozenset[str] = frozenset()) -> list[str]:
-    return problems(items, checks=set(REGISTRY) | FORTHCOMING_CHECKS, fixtures_dir=FIXTURES,
+    return problems(items, checks=set(REGISTRY), fixtures_dir=FIXTURES,
                     seeds_dir=SEEDS if SEEDS.is_dir() else None, gaps=gaps)
 
 
@@ -58,11 +52,6 @@ def test_every_document_and_kind_has_facts() -> None:
     assert {fact.kind for fact in items} >= {"endpoint", "field", "content_part", "response_field", "status", "cost",
                                              "rate_limit", "tier", "behaviour"}
     assert len(items) >= 200
-
-
-def test_forthcoming_checks_are_not_yet_registered() -> None:
-    """Once a forthcoming check is merged, it must leave FORTHCOMING_CHECKS (else a typo there hides)."""
-    assert sorted(FORTHCOMING_CHECKS & set(REGISTRY)) == []
 
 
 GOOD = Fact(id="004.tts.cost.sample", document="004", section="Text-to-Speech (TTS)", kind="cost",

@@ -12,6 +12,7 @@ import builtins
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.testclient import TestClient
 
@@ -31,10 +34,12 @@ from mock_server import MockConfig, create_app, jsoncodec
 from mock_server.app import MockRequest, StaticPathRouter
 from mock_server.cli import STACKS, build_parser, default_stack
 from mock_server.config import ControlConfig
+from mock_server.context import Call
+from mock_server.handlers import chat
 from mock_server.stages.body import BodyReader
 from mock_server.stages.limits import estimated_tokens
 from mock_server.stages.validation import BodyValidator, fast_validator
-from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, sentence, sentence_for
+from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, pieces, sentence, sentence_for
 from spec import operations, request_body_schema, schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,3 +377,226 @@ def test_the_mock_answers_through_the_table_as_through_starlette() -> None:
         answer = client.post("/gateway/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
                              json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
         assert answer.status_code == 200, answer.text
+
+
+async def _exchange(app: Any, method: str, path: str, body: bytes = b"", headers: tuple[tuple[bytes, bytes], ...] = (),
+                    root_path: str = "") -> tuple[list[dict[str, Any]], str | None, dict[str, Any]]:
+    """One raw ASGI request: (every message the app sent, the exception it raised as ``type: text``, the scope)."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": root_path, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"authorization", b"Bearer sk-test"), (b"x-request-id", b"fixed-id"), *headers]}
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    try:
+        await app(scope, receive, send)
+    except Exception as error:  # what the server would see (and log)
+        return sent, f"{type(error).__name__}: {error}", scope
+    return sent, None, scope
+
+
+def _comparable(sent: list[dict[str, Any]]) -> list[Any]:
+    """The messages with what changes from one second to the next (``created``, ``date``) blanked."""
+    out = []
+    for message in sent:
+        message = dict(message)
+        if "headers" in message:
+            message["headers"] = [(k, v) for k, v in message["headers"] if k != b"date"]
+        if "body" in message:
+            message["body"] = re.sub(rb'"created":\d+', b'"created":0', message["body"])
+        out.append(message)
+    return out
+
+
+def _two_apps(config: MockConfig) -> tuple[Any, Any]:
+    """Two identical apps, the second with the direct way off (every request through Starlette's layers)."""
+    direct, layered = create_app(config), create_app(config)
+    for app in (direct, layered):
+        app.middleware_stack = app.build_middleware_stack()
+    assert ("/v1/chat/completions", "POST") in direct.direct
+    layered.direct = {}
+    return direct, layered
+
+
+def _scope_keys(scope: dict[str, Any], app: Any) -> dict[str, Any]:
+    """What Starlette's layers put in the scope, told apart from one app to the other by what it stands for."""
+    handlers = scope.get("starlette.exception_handlers")
+    return {"app": scope.get("app") is app, "router": scope.get("router") is app.router,
+            "route": getattr(scope.get("route"), "path", None), "path_params": scope.get("path_params"),
+            "endpoint": getattr(getattr(scope.get("endpoint"), "operation", None), "operation_id", None),
+            "handlers": handlers and [sorted((str(key), value.__name__) for key, value in table.items())
+                                     for table in handlers]}
+
+
+CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+@pytest.mark.parametrize("observed", [True, False])
+def test_the_direct_way_answers_as_starlettes_layers(observed: bool) -> None:
+    config = MockConfig(observability=observed, control=ControlConfig(enabled=True, key="sk-control"))
+    direct, layered = _two_apps(config)
+    requests: list[tuple[str, str, bytes, tuple[tuple[bytes, bytes], ...]]] = [
+        ("POST", "/v1/chat/completions", CHAT, ()),
+        ("POST", "/v1/chat/completions", CHAT[:-1] + b', "stream": true}', ()),
+        ("POST", "/v1/chat/completions", b'{"model": "gpt-4o-mini", "messages": "x"}', ()),  # 400
+        ("POST", "/v1/chat/completions", b"{", ()),  # 400: not JSON
+        ("POST", "/v1/chat/completions", CHAT, ((b"authorization", b"Bearer nope"),)),  # the first one counts
+        ("POST", "/v1/chat/completions", CHAT, ((b"x-mock-fault", b"500"),)),
+        ("GET", "/v1/models", b"", ()), ("HEAD", "/v1/models", b"", ()),
+        ("GET", "/v1/chat/completions", b"", ()),  # 405, through Starlette on both
+        ("POST", "/v1/nothing", b"", ()),  # 404
+    ]
+    for method, path, body, headers in requests:
+        fast, fast_error, fast_scope = asyncio.run(_exchange(direct, method, path, body, headers))
+        slow, slow_error, slow_scope = asyncio.run(_exchange(layered, method, path, body, headers))
+        assert _comparable(fast) == _comparable(slow), (method, path, body)
+        assert fast_error == slow_error is None
+        assert ((b"x-request-id", b"fixed-id") in fast[0]["headers"]) is observed
+        assert _scope_keys(fast_scope, direct) == _scope_keys(slow_scope, layered), (method, path)
+    # a root_path goes through Starlette's matching on both
+    fast, _, scope = asyncio.run(_exchange(direct, "POST", "/gw/v1/chat/completions", CHAT, root_path="/gw"))
+    assert fast[0]["status"] == 200 and "starlette.exception_handlers" in scope
+
+
+async def _raise_runtime(call: Any) -> Any:
+    raise RuntimeError("handler bug")
+
+
+async def _raise_disconnect(call: Any) -> Any:
+    raise ClientDisconnect()
+
+
+async def _raise_http(call: Any) -> Any:
+    raise HTTPException(418, "teapot")
+
+
+async def _raise_mid_stream(call: Any) -> Any:
+    async def pieces() -> Any:
+        yield b"data: one\n\n"
+        raise RuntimeError("stream bug")
+
+    return StreamingResponse(pieces(), media_type="text/event-stream")
+
+
+@pytest.mark.parametrize("observed", [True, False])
+@pytest.mark.parametrize("handler", [_raise_runtime, _raise_disconnect, _raise_http, _raise_mid_stream])
+def test_the_direct_way_fails_as_starlettes_layers(handler: Any, observed: bool) -> None:
+    """A handler's exception gets the answer Starlette's two exception middlewares give it, and the same
+    exception reaches the server: a 500 envelope (re-raised), ClientDisconnect's and HTTPException's own
+    handlers (not re-raised), and after the answer began, no second answer."""
+    direct, layered = _two_apps(MockConfig(observability=observed))
+    outcomes = []
+    for app in (direct, layered):
+        app.router.static[("/v1/chat/completions", "POST")].endpoint.handler = handler
+        sent, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", CHAT))
+        outcomes.append((_comparable(sent), error))
+    assert outcomes[0] == outcomes[1]
+    sent, error = outcomes[0]
+    expected = {_raise_runtime: (500, "RuntimeError: handler bug"), _raise_disconnect: (400, None),
+                _raise_http: (418, None), _raise_mid_stream: (200, "RuntimeError: stream bug")}[handler]
+    assert (sent[0]["status"], error) == expected
+    tagged = observed and handler is not _raise_disconnect  # an answer nobody receives is not tagged
+    assert ((b"x-request-id", b"fixed-id") in sent[0]["headers"]) is tagged
+    assert [m["type"] for m in sent].count("http.response.start") == 1
+
+
+def test_an_exception_while_sending_the_start_counts_as_started_both_ways() -> None:
+    """Starlette's layers note the start message before passing it on: a send that fails on it gets no
+    second answer, and the error reaches the server, on the direct way too."""
+    direct, layered = _two_apps(MockConfig())
+    outcomes = []
+    for app in (direct, layered):
+        calls: list[str] = []
+
+        async def failing_send(message: dict[str, Any], calls: list[str] = calls) -> None:
+            calls.append(message["type"])
+            raise OSError("connection reset")
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+                 "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-test")]}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": CHAT, "more_body": False}
+
+        with pytest.raises(OSError, match="connection reset"):
+            asyncio.run(app(scope, receive, failing_send))
+        outcomes.append(calls)
+    assert outcomes[0] == outcomes[1] == ["http.response.start"]
+
+
+@pytest.mark.parametrize("limit", [None, 1, 5, 23, 24, 25, 64, 4096])
+def test_a_plain_answer_within_max_tokens_is_the_one_splitting_into_tokens_gives(limit: int | None) -> None:
+    """The chat handler skips splitting a generated answer into tokens when its known count fits the limit:
+    the same content, finish_reason and token count as splitting (the slow path) gives."""
+    app = create_app(MockConfig())
+    services = app.state.services
+    model = services.catalogue.find("gpt-4o-mini", "createChatCompletion")
+    for part in range(30):
+        messages = [{"role": "user", "content": f"question {part}"}]
+        key = key_for(services.config.seed, model.id, messages, None, None, 0)
+        answer = chat._answer(services, model, {"model": model.id, "messages": messages}, messages, key, None, limit)
+        text = sentence_for(key, chat.ANSWER_TOKENS)
+        tokens = pieces(text)  # the slow path: split, then cut at the limit
+        if limit is not None and len(tokens) > limit:
+            expected = ("".join(tokens[:limit]), "length", limit)
+        else:
+            expected = (text, "stop", len(tokens))
+        assert (answer.content, answer.finish_reason, answer.text_tokens) == expected
+
+
+def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer_unchanged() -> None:
+    """The pipeline skips a stage's ``after`` when ``call.state`` lacks its ``after_needs`` key: called
+    anyway, such a hook returns the very answer it was given, unchanged, a JSON answer or an SSE stream."""
+    config = MockConfig(control=ControlConfig(enabled=True, key="sk-control"))
+    app = create_app(config)
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    skippable = [after for needs, after in endpoint.afters if needs is not None]
+    assert {type(after.__self__).__name__ for after in skippable} >= {"Faults", "Scripted"}
+    request = MockRequest({"type": "http", "headers": []})
+    for needs, after in endpoint.afters:
+        if needs is None:
+            continue
+
+        async def events() -> Any:
+            yield b"data: {}\n\n"
+
+        for response in (JSONResponse({"a": 1}), StreamingResponse(events(), media_type="text/event-stream")):
+            before = (dict(response.headers), getattr(response, "body_iterator", None), getattr(response, "body", None))
+            call = Call(request, endpoint.operation, {}, "sk-test", app.state.services,
+                        state={"rate_limits": (), "fault": None} if needs != "fault" else {"script_step": None})
+            assert asyncio.run(after(call, response)) is response
+            assert (dict(response.headers), getattr(response, "body_iterator", None),
+                    getattr(response, "body", None)) == before
+
+
+def test_the_pipelines_request_is_built_as_starlettes() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    scope = {"type": "http", "headers": [], "method": "POST", "path": "/v1/chat/completions"}
+    for args in ((scope,), (scope, receive), (scope, receive, send)):
+        ours, theirs = MockRequest(*args), Request(*args)
+        assert vars(ours) == vars(theirs)
+        assert (ours.receive, ours.method, ours.scope) == (theirs.receive, theirs.method, theirs.scope)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary() | st.lists(st.sampled_from([b"1", b"9", b"0", b" ", b",", b"a", b"\xd9", b"\xff", b"12345678"]),
+                                  max_size=40).map(b"".join))
+def test_the_long_digits_precheck_agrees_with_the_regex(raw: bytes) -> None:
+    """``jsoncodec.loads`` counts digits before the regex scan: the same verdict as the regex alone."""
+    assert jsoncodec.long_digits(raw) is (jsoncodec._LONG_DIGITS.search(raw) is not None)
+    assert jsoncodec.long_digits(b"x" + b"7" * 19) and not jsoncodec.long_digits(b"7" * 18 + b",7")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conformance import media
 from conformance.failures import CheckFailure
@@ -136,3 +137,33 @@ def test_last_placeholder_names_an_earlier_answers_field() -> None:
     assert render({"usage_id": "${last:createMultimodalTts.usage_id}"}, TARGET) == {"usage_id": "usage_1"}
     assert render("/u/${last:usage_id}/${last:credits_used}", TARGET) == "/u/usage_2/14"
     forget()
+
+
+def test_expect_checks_run_registered_checks_and_name_them(tmp_path: Path) -> None:
+    """``expect.checks`` runs each named check on the answer (its failure reported under its own name);
+    a fixture naming no registered check is refused when loaded."""
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+              "required": ["code"], "additionalProperties": False}
+    sent = {"model": "m", "messages": [], "response_format": {"type": "json_schema",
+                                                              "json_schema": {"name": "c", "schema": schema}}}
+    case = GoldenCase(id="openai_gateway/createChatCompletion/t", capability="chat.structured_output",
+                      operation=find_operation("openai_gateway", "createChatCompletion"), source="001 t",
+                      request={"json": sent}, expect={"schema": False, "checks": ["structured_output_honours_schema"]})
+
+    def answer(content: str) -> Exchange:
+        message = {"role": "assistant", "content": content}
+        body = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+        return Exchange("POST", "http://127.0.0.1:9/v1/chat/completions", sent, 200,
+                        {"content-type": "application/json"}, json.dumps(body).encode())
+
+    verify(case, answer('{"code": "FR"}'))
+    with pytest.raises(CheckFailure) as failure:
+        verify(case, answer('{"code": "fr"}'))
+    assert failure.value.check == "structured_output_honours_schema" and "pattern" in failure.value.expected
+    folder = tmp_path / "openai_gateway" / "createChatCompletion"
+    folder.mkdir(parents=True)
+    (folder / "bad.yaml").write_text(yaml.safe_dump({
+        "capability": "chat.structured_output", "source": {"document": "001", "section": "x"},
+        "request": {"json": sent}, "expect": {"checks": ["no_such_check"]}}))
+    with pytest.raises(ValueError, match="no_such_check"):
+        load_cases(tmp_path)

@@ -196,7 +196,9 @@ def test_latency_off_costs_nothing() -> None:
 
 def test_shipped_defaults_load_with_plausible_models() -> None:
     loaded = load_config(DEFAULT_CONFIG_FILE)
-    assert loaded.api_keys == {"sk-test"} and loaded.rate_limits.enabled and not loaded.control.enabled
+    # the development key, and a key out of credit on the gateway's spend limit (the 402 billing_error example)
+    assert loaded.api_keys == {"sk-test", "sk-test-over-limit"} and loaded.rate_limits.enabled
+    assert not loaded.control.enabled
     assert loaded.latency.enabled and loaded.latency.time_scale == 1.0 and not loaded.faults.operations
     known = {op.operation_id for api in api_names() for op in operations(api)}
     assert set(loaded.latency.operations) <= known  # no misspelt operationId

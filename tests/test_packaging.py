@@ -21,7 +21,7 @@ SUITE_ONLY = {"pytest": "pytest", "schemathesis": "schemathesis", "openai": "ope
               "httpx": "httpx", "httpx-sse": "httpx_sse", "jsonpath-ng": "jsonpath_ng", "anthropic": "anthropic"}
 MOCK_ONLY = {"starlette": "starlette", "orjson": "orjson",  # (jsonschema-rs: schemathesis needs it too)
              "prometheus-client": "prometheus_client", "python-multipart": "multipart", "httptools": "httptools",
-             "uvloop": "uvloop"}
+             "uvloop": "uvloop", "jsf": "jsf"}
 
 #: A subprocess that refuses to import ``sys.argv[1]`` (comma-separated top-level names), then imports
 #: every module of package ``sys.argv[2]`` and runs ``sys.argv[3]``.

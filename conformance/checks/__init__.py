@@ -56,6 +56,7 @@ from conformance.checks import (  # noqa: E402
     credits,
     errors,
     hosted,
+    limits,
     media,
     multimodal,
     sdk,
@@ -64,5 +65,5 @@ from conformance.checks import (  # noqa: E402
     upstream,
 )
 
-__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "hosted", "media",
-           "multimodal", "sdk", "streaming", "streams", "upstream"]
+__all__ = ["REGISTRY", "Check", "chat", "check", "contract", "credits", "errors", "get", "hosted", "limits",
+           "media", "multimodal", "sdk", "streaming", "streams", "upstream"]

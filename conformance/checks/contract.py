@@ -48,10 +48,15 @@ def validate_against(operation: Operation, status: int, media_type: str, instanc
 
 @check(capability="errors.envelope", source="001 Errors")
 def error_envelope_conformance(exchange: Exchange, operation: Operation) -> None:
-    """A 4xx/5xx answer is ``{"error": {"type", "message"}}`` JSON with the type documented for its status."""
-    if exchange.status < 400:
-        return
+    """An answer to a request that must be refused is a 4xx/5xx whose body is ``{"error": {"type", "message"}}``
+    JSON with the type documented for its status. A 2xx or 3xx fails: the caller asks only where an error is
+    due (a refused request, or a generated case the target answered with an error), so "not an error" is never
+    a pass."""
     body = exchange.json()
+    if exchange.status < 400:
+        raise CheckFailure("error_envelope_conformance", "an error status (4xx or 5xx) with the error envelope",
+                           f"{exchange.status} {exchange.media_type or 'without a Content-Type'}: "
+                           f"{_shape(body, exchange)}", exchange.evidence())
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("type"), str) or not isinstance(
             error.get("message"), str):

@@ -6,14 +6,16 @@ Costs and limits are read from the spec's ``x-credits`` and ``x-rate-limit``, ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from conformance import media
 from conformance.checks import check
+from conformance.checks.limits import judge_burst
 from conformance.failures import CheckFailure
-from conformance.http import Exchange, retry_after_s
+from conformance.http import Exchange
 from spec import Operation
-from spec.extensions import credit_cost, rate_limit
+from spec.extensions import Provider, credit_cost, rate_limit
 
 SOURCE = "004 Credit Costs Summary"
 
@@ -52,27 +54,22 @@ def credits_fall_by_cost(first: Exchange, second: Exchange, operation: Operation
 def rate_limit_enforced(burst: Sequence[Exchange], operation: Operation) -> None:
     """A burst of more than the documented requests per window gets a 429 no later than request limit + 1,
     with a Retry-After in s and the error envelope; no more than the limit is admitted before it."""
-    name = "rate_limit_enforced"
+    limit = rate_limit(operation)
+    if limit is not None and limit.requests is not None:
+        judge_burst("rate_limit_enforced", burst, limit.requests, f"per {limit.window_s} s")
+
+
+@check(capability="rate_limits", source="004 Image Generation (5/min), Video: Image-to-Video (2/min), "
+                                        "Text-to-Video (1/min), CogVideoX (1/min)")
+def credits_rate_limits_enforced(burst: Sequence[Exchange], operation: Operation) -> None:
+    """The credits API's other per-endpoint limits, as :func:`rate_limit_enforced` judges TTS's: a burst of
+    limit + 1 requests to image (5/min), image-to-video (2/min), text-to-video (1/min) or CogVideoX
+    (1/min) gets a 429 no later than the last one, with Retry-After and the error envelope."""
     limit = rate_limit(operation)
     if limit is None or limit.requests is None:
-        return
-    statuses = [exchange.status for exchange in burst]
-    if 429 not in statuses:
-        raise CheckFailure(name, f"a 429 within {limit.requests + 1} requests", f"statuses {statuses}",
-                           burst[-1].evidence())
-    first = statuses.index(429)
-    admitted = sum(1 for status in statuses[:first] if status < 400)
-    rejected = burst[first]
-    body = rejected.json()
-    if admitted > limit.requests:
-        raise CheckFailure(name, f"at most {limit.requests} admitted per {limit.window_s} s", f"{admitted} admitted",
-                           rejected.evidence())
-    if retry_after_s(rejected.headers) is None:
-        raise CheckFailure(name, "429 with a Retry-After header in s", f"headers {dict(rejected.headers)}",
-                           rejected.evidence())
-    if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
-        raise CheckFailure(name, "429 in the error envelope", rejected.body[:120].decode("utf-8", "replace"),
-                           rejected.evidence())
+        raise CheckFailure("credits_rate_limits_enforced", f"a documented limit for {operation.operation_id}",
+                           "none in the spec", burst[-1].evidence())
+    judge_burst("credits_rate_limits_enforced", burst, limit.requests, f"per {limit.window_s} s")
 
 
 def _records(name: str, exchange: Exchange) -> list[Any]:
@@ -118,7 +115,14 @@ def video_job_completes(records: Sequence[Exchange], video: Exchange | None, siz
     """Polling GET /usage/{usage_id} of a video request ends in ``completed`` (within the target's
     ``job_timeout_s``) with a video_url that downloads as an MP4 of the documented resolution and duration
     (within 0.5 s). ``video`` is the download, None when the job never completed (nothing to download)."""
-    name = "video_job_completes"
+    _judge_video("video_job_completes", records, video, size, duration_s)
+
+
+def _judge_video(name: str, records: Sequence[Exchange], video: Exchange | None, size: tuple[int, int],
+                 duration_s: float) -> None:
+    """Raises CheckFailure naming ``name`` unless the polled ``records`` end ``completed`` and ``video``
+    (None: the job never completed) decodes (PyAV) as an MP4 of ``size`` px lasting ``duration_s`` s
+    (within 0.5 s)."""
     final = records[-1].json() if records else None
     statuses = [r.json().get("status") if isinstance(r.json(), dict) else r.status for r in records]
     if not isinstance(final, dict) or final.get("status") != "completed" or video is None:
@@ -137,3 +141,76 @@ def video_job_completes(records: Sequence[Exchange], video: Exchange | None, siz
                            video.evidence())
     if abs(decoded.duration_s - duration_s) > 0.5:
         raise CheckFailure(name, f"about {duration_s} s of video", f"{decoded.duration_s:.2f} s", video.evidence())
+
+
+@check(capability="credits.video_jobs", source="004 Video: Image-to-Video (I2V) (provider table: cost, duration, "
+                                               "resolution); Credit Costs Summary")
+def video_provider_cost_and_duration(started: Exchange, records: Sequence[Exchange], video: Exchange | None,
+                                     provider: Provider, operation: Operation) -> None:
+    """An I2V call with ``provider`` answers ``credits_used`` = the provider's documented cost (wan22 400,
+    seedance 520, sora2 800) and ``duration_seconds`` = its duration (wan22 and seedance 5 s, sora2 4 s),
+    and its video, polled to completion, decodes as an MP4 of the provider's resolution lasting that long."""
+    name = "video_provider_cost_and_duration"
+    body = _body(name, started)
+    if body.get("credits_used") != provider.credits:
+        raise CheckFailure(name, f"credits_used {provider.credits} for {provider.name}",
+                           f"credits_used {body.get('credits_used')!r}", started.evidence())
+    if body.get("duration_seconds") != provider.duration_s:
+        raise CheckFailure(name, f"duration_seconds {provider.duration_s:g} for {provider.name}",
+                           f"duration_seconds {body.get('duration_seconds')!r}", started.evidence())
+    _judge_video(name, records, video, (provider.width, provider.height), provider.duration_s)
+
+
+@check(capability="auth.tier", source="004 Video: Image-to-Video (I2V) (sora2 (premium)); 001 Errors (403)")
+def sora2_premium_only(exchange: Exchange, operation: Operation) -> None:
+    """I2V with ``provider: sora2`` called with a key below the premium tier is answered 403 in the error
+    envelope (004 marks sora2 "(premium)"; the spec infers the 403 from T2V's "Tier: Premium only")."""
+    body = exchange.json()
+    if exchange.status != 403 or not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+        raise CheckFailure("sora2_premium_only", "403 with an error envelope",
+                           f"{exchange.status}: {exchange.body[:160]!r}", exchange.evidence())
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One key's calls between two readings of GET /api/v1/managed/usage (``before``, ``after``)."""
+
+    before: Exchange
+    calls: Sequence[Exchange]
+    after: Exchange
+
+
+#: Statuses that must charge nothing (004 "Error Codes": 402 insufficient credits, 429; 001: 403).
+UNCHARGED = (402, 403, 429)
+
+
+@check(capability="credits.accounting", source="004 Credit Costs Summary; For AI Agents (check credits via GET "
+                                               "/api/v1/managed/usage); Error Codes (402, 429)")
+def credits_reconcile_over_run(measured: Sequence[Measured], operation: Operation) -> None:
+    """For each key, the fall of ``credits_remaining`` (GET /api/v1/managed/usage) across its calls equals
+    the sum of the ``credits_used`` its 200 answers reported, and so its 402, 403 and 429 answers charged
+    nothing; a refused answer reporting ``credits_used`` above 0 fails too. The calls must be the key's
+    only ones meanwhile (the suite runs this check alone)."""
+    name = "credits_reconcile_over_run"
+    for run in measured:
+        before, after = _body(name, run.before), _body(name, run.after)
+        charged, refused = 0, []
+        for call in run.calls:
+            body = call.json() if isinstance(call.json(), dict) else {}
+            if call.status == 200 and isinstance(body.get("credits_used"), int):
+                charged += body["credits_used"]
+            elif call.status in UNCHARGED:
+                refused.append(call.status)
+                if isinstance(body.get("credits_used"), int) and body["credits_used"] > 0:
+                    raise CheckFailure(name, f"no credits_used on a {call.status}",
+                                       f"credits_used {body['credits_used']}", call.evidence())
+        if not (isinstance(before.get("credits_remaining"), int) and isinstance(after.get("credits_remaining"), int)):
+            raise CheckFailure(name, "credits_remaining (int) in GET /api/v1/managed/usage",
+                               f"{before.get('credits_remaining')!r} then {after.get('credits_remaining')!r}",
+                               run.after.evidence())
+        fell = before["credits_remaining"] - after["credits_remaining"]
+        if fell != charged:
+            statuses = [call.status for call in run.calls]
+            raise CheckFailure(name, f"the balance to fall by the {charged} credits_used reported "
+                                     f"(refused {refused} charging nothing)",
+                               f"it fell by {fell} over statuses {statuses}", run.after.evidence())

@@ -105,3 +105,30 @@ def unknown_path_in_protocol_envelope(exchange: Exchange, operation: Operation) 
         shape = '{"type": "error", "error": {"type", "message"}}' if anthropic else '{"error": {"type", "message"}}'
         raise CheckFailure(name, f"404 or 405 with {shape}", f"{exchange.status}: {exchange.body[:200]!r}",
                            exchange.evidence())
+
+
+@check(capability="errors.billing", source="001 Errors (402 billing_error: out of credit or hit a spend limit); "
+                                           "002 Errors (402)")
+def gateway_billing_error_402(exchange: Exchange, operation: Operation) -> None:
+    """A gateway request (chat or image generation) made with a key out of credit or over its spend limit
+    is answered 402 with ``error.type`` billing_error in the envelope the spec documents for 402, not
+    served (and, as a 402, not charged: 001 "Errors")."""
+    name = "gateway_billing_error_402"
+    _expect_status(name, exchange, 402, "billing_error")
+    reason = validate_against(operation, 402, "application/json", exchange.json())
+    if reason is not None:
+        raise CheckFailure(name, "the error envelope documented for 402", reason, exchange.evidence())
+
+
+@check(capability="errors.safety", source="002 Safety (disallowed prompts: 400 invalid_request_error with the "
+                                          "rejection reason in error.message)")
+def safety_rejection_reported(exchange: Exchange, operation: Operation) -> None:
+    """A prompt the target's content filter refuses is answered 400 invalid_request_error whose
+    ``error.message`` gives the rejection reason: a non-empty sentence, not a bare status word
+    (the gateway does not silently rewrite prompts, so a 200 is a failure too)."""
+    name = "safety_rejection_reported"
+    _expect_status(name, exchange, 400, "invalid_request_error")
+    message = str(_error(exchange).get("message") or "").strip()
+    if len(message.split()) < 3:
+        raise CheckFailure(name, "error.message giving the rejection reason", f"message {message!r}",
+                           exchange.evidence())

@@ -1,4 +1,5 @@
-"""Behavioural checks of POST /v1/chat/completions: streaming, authentication and rejections.
+"""Behavioural checks of POST /v1/chat/completions: streaming (structured output too), authentication and
+rejections.
 
 Each scenario sends one request, once per run; every check registered for it judges the answer.
 """
@@ -27,6 +28,22 @@ WEATHER_TOOL = {
 }
 
 
+#: A structured-output request's schema (001 "Enforce structured output"), streamed: the joined deltas
+#: must honour pattern, format, uniqueItems, item counts and enum (the golden fixture judges the rest).
+TICKET_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "ticket", "strict": True, "schema": {
+        "type": "object", "additionalProperties": False, "required": ["ref", "opened", "labels", "priority"],
+        "properties": {
+            "ref": {"type": "string", "pattern": "^TCK-[0-9]{6}$"},
+            "opened": {"type": "string", "format": "date-time"},
+            "labels": {"type": "array", "items": {"type": "string", "enum": ["bug", "billing", "docs", "sdk"]},
+                       "uniqueItems": True, "minItems": 2, "maxItems": 3},
+            "priority": {"type": "integer", "enum": [1, 2, 3]},
+        }}},
+}
+
+
 def _chat(target: Target, **extra: Any) -> dict[str, Any]:
     return {"model": target.model("chat"), "messages": [{"role": "user", "content": "Say hello."}], **extra}
 
@@ -36,6 +53,7 @@ SCENARIOS: Mapping[str, tuple[Callable[[Target], Any], Mapping[str, str], bool]]
     "stream_with_usage": (lambda t: _chat(t, stream=True, stream_options={"include_usage": True}), {}, True),
     "stream_plain": (lambda t: _chat(t, stream=True), {}, True),
     "stream_tool_call": (lambda t: _chat(t, stream=True, tools=[WEATHER_TOOL], tool_choice="required"), {}, True),
+    "stream_structured_output": (lambda t: _chat(t, stream=True, response_format=TICKET_FORMAT), {}, True),
     "no_key": (lambda t: _chat(t), {}, False),
     "invalid_key": (lambda t: _chat(t), {"Authorization": "Bearer sk-conformance-invalid-key"}, True),
     "missing_messages": (lambda t: {"model": t.model("chat")}, {}, True),
@@ -49,6 +67,8 @@ JUDGED_BY: Mapping[str, tuple[str, ...]] = {
                      "stream_finish_reason"),
     "stream_tool_call": ("stream_content_type", "stream_chunks_conform", "stream_ids_consistent",
                          "stream_ends_with_done", "stream_finish_reason"),
+    "stream_structured_output": ("stream_chunks_conform", "stream_ends_with_done", "stream_finish_reason",
+                                 "structured_output_honours_schema"),
     "no_key": ("missing_key_rejected", "error_envelope_conformance"),
     "invalid_key": ("invalid_key_rejected", "error_envelope_conformance"),
     "missing_messages": ("invalid_request_names_field", "error_envelope_conformance"),

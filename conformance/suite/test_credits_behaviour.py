@@ -1,6 +1,7 @@
 """Behavioural checks of the credits API (004): accounting, usage records and rate limits.
 
-The rate-limit burst runs last in this module: it spends the window of the operation it tests. The
+The TTS rate-limit burst runs after the other TTS checks: it spends the window of the operation it
+tests; the reconciliation runs last, on that spent window (its TTS calls then cost little). The
 module is ``serial``: its credits sequences and burst share per-minute windows (1-10/min, 004) and
 module fixtures, so a concurrent run keeps it in order, alone.
 """
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 from conformance.checks import REGISTRY
+from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
+from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
 from conformance.plugin import IssuedUrls
 from conformance.target import Target
@@ -27,6 +30,7 @@ USAGE = find_operation(API, "listMultimodalUsage")
 RECORD = find_operation(API, "getMultimodalUsage")
 T2V = find_operation(API, "createTextToVideo")
 I2V = find_operation(API, "createImageToVideo")
+MANAGED = find_operation(API, "getManagedUsage")
 
 pytestmark = [pytest.mark.api(API), pytest.mark.serial]
 
@@ -82,7 +86,9 @@ def test_usage_pagination(client: TargetClient, tts_pair: tuple[Exchange, Exchan
 def test_usage_record(client: TargetClient, tts_pair: tuple[Exchange, Exchange]) -> None:
     body: Any = tts_pair[1].json()
     usage_id = body.get("usage_id") if isinstance(body, dict) else None
-    assert isinstance(usage_id, str), f"the TTS answer names no usage_id: {tts_pair[1].body[:200]!r}"
+    if not isinstance(usage_id, str):
+        raise CheckFailure("usage_record_found", "a TTS answer naming its usage_id",
+                           f"{tts_pair[1].status} {tts_pair[1].media_type} without a usage_id", tts_pair[1].evidence())
     exchange = client.request("GET", RECORD.path.format(usage_id=usage_id))
     REGISTRY["usage_record_found"](exchange, usage_id, RECORD)
 
@@ -97,18 +103,45 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
     REGISTRY["tier_rejected"](exchange, T2V)
 
 
-@pytest.mark.api(API, operation="createImageToVideo")
-@pytest.mark.check("video_job_completes")
-def test_video_job_polled_to_completion(client: TargetClient, target: Target, hosted_urls: IssuedUrls) -> None:
-    # A key of its own when the target has one: the golden fixtures used the main key's i2v window.
-    style = "standard" if target.standard_api_key else "bearer"
-    started = client.request("POST", I2V.path, auth=style, json_body={
-        "image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"})
+I2V_PROVIDERS = providers(I2V)
+
+
+@pytest.fixture(scope="module")
+def i2v_started(client: TargetClient, target: Target) -> dict[str, tuple[str, Exchange]]:
+    """I2V calls started once per provider for the module, as (key style, answer): wan22 (the default, so
+    without ``provider``) on the standard key when the target has one, seedance and sora2 (premium) on
+    the rate-limit probes' key when the target file declares one (a premium key set aside for
+    rate-limited calls: the golden fixtures spend the main key's I2V window, 2/min in 004), else on
+    the main key."""
+    return {}
+
+
+def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[str, Exchange]],
+               provider: str) -> tuple[str, Exchange]:
+    """The answer of this module's I2V call with ``provider``, made on first use."""
+    if provider not in started:
+        probes_key = target.rate_limits is not None and target.rate_limits.api_key
+        style = ("standard" if provider == "wan22" and target.standard_api_key else
+                 "limited" if provider != "wan22" and probes_key else "bearer")
+        body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
+        if provider != "wan22":  # wan22 is the documented default: asked for by omitting the field
+            body["provider"] = provider
+        started[provider] = style, client.request("POST", I2V.path, auth=style, json_body=body)
+    return started[provider]
+
+
+def _poll(client: TargetClient, target: Target, started: Exchange,
+          style: str) -> tuple[list[Exchange], Exchange | None]:
+    """The usage records polled until the video job of ``started`` ends (bounded by the target's
+    ``job_timeout_s``), and the download of its video_url (None when the job never completed: its last
+    status is the verdict)."""
     if started.status == 429:
         pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
     body: Any = started.json()
     usage_id = body.get("usage_id") if isinstance(body, dict) else None
-    assert started.status == 200 and isinstance(usage_id, str), f"no job started: {started.status}"
+    if started.status != 200 or not isinstance(usage_id, str):
+        raise CheckFailure("video_job_completes", "200 starting a job with its usage_id",
+                           f"{started.status} {started.media_type}, usage_id {usage_id!r}", started.evidence())
     records: list[Exchange] = []
     deadline = time.monotonic() + target.job_timeout_s
     delay = 0.05
@@ -120,12 +153,44 @@ def test_video_job_polled_to_completion(client: TargetClient, target: Target, ho
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
-    video_url = final.get("video_url") or body.get("video_url") if final.get("status") == "completed" else None
-    if video_url:  # a job that never completed has nothing to download: its last status is the verdict
-        hosted_urls.append(IssuedUrl(API, str(video_url), "video", "getMultimodalUsage video_url", time.time()))
-    video = client.request("GET", str(video_url), auth=None) if video_url else None
-    wan22 = providers(I2V)["wan22"]
+    completed = final.get("status") == "completed"
+    video_url = final.get("video_url") or body.get("video_url") if completed else None
+    return records, client.request("GET", str(video_url), auth=None) if video_url else None
+
+
+@pytest.mark.api(API, operation="createImageToVideo")
+@pytest.mark.check("video_job_completes")
+def test_video_job_polled_to_completion(client: TargetClient, target: Target,
+                                        i2v_started: dict[str, tuple[str, Exchange]],
+                                        hosted_urls: IssuedUrls) -> None:
+    style, started = _start_i2v(client, target, i2v_started, "wan22")
+    records, video = _poll(client, target, started, style)
+    if video is not None:  # hosted_urls_download_later fetches it again
+        hosted_urls.append(IssuedUrl(API, video.url, "video", "getMultimodalUsage video_url", time.time()))
+    wan22 = I2V_PROVIDERS["wan22"]
     REGISTRY["video_job_completes"](records, video, (wan22.width, wan22.height), wan22.duration_s, I2V)
+
+
+@pytest.mark.api(API, operation="createImageToVideo")
+@pytest.mark.check("video_provider_cost_and_duration")
+@pytest.mark.parametrize("provider", sorted(I2V_PROVIDERS))
+def test_video_provider_facts(provider: str, client: TargetClient, target: Target,
+                              i2v_started: dict[str, tuple[str, Exchange]]) -> None:
+    """004's provider table: cost, duration and resolution per provider (seedance and sora2 cost 520 and
+    800 credits on a paid API)."""
+    style, started = _start_i2v(client, target, i2v_started, provider)
+    records, video = _poll(client, target, started, style)
+    REGISTRY["video_provider_cost_and_duration"](started, records, video, I2V_PROVIDERS[provider], I2V)
+
+
+@pytest.mark.api(API, operation="createImageToVideo")
+@pytest.mark.check("sora2_premium_only")
+def test_sora2_refuses_standard_key(client: TargetClient, target: Target) -> None:
+    if not target.standard_api_key:
+        pytest.skip("the target file names no standard_api_key (a key below the premium tier)")
+    exchange = client.request("POST", I2V.path, auth="standard", json_body={
+        "image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift", "provider": "sora2"})
+    REGISTRY["sora2_premium_only"](exchange, I2V)
 
 
 @pytest.mark.api(API, operation="createMultimodalTts")
@@ -139,3 +204,46 @@ def test_tts_rate_limit(client: TargetClient, tts_pair: tuple[Exchange, Exchange
         if burst[-1].status == 429:
             break
     REGISTRY["rate_limit_enforced"](burst, TTS)
+
+
+@pytest.mark.serial
+@pytest.mark.api(API, operation="getManagedUsage")
+@pytest.mark.check("credits_reconcile_over_run")
+def test_credits_reconcile(client: TargetClient, target: Target) -> None:
+    """004: what the answers say they charged is what the balance lost, and 402, 403 and 429 charge nothing.
+    Each key is measured around its own calls (so the test must run alone: ``serial``): the main key's TTS,
+    image and a TTS burst up to its 429 (its window is mostly spent by the test before), the no-credits
+    key's 402, the standard key's 403 (T2V, else sora2)."""
+    def usage(style: str) -> Exchange:
+        return client.request("GET", MANAGED.path, auth=style)
+
+    def tts(style: str) -> Exchange:
+        return client.request("POST", TTS.path, json_body={"text": "Reconcile."}, auth=style, honour_429=False)
+
+    excluded = target.exclude_operations
+    if TTS.operation_id in excluded:
+        pytest.skip(f"{TTS.operation_id}, the cheapest charged call this test makes, is excluded by the target file")
+    limit = rate_limit(TTS)
+    assert limit is not None and limit.requests is not None
+    runs: list[Measured] = []
+    before = usage("bearer")
+    calls = [tts("bearer")]
+    if IMAGE.operation_id not in excluded:
+        calls.append(client.request("POST", IMAGE.path, json_body={"prompt": "A red kite", "width": 512, "height": 512},
+                                    honour_429=False))
+    for _ in range(limit.requests + 1):
+        calls.append(tts("bearer"))
+        if calls[-1].status == 429:
+            break
+    runs.append(Measured(before, calls, usage("bearer")))
+    if target.empty_api_key:
+        before = usage("empty")
+        runs.append(Measured(before, [tts("empty")], usage("empty")))
+    if target.standard_api_key and not {T2V.operation_id, I2V.operation_id} <= excluded:
+        before = usage("standard")
+        refused = (client.request("POST", T2V.path, json_body={"prompt": "A wave", "duration": 1}, auth="standard")
+                   if T2V.operation_id not in excluded else
+                   client.request("POST", I2V.path, auth="standard", json_body={
+                       "image_url": "https://example.com/photo.jpg", "motion_prompt": "Drift", "provider": "sora2"}))
+        runs.append(Measured(before, [refused], usage("standard")))
+    REGISTRY["credits_reconcile_over_run"](runs, MANAGED)

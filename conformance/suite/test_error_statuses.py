@@ -78,3 +78,41 @@ def test_unknown_messages_path(method: str, suffix: str, client: TargetClient) -
     exchange = client.request(method, operation.path + suffix, json_body={} if method == "POST" else None,
                               auth="messages")
     REGISTRY["unknown_path_in_protocol_envelope"](exchange, operation)
+
+
+#: The gateway requests that cost money (002 "Pricing": chat per token, images per image): (operationId, body).
+PRICED: list[tuple[str, Any]] = [
+    ("createChatCompletion", lambda t, text: {"model": t.model("chat"),
+                                              "messages": [{"role": "user", "content": text}]}),
+    ("createImage", lambda t, text: {"model": t.model("image_generation"), "prompt": text, "size": "1024x1024",
+                                     "response_format": "b64_json"}),
+]
+
+
+def _priced(operation_id: str, target: Target, text: str) -> tuple[Operation, Any]:
+    """The gateway operation and a request body of :data:`PRICED` saying ``text``."""
+    return (find_operation("openai_gateway", operation_id),
+            next(factory for op, factory in PRICED if op == operation_id)(target, text))
+
+
+@pytest.mark.api("openai_gateway")
+@pytest.mark.check("gateway_billing_error_402")
+@pytest.mark.parametrize("operation_id", [op for op, _ in PRICED])
+def test_gateway_key_over_spend_limit_402(operation_id: str, client: TargetClient, target: Target) -> None:
+    """001, 002 "Errors": 402 billing_error, "Account out of credit or hit a spend limit"."""
+    if not target.billing_api_key:
+        pytest.skip("the target file names no billing_api_key (a key out of credit or over its gateway spend limit)")
+    operation, body = _priced(operation_id, target, "A red square on white")
+    REGISTRY["gateway_billing_error_402"](client.request("POST", operation.path, json_body=body, auth="billing"),
+                                          operation)
+
+
+@pytest.mark.api("openai_gateway")
+@pytest.mark.check("safety_rejection_reported")
+@pytest.mark.parametrize("operation_id", [op for op, _ in PRICED])
+def test_refused_prompt_reported(operation_id: str, client: TargetClient, target: Target) -> None:
+    """002 "Safety": a disallowed prompt is 400 invalid_request_error with the reason in error.message."""
+    if not target.refused_prompt:
+        pytest.skip("the target file names no refused_prompt (a prompt its content filter refuses)")
+    operation, body = _priced(operation_id, target, target.refused_prompt)
+    REGISTRY["safety_rejection_reported"](client.request("POST", operation.path, json_body=body), operation)

@@ -12,13 +12,13 @@ judged only as a documented rejection.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import hypothesis
 import pytest
-import requests
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
@@ -27,8 +27,8 @@ from schemathesis.core.failures import FailureGroup
 
 from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
-from conformance.failures import CheckFailure, Evidence, TargetError, excerpt
-from conformance.http import MAX_RETRIES, Exchange, retry_after_s
+from conformance.failures import CheckFailure, Evidence, TargetError, excerpt, form_field, redact_headers
+from conformance.http import MAX_RETRIES, Exchange, retry_after_s, secrets_of
 from conformance.target import Target
 from spec import api_names, find_operation, load_api
 
@@ -90,24 +90,51 @@ def _auth(case: Any, target: Target) -> dict[str, str]:
             if name == "x-api-key" or name == "Authorization" or name.lower() not in generated}
 
 
+def _form(case: Any, content_type: str) -> tuple[dict[str, Any], ...] | None:
+    """A multipart case's body as evidence parts (a generated value of bytes is a file part)."""
+    if not content_type.startswith("multipart/") or not isinstance(case.body, dict):
+        return None
+    return tuple(form_field(str(name), item) for name, value in case.body.items()
+                 for item in (value if isinstance(value, list) else [value]))
+
+
+def _sent_body(body: bytes | str | None) -> Any:
+    """The body as it went on the wire: parsed when it is JSON, else its text (bytes decoded leniently);
+    None when there was none (a case without a body, not schemathesis's ``NotSet`` marker)."""
+    if body is None:
+        return None
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange]:
-    """Send a generated case (counted against the run's budgets and paced first); a target that does not
-    answer fails ``target_reachable``, as the client's requests do."""
+    """Send a generated case (counted against the run's budgets and paced first, honouring a short
+    Retry-After) and record it as an :class:`Exchange` with its request headers (keys redacted) and form;
+    a target that does not answer fails ``target_reachable`` (:class:`TargetError`), as the client's
+    requests do."""
     headers = _auth(case, target)
     for _ in range(MAX_RETRIES):
         run_state.reserve(call_cost(case.method, case.formatted_path, case.body))
         try:
             response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
-        except requests.RequestException as exc:
+        except OSError as exc:  # requests' errors (refused, timeout) are OSErrors
+            sent = redact_headers({**(case.headers or {}), **headers}, secrets_of(target))
             raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {excerpt(str(exc))}",
-                              Evidence(case.method, f"{target.base_url}{case.formatted_path}", case.body)) from None
+                              Evidence(case.method, target.base_url + case.formatted_path, case.body,
+                                       request_headers=sent)) from None
         wait = retry_after_s({k.lower(): v[0] for k, v in response.headers.items()})
         if response.status_code != 429 or wait is None or wait > target.max_retry_wait_s:
             break
         time.sleep(wait)
     request = response.request
-    exchange = Exchange(request.method or case.method, request.url or "", case.body, response.status_code,
-                        {k.lower(): v[0] for k, v in response.headers.items()}, response.content or b"")
+    sent = redact_headers(dict(request.headers), secrets_of(target))
+    form = _form(case, sent.get("content-type", ""))
+    exchange = Exchange(request.method or case.method, request.url or "", None if form else _sent_body(request.body),
+                        response.status_code, {k.lower(): v[0] for k, v in response.headers.items()},
+                        response.content or b"", sent, form)
     return response, exchange
 
 
@@ -123,7 +150,9 @@ def _validate(api: str, case: Any, response: Any, exchange: Exchange, names: tup
             first = group.exceptions[0]
             raise CheckFailure(name, f"{name} to hold ({case.meta.generation.mode.value} case)",
                                f"{first.title}: {excerpt(first.message)}", exchange.evidence()) from None
-    REGISTRY["error_envelope_conformance"](exchange, find_operation(api, case.operation.definition.raw["operationId"]))
+    if exchange.status >= 400:  # a 2xx was judged above (documented for a positive case, refused for a negative)
+        REGISTRY["error_envelope_conformance"](exchange,
+                                               find_operation(api, case.operation.definition.raw["operationId"]))
 
 
 def _skip_excluded(case: Any, target: Target) -> str:

@@ -212,7 +212,7 @@ def run_scenario(name: str, client: TargetClient, target: Target, control: Upstr
             relay.answer = client.request("POST", scenario.operation.path, json_body=body, auth=scenario.auth,
                                           headers=headers, honour_429=not scenario.steps)
     except TargetError as error:
-        relay.failure = error.received
+        relay.failure, relay.unanswered = error.received, error.evidence
     finally:
         if script is not None:
             control.drop_script(script)

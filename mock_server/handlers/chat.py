@@ -20,9 +20,12 @@ from mock_server.catalogue import PART_MODALITY, Model
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.handlers.billing import bill
 from mock_server.jsoncodec import json_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
+from mock_server.structured import answers as structured_answers
+from mock_server.structured import check_nesting, require_support
 from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence, sentence_for
 
 #: Prompt tokens a non-text content part counts for (the documents leave the rates open).
@@ -31,6 +34,8 @@ PART_TOKENS: Mapping[str, int] = {"image_url": 85, "input_audio": 50, "video_url
 IMAGE_TOKENS = 1290
 #: Side of the square PNG a native image-output model returns, in px.
 IMAGE_SIDE = 1024
+#: Where a json_schema request's schema is (the ``param`` of its errors).
+SCHEMA_PARAM = "response_format.json_schema.schema"
 #: Tokens of a plain text answer when max_tokens does not cut it shorter.
 ANSWER_TOKENS = 24
 
@@ -63,7 +68,10 @@ async def create_chat_completion(call: Call) -> Response:
     """Answer a chat completion, as one ``chat.completion`` or an SSE stream of chunks.
 
     Raises ApiError 400 for an unknown model, a content part the model does not take, tools or
-    json_schema on a model without them, or a tool_choice naming no declared tool.
+    json_schema on a model without them, a tool_choice naming no declared tool, or a json_schema
+    the mock cannot answer (``mock_server.structured``: param ``response_format.json_schema.schema...``);
+    402 billing_error when the answer's tokens would take the key past its spend limit
+    (``handlers/billing.py``).
     """
     body = call.body
     model = _model(call.services, body["model"], call.operation.operation_id)
@@ -72,8 +80,23 @@ async def create_chat_completion(call: Call) -> Response:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     limit = None if limit is None else int(limit)  # JSON Schema integers may arrive as 2.0
     choices = int(body.get("n") or 1)
-    answers = [_answer(call.services, model, body, messages, index, limit) for index in range(choices)]
+    response_format = body.get("response_format") or {}
+    wanted = response_format.get("json_schema") if response_format.get("type") == "json_schema" else None
+    if wanted is not None:  # before the keys, which hash the schema
+        require_support(model, "json_schema", "response_format")
+        check_nesting(wanted.get("schema"), SCHEMA_PARAM)
+    keys = [key_for(call.services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"),
+                    index) for index in range(choices)]
+    # 001 "Enforce structured output": each choice's content valid against the whole schema (strict: true
+    # enforces OpenAI's strict-schema rules first)
+    structured = None if wanted is None else await structured_answers(
+        wanted.get("schema") or {"type": "object"}, keys, param=SCHEMA_PARAM, name=wanted.get("name", ""),
+        strict=wanted.get("strict") is True)
+    answers = [_answer(call.services, model, body, messages, key, structured[index] if structured else None, limit)
+               for index, key in enumerate(keys)]
     usage = _usage(messages, answers)
+    if model.price is not None:  # 002 "Pricing": per token, image output tokens among the output
+        bill(call, model.price.tokens_usd(usage["prompt_tokens"], usage["completion_tokens"]))
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
     if body.get("stream"):
@@ -138,9 +161,9 @@ def _check_parts(model: Model, messages: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _answer(services: Services, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]],
-            index: int, limit: int | None) -> Answer:
-    # the answer's random stream; a generator is only built off the plain-text path (sentence_for)
-    key = key_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), index)
+            key: bytes, structured: str | None, limit: int | None) -> Answer:
+    """One choice's answer from its random stream ``key`` (a generator is only built off the plain-text
+    path, sentence_for); ``structured`` is its json_schema content, if the request asks for one."""
     tools = body.get("tools") or []
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
@@ -151,12 +174,12 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
         call = {"id": services.new_id("call"), "type": "function",
                 "function": {"name": function["name"], "arguments": arguments}}
         return Answer(content=None, finish_reason="tool_calls", tool_calls=[call])
-    text, known = _text(model, body.get("response_format"), key)
+    text, known = (structured, None) if structured is not None else _text(model, body.get("response_format"), key)
     images = []
     if "image" in model.output:
         png = image_bytes(IMAGE_SIDE, IMAGE_SIDE, HashRandom(key).randrange(64))
         images.append({"type": "image_url", "image_url": {"url": data_url(png, "image/png")}})
-    if limit is None:  # no need to split the text into tokens (the hot path of a plain completion)
+    if limit is None or (known is not None and known <= limit):  # within the limit: no need to split it
         return Answer(content=text, finish_reason="stop", images=images, content_tokens=known)
     tokens = pieces(text)
     if len(tokens) > limit:
@@ -184,11 +207,7 @@ def _text(model: Model, response_format: Mapping[str, Any] | None, key: bytes) -
     """The answer's text from the stream of ``key``, and its token count when known without counting
     (a sentence of N tokens)."""
     kind = (response_format or {}).get("type", "text")
-    if kind != "text" and not model.structured_output:
-        raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="response_format")
-    if kind == "json_schema":
-        schema = response_format["json_schema"].get("schema") or {"type": "object"}  # type: ignore[index]
-        return json.dumps(safe_instance_of(schema, HashRandom(key))), None
+    require_support(model, kind, "response_format")
     if kind == "json_object":
         return json.dumps({"answer": sentence(HashRandom(key), 8)}), None
     if "image" in model.output:

@@ -23,7 +23,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mock_server.context import Call
+from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
 from mock_server.media import image_bytes
@@ -102,17 +102,18 @@ def _cost(call: Call) -> int:
 
 async def _ensure_affordable(call: Call, credits: int) -> None:
     """Refuse early (402) a call the balance cannot pay, before any media is made; the charge re-checks."""
-    balance = await _off_loop(call.services.ledger.balance, _key(call))
+    balance = await call.services.credits.balance(_key(call))
     if balance < credits:
         raise _payment_required(credits, balance)
 
 
-async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: str = COMPLETED) -> UsageRecord:
+async def _charge(call: Call, credits: int, result: Mapping[str, Any], status: str = COMPLETED,
+                  recipe: Mapping[str, Any] | None = None) -> UsageRecord:
     """Debit and record the call atomically, by the ledger's group commit (concurrent charges share one
     transaction, each in its own savepoint; answered after COMMIT); 402 (nothing charged) when the balance is short."""
     endpoint_type = ENDPOINT_TYPE[call.operation.operation_id]
     try:
-        record = await call.services.ledger.charge_async(_key(call), endpoint_type, credits, result, status)
+        record = await call.services.credits.charge(_key(call), endpoint_type, credits, result, status, recipe)
     except InsufficientCredits as short:
         raise _payment_required(short.needed, short.balance) from None
     if call.services.metrics is not None:
@@ -198,30 +199,42 @@ async def _video(call: Call, width: int, height: int, duration_s: float, extra: 
         raise ApiError(429, f"Too many video jobs in progress ({services.jobs.max_pending}); retry later.",
                        code="too_many_jobs", headers={"Retry-After": str(JOBS_FULL_RETRY_AFTER_S)})
     ttl_s = services.config.hosted_url_ttl_s or hosted_url_ttl_s(call.operation) or VIDEO_URL_TTL_S
-    path = services.hosted.reserve("video/mp4", ttl_s, suffix=".mp4", owner=call.api_key)
+    path = await services.hosted.reserve_path("video/mp4", ttl_s, suffix=".mp4", owner=call.api_key)
     url = str(call.request.base_url).rstrip("/") + path
-    try:
-        record = await _charge(call, credits, {"format": "mp4", "duration_seconds": duration_s, "width": width,
-                                               "height": height, **extra}, QUEUED)
-    except ApiError:
-        services.hosted.discard(path)
-        raise
-    colour = rng_for(services.config.seed, call.operation.operation_id, call.body).randrange(4)
-
-    async def produce() -> dict[str, Any]:
-        video = await _off_loop(mp4, width, height, duration_s, VIDEO_FPS, colour)
-        services.hosted.fill(path, video, "video/mp4", ttl_s)
-        return {"video_url": url}
-
     operation_id = call.operation.operation_id
     plan = (services.latency.plan(operation_id, duration_s) if services.config.latency.enabled
             else Plan(0.0, VIDEO_JOB_S, 0.0))
-    services.jobs.submit(Job(record.usage_id, str(extra.get("provider", operation_id)), plan, produce,
-                             functools.partial(services.hosted.discard, path)))
+    recipe = {"width": width, "height": height, "duration_s": duration_s,
+              "colour": rng_for(services.config.seed, operation_id, call.body).randrange(4), "path": path, "url": url,
+              "ttl_s": ttl_s, "model": str(extra.get("provider", operation_id)),
+              "plan": [plan.queue_s, plan.first_s, plan.generation_s, plan.unit_s]}
+    try:
+        record = await _charge(call, credits, {"format": "mp4", "duration_seconds": duration_s, "width": width,
+                                               "height": height, **extra}, QUEUED, recipe)
+    except ApiError:
+        await services.hosted.discard_path(path)
+        raise
+    services.jobs.submit(video_job(services, record.usage_id, recipe))
     call.state[JOB_STATE] = record.usage_id  # the latency stage leaves this answer alone: the job has the latency
     return JSONResponse({"video_url": url, "format": "mp4", "duration_seconds": duration_s, "status": QUEUED,
                          "usage_id": record.usage_id, "credits_used": record.credits,
                          "credits_remaining": record.balance_after})
+
+
+def video_job(services: Services, usage_id: str, recipe: Mapping[str, Any]) -> Job:
+    """The job that makes a video from its ``recipe`` (JSON: ``width``, ``height`` px, ``duration_s`` s,
+    ``colour``, the reserved ``path`` and its ``url``, ``ttl_s`` s, the GPU pool ``model``, the drawn
+    ``plan`` in s): encode the MP4, fill the reserved path, add ``video_url`` to the record. A fleet
+    resumes an orphaned job from its recipe alone (``fleet/jobs.py``)."""
+
+    async def produce() -> dict[str, Any]:
+        video = await _off_loop(mp4, recipe["width"], recipe["height"], recipe["duration_s"], VIDEO_FPS,
+                                recipe["colour"])
+        await services.hosted.fill_path(recipe["path"], video, "video/mp4", recipe["ttl_s"])
+        return {"video_url": recipe["url"]}
+
+    return Job(usage_id, recipe["model"], Plan(*recipe["plan"]), produce,
+               functools.partial(services.hosted.discard_path, recipe["path"]))
 
 
 def usage_json(record: UsageRecord) -> dict[str, Any]:
@@ -237,7 +250,7 @@ async def list_usage(call: Call) -> Response:
     """004 "Usage History": the key's records, newest first, paged by skip and limit (1-100),
     optionally of one ``endpoint_type``; ``{"items", "total", "skip", "limit"}``."""
     skip, limit = int(call.params.get("skip", 0)), int(call.params.get("limit", 50))
-    page = await _off_loop(call.services.ledger.usage, _key(call), skip, limit, call.params.get("endpoint_type"))
+    page = await call.services.credits.usage(_key(call), skip, limit, call.params.get("endpoint_type"))
     return JSONResponse({"items": [usage_json(record) for record in page.items], "total": page.total,
                          "skip": skip, "limit": limit})
 
@@ -249,7 +262,7 @@ async def get_usage(call: Call) -> Response:
     ``processing``, then ``completed`` (with ``video_url``) or ``failed`` (with ``error``). Raises
     ApiError 404 for an unknown or another key's id."""
     usage_id = call.params["usage_id"]
-    record = await _off_loop(call.services.ledger.record, _key(call), usage_id)
+    record = await call.services.credits.record(_key(call), usage_id)
     if record is None:
         raise ApiError(404, f"No usage record {usage_id!r}.", param="usage_id", code="usage_not_found")
     return JSONResponse(usage_json(record))
@@ -258,7 +271,7 @@ async def get_usage(call: Call) -> Response:
 @handles("getManagedUsage")
 async def get_managed_usage(call: Call) -> Response:
     """004 "For AI Agents" ("Check credits first"): ``{"credits_remaining", "credits_used"}``."""
-    account = await _off_loop(call.services.ledger.account, _key(call))
+    account = await call.services.credits.account(_key(call))
     return JSONResponse({"credits_remaining": account.balance, "credits_used": account.used})
 
 

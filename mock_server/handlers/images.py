@@ -27,8 +27,10 @@ from starlette.responses import JSONResponse, Response
 from mock_server.context import Call
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
+from mock_server.handlers.billing import bill
 from mock_server.handlers.models import serving_model
 from mock_server.media import IMAGE_MIME
+from mock_server.sim.spend import Price
 from mock_server.textgen import count_tokens, rng_for
 from spec.extensions import hosted_url_ttl_s
 
@@ -106,7 +108,7 @@ async def create_image(call: Call) -> Response:
         raise _unsupported("style", body["style"], model.id, profile.styles)
     settings = _settings(profile, model.id, body, _listed_size(profile, model.id, body.get("size")))
     rng = rng_for(call.services.config.seed, "createImage", model.id, body["prompt"], asdict(settings))
-    return await _answer(call, profile, settings, body["prompt"], 0, rng)
+    return await _answer(call, profile, settings, body["prompt"], 0, rng, model.price)
 
 
 @handles("createImageEdit")
@@ -140,7 +142,7 @@ async def create_image_edit(call: Call) -> Response:
         size = _listed_size(profile, model.id, requested)
     settings = _settings(profile, model.id, body, size)
     rng = rng_for(call.services.config.seed, "createImageEdit", model.id, body["prompt"], shapes, asdict(settings))
-    return await _answer(call, profile, settings, body["prompt"], IMAGE_INPUT_TOKENS * len(uploads), rng)
+    return await _answer(call, profile, settings, body["prompt"], IMAGE_INPUT_TOKENS * len(uploads), rng, model.price)
 
 
 def _unsupported(field: str, value: Any, model_id: str, allowed: Sequence[str]) -> ApiError:
@@ -212,8 +214,11 @@ def _decode(content: bytes) -> tuple[str, int, int]:
 
 
 async def _answer(call: Call, profile: ImageProfile, settings: Settings, prompt: str, image_tokens: int,
-                  rng: Random) -> Response:
-    """The ImagesResponse: each image encoded off the event loop, then hosted or inlined."""
+                  rng: Random, price: Price | None) -> Response:
+    """The ImagesResponse: each image encoded off the event loop, then hosted or inlined. Billed first
+    (002 "Pricing": by model, size and quality, per image): 402 billing_error past the key's spend limit."""
+    if price is not None:
+        bill(call, price.images_usd(settings.quality, f"{settings.width}x{settings.height}", settings.n))
     colours = [rng.randrange(len(_PALETTE)) for _ in range(settings.n)]
     ttl = call.services.config.hosted_url_ttl_s
     ttl_s = ttl if ttl is not None else hosted_url_ttl_s(call.operation) or DEFAULT_TTL_S
@@ -223,8 +228,9 @@ async def _answer(call: Call, profile: ImageProfile, settings: Settings, prompt:
         content = await anyio.to_thread.run_sync(functools.partial(
             render, settings.width, settings.height, colour, settings.fmt, settings.transparent, settings.compression))
         entry: dict[str, Any] = ({"b64_json": base64.b64encode(content).decode("ascii")} if settings.b64 else
-                                 {"url": call.services.hosted.url(call.request, content, mime, ttl_s,
-                                                                  suffix="." + settings.fmt, owner=call.api_key)})
+                                 {"url": await call.services.hosted.publish(
+                                     call.request, content, mime, ttl_s, suffix="." + settings.fmt,
+                                     owner=call.api_key)})
         if profile.revised_prompt:
             entry["revised_prompt"] = f"{prompt.rstrip(' .')}, {rng.choice(_DETAILS)}."
         data.append(entry)

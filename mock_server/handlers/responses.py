@@ -24,7 +24,9 @@ from mock_server.handlers import handles
 from mock_server.handlers.chat import ANSWER_TOKENS, PART_TOKENS
 from mock_server.handlers.chat import _model as known_model
 from mock_server.sse import typed_sse_response
-from mock_server.textgen import count_tokens, pieces, rng_for, safe_instance_of, sentence
+from mock_server.structured import answers as structured_answers
+from mock_server.structured import check_nesting, require_support
+from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, safe_instance_of, sentence
 
 #: Input content part ``type`` -> the input modality it needs (003 "Multimodal input").
 PART_MODALITY: Mapping[str, str] = {
@@ -62,9 +64,17 @@ async def create_response(call: Call) -> Response:
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
     text_format = (body.get("text") or {}).get("format") or {"type": "text"}
-    rng = rng_for(services.config.seed, "responses", model.id, body["input"], body.get("instructions"), tools,
+    wants_schema = text_format.get("type") == "json_schema"
+    if wants_schema:  # checked before the key, which hashes the schema
+        require_support(model, "json_schema", "text.format")
+        check_nesting(text_format.get("schema"), "text.format.schema")
+    key = key_for(services.config.seed, "responses", model.id, body["input"], body.get("instructions"), tools,
                   text_format)
+    rng = HashRandom(key)
     tool = _chosen_tool(tools, body.get("tool_choice"), items)
+    structured = None if not wants_schema else (await structured_answers(
+        text_format.get("schema") or {"type": "object"}, [key], param="text.format.schema",
+        name=text_format.get("name", ""), strict=text_format.get("strict") is True))[0]
     status, incomplete = "completed", None
     if tool is not None:
         arguments = json.dumps(safe_instance_of(tool.get("parameters") or {"type": "object"}, rng))
@@ -73,7 +83,7 @@ async def create_response(call: Call) -> Response:
                                 "status": "completed"}
         output_tokens = count_tokens(tool["name"] + arguments)
     else:
-        tokens = pieces(_text(model, text_format, rng))
+        tokens = pieces(structured if structured is not None else _text(model, text_format, rng))
         limit = body.get("max_output_tokens")
         if limit is not None and len(tokens) > int(limit):
             tokens = tokens[: int(limit)]
@@ -136,12 +146,9 @@ def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, items: Sequenc
 
 
 def _text(model: Model, text_format: Mapping[str, Any], rng: Any) -> str:
-    """The answer's text: prose, or JSON for ``text.format`` json_object / json_schema (its ``schema``)."""
+    """The answer's text: prose, or JSON for ``text.format`` json_object (json_schema: ``mock_server.structured``)."""
     kind = text_format.get("type", "text")
-    if kind != "text" and not model.structured_output:
-        raise ApiError(400, f"Model '{model.id}' does not support structured output.", param="text.format")
-    if kind == "json_schema":
-        return json.dumps(safe_instance_of(text_format.get("schema") or {"type": "object"}, rng))
+    require_support(model, kind, "text.format")
     if kind == "json_object":
         return json.dumps({"answer": sentence(rng, 8)})
     return sentence(rng, ANSWER_TOKENS)

@@ -4,6 +4,7 @@ It knows nothing of HTTP, Starlette or the spec's file layout (see ``ARCHITECTUR
 handlers translate its outcomes (e.g. :class:`InsufficientCredits`) into HTTP answers.
 
 - :mod:`.ledger`: credits balances and usage records, in SQLite (004 "Multimodal API");
+- :mod:`.credits`: the ledger's asynchronous interface, in process or (``mock_server/fleet/``) in Redis;
 - :mod:`.tiers`: which account tier a key has and what it may call (004 "Tier: Premium only");
 - :mod:`.files`: the bounded in-memory file storage of ZeroDB uploads (004 "For AI Agents").
 """

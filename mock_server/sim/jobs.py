@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,13 +46,15 @@ log = logging.getLogger("mock_server.jobs")
 class Job:
     """One asynchronous generation: its usage record, the GPU pool (``model``) it runs on, its drawn
     delays (``plan``, s, already scaled), ``produce`` (makes the output; returns the fields to add to
-    the record, e.g. ``{"video_url": ...}``) and ``discard`` (drops any half-made output on failure)."""
+    the record, e.g. ``{"video_url": ...}``) and ``discard`` (drops any half-made output on failure).
+    A fleet resumes a job from its recipe instead (``fleet/jobs.py``)."""
 
     usage_id: str
     model: str
     plan: Plan
     produce: Callable[[], Awaitable[Mapping[str, Any]]]
-    discard: Callable[[], None] = lambda: None
+    discard: Callable[[], object] = lambda: None
+    """Called (and awaited if it returns an awaitable) when the job fails."""
 
 
 class JobRunner:
@@ -71,7 +74,11 @@ class JobRunner:
         self.max_pending = max_pending
         self._tasks: set[asyncio.Task[None]] = set()
         self._places: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        self.interrupted = ledger.fail_unfinished(INTERRUPTED)
+        self.interrupted = self._recover()
+
+    def _recover(self) -> int:
+        """At construction: mark the jobs a stopped process left unfinished as failed; how many."""
+        return self.ledger.fail_unfinished(INTERRUPTED)
 
     @property
     def pending(self) -> int:
@@ -107,16 +114,28 @@ class JobRunner:
             async with self._semaphore():
                 await asyncio.sleep(job.plan.queue_s)
                 async with self.gpus.slot(job.model):
-                    await asyncio.to_thread(self.ledger.update, job.usage_id, PROCESSING)
+                    await self._update(job.usage_id, PROCESSING, None)
                     await asyncio.sleep(job.plan.first_s + job.plan.generation_s)
                     result = await job.produce()
-            await asyncio.to_thread(self.ledger.update, job.usage_id, COMPLETED, result)
+            await self._update(job.usage_id, COMPLETED, result)
         except asyncio.CancelledError:  # the loop is stopping: record it now, synchronously
-            job.discard()
-            with contextlib.suppress(sqlite3.Error):  # a ledger closed first: start-up will mark it
-                self.ledger.update(job.usage_id, FAILED, {"error": INTERRUPTED})
+            self._interrupted(job)
             raise
         except Exception as exc:  # the job's own failure (an encoder error): the record says so
             log.exception("job %s failed", job.usage_id)
-            job.discard()
-            await asyncio.to_thread(self.ledger.update, job.usage_id, FAILED, {"error": f"Generation failed: {exc}"})
+            discarded = job.discard()
+            if inspect.isawaitable(discarded):
+                await discarded
+            await self._update(job.usage_id, FAILED, {"error": f"Generation failed: {exc}"})
+
+    async def _update(self, usage_id: str, status: str, result: Mapping[str, Any] | None) -> None:
+        """Move the job's usage record to ``status``, merging ``result`` (a worker thread: SQLite)."""
+        await asyncio.to_thread(self.ledger.update, usage_id, status, result)
+
+    def _interrupted(self, job: Job) -> None:
+        """The loop is stopping with ``job`` unfinished: drop its output and mark it failed, synchronously."""
+        discarded = job.discard()
+        if inspect.iscoroutine(discarded):
+            discarded.close()  # an awaitable discard cannot run now; the record still says the job failed
+        with contextlib.suppress(sqlite3.Error):  # a ledger closed first: start-up will mark it
+            self.ledger.update(job.usage_id, FAILED, {"error": INTERRUPTED})

@@ -111,6 +111,29 @@ class ScriptBook:
             return script, step
         return None
 
+    # The asynchronous face the scripted stage and the control API use: a fleet's book
+    # (``fleet/scripts.py``) is in Redis and overrides these; in process they are the methods around them.
+
+    async def take_async(self, operation_id: str, body: Any) -> tuple[Script, Step] | None:
+        """:meth:`take`, awaited."""
+        return self.take(operation_id, body)
+
+    async def add_async(self, steps: list[Step], nonce: str | None, operation_id: str | None) -> Script:
+        """:meth:`add`, awaited."""
+        return self.add(steps, nonce, operation_id)
+
+    async def remove_async(self, script_id: str) -> bool:
+        """:meth:`remove`, awaited."""
+        return self.remove(script_id)
+
+    async def clear_async(self) -> int:
+        """:meth:`clear`, awaited."""
+        return self.clear()
+
+    async def listed(self) -> list[Script]:
+        """The scripts in force, oldest first, as they are now."""
+        return list(self.scripts)
+
     def remove(self, script_id: str) -> bool:
         """Delete one script; whether it was in force."""
         before = len(self.scripts)

@@ -21,6 +21,10 @@ from spec import Operation
 class Stage:
     """A stage that does nothing; subclasses override what they need."""
 
+    #: The ``call.state`` key without which :meth:`after` returns the response unchanged (what its
+    #: ``before`` notes for it): the pipeline then skips the call. None: ``after`` is always called.
+    after_needs: str | None = None
+
     async def before(self, call: Call) -> None:
         """Judge the request before its handler runs; raise ApiError to refuse it."""
 

@@ -71,6 +71,8 @@ REFUSALS: Mapping[str, tuple[str, str]] = {
 class Faults(Stage):
     """Refuses a request, or spoils its stream, as the module docstring says."""
 
+    after_needs = "fault"
+
     def __init__(self, operation: Operation, services: Services) -> None:
         self.operation_id = operation.operation_id
         self.header = services.config.faults.header

@@ -4,7 +4,8 @@
   004: "Rate limit: 10/min" and the like).
 - The gateways name RPM and TPM without figures (001 "Errors": "RPM or TPM exceeded"; the spec's
   ``x-rate-limit: {dimensions: [rpm, tpm]}`` or ``{configurable: true}``): the figures come from
-  the configuration (``rate_limits.rpm``/``tpm``, or a key's own ``rpm``/``tpm``).
+  the configuration (``rate_limits.rpm``/``tpm``, or a key's own ``rpm``/``tpm``, over a minute or
+  the key's ``rate_window_s``).
 
 Over a limit: 429 rate_limit_error with Retry-After (s) and the ``x-ratelimit-*`` headers; every
 admitted answer carries the ``x-ratelimit-*`` headers too. A refused request uses up nothing, and
@@ -94,9 +95,10 @@ class RateLimits(Stage):
         entry = call.services.config.key(call.api_key)
         rpm = entry.rpm if entry is not None and entry.rpm else settings.rpm
         tpm = entry.tpm if entry is not None and entry.tpm else settings.tpm
-        out = [Limit("requests", rpm, MINUTE_S)]
+        window_s = entry.rate_window_s if entry is not None and entry.rate_window_s else MINUTE_S
+        out = [Limit("requests", rpm, window_s)]
         if "tpm" in self.dimensions:
-            out.append(Limit("tokens", tpm, MINUTE_S))
+            out.append(Limit("tokens", tpm, window_s))
         self._by_key[call.api_key] = tuple(out)
         return out
 
@@ -109,15 +111,19 @@ class RateLimits(Stage):
         call.state["rate_limits"] = decisions
         for decision in decisions:
             if not decision.admitted:
-                if self.metrics is not None:
-                    for refused in decisions:
-                        if not refused.admitted:
-                            self.metrics.rejected(refused.limit.dimension)
-                tokens = weights["tokens"]
-                for refused in decisions:
-                    if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):
-                        self._too_large(call, refused, tokens, decisions)
-                self._refuse(decisions)
+                self.refuse(call, decisions, weights)
+
+    def refuse(self, call: Call, decisions: list[Decision], weights: dict[str, int]) -> None:
+        """Raises the 429 of ``decisions``, of which one at least refused (counted in the metrics)."""
+        if self.metrics is not None:
+            for refused in decisions:
+                if not refused.admitted:
+                    self.metrics.rejected(refused.limit.dimension)
+        tokens = weights["tokens"]
+        for refused in decisions:
+            if SlidingWindowLog.too_large(refused, weights.get(refused.limit.dimension, 1)):
+                self._too_large(call, refused, tokens, decisions)
+        self._refuse(decisions)
 
     def _too_large(self, call: Call, refused: Decision, tokens: int, decisions: Sequence[Decision]) -> None:
         """Raises the answer OpenAI gives a request whose own tokens exceed the TPM limit: 429
@@ -149,6 +155,23 @@ class RateLimits(Stage):
         return response
 
 
+class SharedRateLimits(RateLimits):
+    """:class:`RateLimits` of a fleet: admitted by the limiter in Redis (``fleet/ratelimit.py``), one
+    await per request; its StateUnavailable becomes the app's 503."""
+
+    async def before(self, call: Call) -> None:
+        """As :meth:`RateLimits.before`, with every replica's admissions counted."""
+        limits = self.limits(call)
+        weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
+        limiter = call.services.shared_limiter
+        assert limiter is not None  # built only for a fleet
+        decisions = await limiter.admit((call.api_key, self.operation_id), limits, weights)
+        call.state["rate_limits"] = decisions
+        for decision in decisions:
+            if not decision.admitted:
+                self.refuse(call, decisions, weights)
+
+
 @functools.cache
 def _fixed_headers(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
     """The raw ``x-ratelimit-limit-<dimension>`` header and value of ``limit``, and the names of its
@@ -177,4 +200,4 @@ def build(operation: Operation, services: Services) -> Stage | None:
     """A :class:`RateLimits` stage when limits are on and the spec gives the operation one."""
     if not services.config.rate_limits.enabled or not operation.security or rate_limit(operation) is None:
         return None
-    return RateLimits(operation, services)
+    return (SharedRateLimits if services.shared_limiter is not None else RateLimits)(operation, services)

@@ -78,6 +78,8 @@ class StreamReset(Exception):
 class Scripted(Stage):
     """Answers a request as the first script matching it says (module docstring)."""
 
+    after_needs = "script_step"
+
     def __init__(self, operation: Operation, services: Services) -> None:
         self.operation = operation
         self.operation_id = operation.operation_id
@@ -88,7 +90,7 @@ class Scripted(Stage):
         """Raises the scripted error (ApiError, RawAnswer), sleeps a delay, or notes a stream answer."""
         if not self.book.scripts:
             return
-        taken = self.book.take(self.operation_id, call.body)
+        taken = await self.book.take_async(self.operation_id, call.body)
         if taken is None:
             return
         script, step = taken
