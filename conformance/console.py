@@ -127,7 +127,10 @@ class ConsoleReport:
         with self._lock:
             for phase in PHASES:
                 if totals[phase]:
-                    self.phases.setdefault(phase, PhaseCount()).total = totals[phase]
+                    count = self.phases.setdefault(phase, PhaseCount())
+                    if count.total is not None and totals[phase] > count.total:
+                        count.finished = None  # a later stage of the run adds tests to the phase
+                    count.total = totals[phase]
         self._start()
 
     # ---- progress ----------------------------------------------------------------------------
