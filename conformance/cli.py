@@ -13,19 +13,25 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
+import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 import yaml
 
-from conformance import pages, report
+from conformance import pages, preflight, report
+from conformance.budget import Limits
 from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
-from conformance.plugin import PHASES, ConformancePlugin, RunConfig, phase_of_module
-from conformance.profiles import PROFILES
+from conformance.plugin import ALONE, PHASES, ConformancePlugin, RunConfig, phase_of_module
+from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
 from spec import load_yaml, project_version
 
@@ -33,6 +39,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 #: The mock's development key (README "Development key").
 MOCK_KEY = "sk-test"
+#: Checks in flight against ``--target mock`` (``--concurrency`` overrides it): one. The embedded mock
+#: answers from this machine's own cores, so pytest-xdist's workers only add their start-up and
+#: compete with it (measured on 2 cores: 88 and 60 s with 2 workers, 53 and 47 s with 1). A real
+#: target's file keeps its own ``concurrency``.
+MOCK_CONCURRENCY = 1
 
 
 #: What ``conformance --help`` says above the commands (plain text: argparse prints it as is).
@@ -45,7 +56,20 @@ Run the gateway conformance suite against a target and write a report, or compar
   conformance compare reports/a/latest reports/b/latest          # runs side by side
 
 Exit codes of run: 0 no check failed (known failures of --baseline aside), 1 a check failed,
-2 the run could not be made (bad arguments or target file, no tests, an internal error)."""
+2 the run could not be made (bad arguments or target file, no tests, an internal error) or was
+stopped by SIGINT or SIGTERM (its reports are then written and marked incomplete)."""
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--write-baseline", type=Path, help="write this run's failures as a baseline file")
     run.add_argument("--phases", default=",".join(PHASES), type=phases_argument,
                      help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
+    run.add_argument("--max-duration", type=_positive(float), metavar="S",
+                     help="stop starting checks after S seconds; the rest is skipped with that reason (default: "
+                          + ", ".join(f"{name} {seconds:g} s" for name, seconds in MAX_DURATION_S.items()) + ")")
+    run.add_argument("--max-requests", type=_positive(int), metavar="N",
+                     help="send at most N requests to the target (default unbounded)")
+    run.add_argument("--max-credits", type=_positive(float), metavar="C",
+                     help="never start a call whose documented credits would take the run's total past C "
+                          "(004 credit costs; default unbounded)")
+    run.add_argument("--concurrency", type=_positive(int), metavar="N",
+                     help="checks in flight at once (default: the target file's concurrency, else 4)")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                      help="progress per phase: a bar on a terminal, a plain line every few seconds otherwise "
@@ -91,7 +125,8 @@ def _target(args: argparse.Namespace, url: str) -> Target:
     if args.target == "mock":
         from conformance.embedded import TARGET_FILE_OPTIONS
 
-        embedded = parse_target({"base_url": url, **TARGET_FILE_OPTIONS}, "--target mock", args.api_key or MOCK_KEY)
+        embedded = parse_target({"base_url": url, **TARGET_FILE_OPTIONS, "concurrency": MOCK_CONCURRENCY},
+                                "--target mock", args.api_key or MOCK_KEY)
         return dataclasses.replace(embedded, name=args.name or "mock")
     if Path(args.target).is_file():
         target = load_target_file(Path(args.target), args.api_key)
@@ -107,7 +142,7 @@ def _target(args: argparse.Namespace, url: str) -> Target:
 
 
 @contextlib.contextmanager
-def _served(target: str) -> Iterator[str]:
+def _served(target: str, profile: str) -> Iterator[str]:
     if target == "mock":
         from conformance.embedded import embedded_mock, mock_missing
 
@@ -116,7 +151,7 @@ def _served(target: str) -> Iterator[str]:
             raise TargetFileError(f"--target mock serves the project's mock, which is not installed ({missing}): "
                                   "pip install 'gateway-conformance[mock]' (or '.[mock]' in a checkout)")
 
-        with embedded_mock() as url:
+        with embedded_mock(time_scale=MOCK_TIME_SCALE[profile]) as url:
             yield url
     else:
         yield target
@@ -140,28 +175,124 @@ def _report_dir(root: Path, name: str) -> Path:
     return directory
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the run stops, its reports are written marked incomplete."""
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[list[str]]:
+    """While the run goes, the first SIGINT or SIGTERM raises :class:`Interrupted` in the main thread (pytest
+    stops its session cleanly on it); yields the list the names of the signals that came are added to."""
+    received: list[str] = []
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(number).name)
+        if len(received) == 1:  # a second signal does not cut the final reports short
+            raise Interrupted(received[-1])
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the suite for parsed ``args``; returns the exit code."""
+    """Run the suite for parsed ``args``; returns the exit code. Arguments, the target file and the
+    phases are checked before anything is written: a refused run leaves no report folder."""
     try:
         baseline = _baseline(args.baseline)
-        with _served(args.target) as url:
+        with _served(args.target, args.profile) as url:
             target = _target(args, url)
-            modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+            if args.concurrency:
+                target = dataclasses.replace(target, concurrency=args.concurrency)
+            stages = _stages(args, target)
             report_dir = _report_dir(args.reports, target.name)
-            plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline))
-            mode = "none" if args.quiet or args.verbose else args.progress
-            console = ConsoleReport(plugin.rows, report_dir, mode=mode, interval_s=args.progress_every)
-            code = pytest.main(_pytest_args(args, report_dir, modules),
-                               plugins=[plugin] if args.verbose else [plugin, console])
+            with tempfile.TemporaryDirectory(prefix="conformance-") as scratch, _signals() as received:
+                plugin = ConformancePlugin(RunConfig(target, args.fixtures, report_dir, args.profile, baseline,
+                                                     Path(scratch) / "state.json", _limits(args, target),
+                                                     tuple(p for p in PHASES if p in _wanted(args.phases))))
+                plugin.owns_run = False  # the stages below are one run: _run_stages writes its final reports
+                mode = "none" if args.quiet or args.verbose else args.progress
+                console = None if args.verbose else ConsoleReport(
+                    plugin.rows, report_dir, mode=mode, interval_s=args.progress_every, staged=True)
+                codes = _run_stages(plugin, console, stages, args, received)
     except (TargetFileError, OSError, yaml.YAMLError) as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
     if args.write_baseline:
         failed = sorted(row.id for row in plugin.rows if row.outcome in ("failed", "known_failure"))
         args.write_baseline.write_text(yaml.safe_dump({"known_failures": failed}), encoding="utf-8")
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+    if received or any(code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                    pytest.ExitCode.NO_TESTS_COLLECTED) for code in codes):
+        return 2
+    if not plugin.rows:
+        print("conformance: no checks were collected (see -k and --phases)", file=sys.stderr)
         return 2
     return 1 if plugin.regressions else 0
+
+
+def _limits(args: argparse.Namespace, target: Target) -> Limits:
+    seconds = args.max_duration or MAX_DURATION_S[args.profile]
+    return Limits(deadline=time.time() + seconds, max_duration_s=seconds, max_requests=args.max_requests,
+                  max_credits=args.max_credits, interval_s=target.interval_s)
+
+
+#: A stage of a run: (suite modules, pytest -m expression, pytest-xdist workers; 0 runs in this process).
+Stage = tuple[list[str], str, int]
+
+
+def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
+    """The pytest sessions of a run, in order. Without concurrency, one session (the plugin orders its
+    tests: golden, behavioural, upstream, property, each phase's ``serial`` and ``last_in_phase`` tests
+    after its others). With it, three: golden and behavioural tests on pytest-xdist workers, then the
+    ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left),
+    then upstream and property tests on workers. Raises TargetFileError for the upstream phase asked for
+    without an upstream section (:func:`_phase_modules`)."""
+    modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
+    if target.concurrency <= 1:
+        return [(modules, "", 0)]
+    early = [m for m in modules if phase_of_module(m) in ("golden", "behavioural")]
+    late = [m for m in modules if m not in early]
+    stages: list[Stage] = [(early, f"not ({ALONE})", target.concurrency)] if early else []
+    stages.append((modules, ALONE, 0))
+    return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
+
+
+def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages: list[Stage],
+                args: argparse.Namespace, received: list[str]) -> list[int]:
+    """Probe the target, run each stage's pytest session (with the ``console`` showing progress over all
+    of them, None: pytest's own lines), and write the final reports whatever happens (marked incomplete
+    when a signal, a budget or an unreachable target ended the run early), then the console's summary."""
+    codes: list[int] = []
+    try:
+        plugin.write_report(None)
+        failure = preflight.probe(plugin.run.target)
+        if failure is not None:
+            plugin.state.stop(f"the target is not reachable as the API ({failure.received})")
+            plugin.record(report.Row(id=preflight.CHECK, check=preflight.CHECK, api="all",
+                                     capability=preflight.CAPABILITY, source=preflight.SOURCE, outcome="failed",
+                                     duration_s=0.0, failure=failure.as_dict(), phase="preflight"))
+        for modules, marks, workers in stages:
+            if received:
+                break
+            if plugin.state.read()["stopped"]:
+                workers = 0  # every test will be skipped: no worker processes for that
+            plugins: list[Any] = [plugin] if console is None else [plugin, console]
+            codes.append(pytest.main(_pytest_args(args, modules, marks, workers), plugins=plugins))
+    except Interrupted:
+        pass
+    finally:
+        stopped = f"stopped by {received[0]}" if received else None
+        plugin.write_report(stopped, final=True)
+        if console is not None:
+            console.close()
+    return codes
+
+
+def _wanted(phases: str) -> set[str]:
+    return {phase.strip() for phase in phases.split(",") if phase.strip()}
 
 
 def phases_argument(text: str) -> str:
@@ -182,7 +313,7 @@ def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[s
     """The suite modules of the named phases (checked by :func:`phases_argument`); raises TargetFileError for
     the upstream phase asked for by name when the target has no ``upstream`` section (without one, the
     default phases leave it out: it needs the gateway's upstream mock)."""
-    wanted = {phase.strip() for phase in phases.split(",")}
+    wanted = _wanted(phases)
     if "upstream" in wanted and target.upstream is None:
         if explicit:
             raise TargetFileError("the upstream phase needs a target file with an upstream section "
@@ -191,14 +322,21 @@ def _phase_modules(phases: str, target: Target, explicit: bool = True) -> list[s
     return sorted(str(path) for path in SUITE_DIR.glob("test_*.py") if phase_of_module(path.name) in wanted)
 
 
-def _pytest_args(args: argparse.Namespace, report_dir: Path, modules: list[str]) -> list[str]:
+def _pytest_args(args: argparse.Namespace, modules: list[str], marks: str, workers: int) -> list[str]:
+    """pytest's argv for one stage: its modules, ``-m marks``, and ``workers`` pytest-xdist workers (0: none)."""
     pytest_args = [*modules, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                   "--junitxml", str(report_dir / "junit.xml"), "-o", "junit_suite_name=conformance",
+                   "-p", "conformance.plugin",  # xdist workers register the run's plugin from it
                    # the console (conformance/console.py) shows progress and the summary; pytest's own lines
                    # per check, tracebacks and short summary only with --verbose
                    *(["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "-o", "console_output_style=classic"])]
+    if marks:
+        pytest_args += ["-m", marks]
+    if workers:
+        pytest_args += ["-n", str(workers), "--dist", "loadgroup"]
+    else:
+        pytest_args += ["-p", "no:xdist"]
     return [*pytest_args, "-k", args.keyword] if args.keyword else pytest_args
 
 

@@ -88,12 +88,16 @@ class ConsoleReport:
     the end), ``report_dir`` where it writes the reports. ``mode`` is ``bar`` (a terminal), ``lines`` (plain
     lines every ``interval_s`` s), ``none`` (only the end summary) or ``auto`` (bar on a terminal, else
     lines). ``stream`` defaults to a duplicate of the process's stdout taken now, so that pytest's capture of
-    each test's output (which redirects file descriptor 1) does not swallow the progress.
+    each test's output (which redirects file descriptor 1) does not swallow the progress. ``staged``: the
+    run is several pytest sessions in turn (``conformance/cli.py``'s stages), the totals add up over them
+    and the summary waits for :meth:`close`; else it ends with the one session.
     """
 
     def __init__(self, rows: Sequence[report.Row], report_dir: Path, *, mode: str = "auto",
-                 interval_s: float = PLAIN_INTERVAL_S, stream: TextIO | None = None) -> None:
+                 interval_s: float = PLAIN_INTERVAL_S, stream: TextIO | None = None, staged: bool = False) -> None:
         self.rows = rows
+        self.staged = staged
+        self._planned: set[str] = set()
         self.report_dir = report_dir
         self._owned = stream is None
         self.stream = stream or _stdout_duplicate()
@@ -116,12 +120,17 @@ class ConsoleReport:
             self.set_totals(item.nodeid for item in session.items)
 
     def set_totals(self, nodeids: Iterable[str]) -> None:
-        """Set each phase's total from the ids of the tests that will run, and start showing progress."""
-        totals = Counter(phase_of_module(nodeid.split("::", 1)[0]) for nodeid in nodeids)
+        """Set each phase's total from the ids of the tests that will run (added to those of the run's
+        earlier sessions), and start showing progress."""
+        self._planned.update(nodeids)
+        totals = Counter(phase_of_module(nodeid.split("::", 1)[0]) for nodeid in self._planned)
         with self._lock:
             for phase in PHASES:
                 if totals[phase]:
-                    self.phases.setdefault(phase, PhaseCount()).total = totals[phase]
+                    count = self.phases.setdefault(phase, PhaseCount())
+                    if count.total is not None and totals[phase] > count.total:
+                        count.finished = None  # a later stage of the run adds tests to the phase
+                    count.total = totals[phase]
         self._start()
 
     # ---- progress ----------------------------------------------------------------------------
@@ -208,12 +217,26 @@ class ConsoleReport:
     # ---- the end -----------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self) -> None:
-        self._stop_progress()  # also when the run ends before a summary (an interrupt, a collection error)
-        if self._owned and self.stream is not sys.stdout:
-            self.stream.close()
+        if not self.staged:
+            self._finish(summary=False)  # also when the run ends before a summary (an interrupt, an error)
 
     def pytest_terminal_summary(self) -> None:
+        if not self.staged:
+            self._stop_progress()
+            self._summary()
+
+    def close(self) -> None:
+        """End a ``staged`` run's console: stop the progress, write the summary, release the stream."""
+        self._finish(summary=True)
+
+    def _finish(self, *, summary: bool) -> None:
         self._stop_progress()
+        if summary:
+            self._summary()
+        if self._owned and self.stream is not sys.stdout and not self.stream.closed:
+            self.stream.close()
+
+    def _summary(self) -> None:
         for line in summary_lines(self.rows, self.report_dir):
             self._write(line)
 

@@ -16,13 +16,13 @@ START_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, **stack: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a background thread; yield its root URL.
 
-    The server stops when the context exits. Raises RuntimeError if it is not up within
-    :data:`START_TIMEOUT_S`.
+    ``stack`` is uvicorn's ``loop`` and ``http`` (default: uvicorn's own choice). The server stops when
+    the context exits. Raises RuntimeError if it is not up within :data:`START_TIMEOUT_S`.
     """
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **stack)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="served-app", daemon=True)
     thread.start()
@@ -90,27 +90,46 @@ def mock_missing() -> str | None:
     return None
 
 
-def embedded_app(seed: int = 0, **config: Any) -> Any:
-    """The project's mock as ``--target mock`` runs it: ``sk-test`` (premium, :data:`EMBEDDED_CREDITS`)
-    :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits), :data:`SCOPED_KEY` (chat
-    only), :data:`BILLING_KEY` (gateway spend limit 0 USD) and :data:`LIMITED_KEY` (small, short RPM and
-    TPM); rate limits as documented, no latency, faults only on request (:data:`FAULT_HEADER`), the
-    safety filter refusing :data:`BLOCKED_WORD`; ``config``: other ``MockConfig`` fields (a test's
-    variant, e.g. ``hosted_url_ttl_s``)."""
-    from mock_server import MockConfig, create_app  # the one place the suite touches the mock
-    from mock_server.config import DEV_API_KEY, FaultConfig, KeyConfig
+def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) -> Any:
+    """The project's mock as ``--target mock`` runs it: the shipped configuration of ``mock-server serve``
+    (``mock_server/data/default_config.yaml``: rate limits as documented, faults only on request by
+    :data:`FAULT_HEADER`, its GPU latency model) with the suite's keys: ``sk-test`` (premium,
+    :data:`EMBEDDED_CREDITS`), :data:`STANDARD_KEY` (standard tier), :data:`EMPTY_KEY` (no credits),
+    :data:`SCOPED_KEY` (chat only), :data:`BILLING_KEY` (gateway spend limit 0 USD) and
+    :data:`LIMITED_KEY` (small, short RPM and TPM), and the safety filter refusing :data:`BLOCKED_WORD`.
+    ``time_scale`` scales the latency (None: no latency at all); ``config``: other top-level configuration
+    fields (a test's variant, e.g. ``hosted_url_ttl_s``)."""
+    import dataclasses
+
+    from mock_server import create_app  # the one place the suite touches the mock
+    from mock_server.config import DEFAULT_CONFIG_FILE, DEV_API_KEY, KeyConfig, load_config
 
     keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
             KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})),
             KeyConfig(BILLING_KEY, spend_limit_usd=0.0),
             KeyConfig(LIMITED_KEY, credits=LIMITED_CREDITS, rpm=LIMITED_RPM, tpm=LIMITED_TPM,
                       rate_window_s=LIMITED_WINDOW_S))
-    return create_app(MockConfig(seed=seed, keys=keys, faults=FaultConfig(blocklist=(BLOCKED_WORD,)),
-                                 **config))
+    shipped = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=keys, **config)
+    latency = (dataclasses.replace(shipped.latency, enabled=False) if time_scale is None
+               else dataclasses.replace(shipped.latency, time_scale=time_scale))
+    faults = shipped.faults if BLOCKED_WORD in shipped.faults.blocklist else dataclasses.replace(
+        shipped.faults, blocklist=(*shipped.faults.blocklist, BLOCKED_WORD))
+    return create_app(dataclasses.replace(shipped, latency=latency, faults=faults))
+
+
+def server_stack() -> dict[str, Any]:
+    """uvicorn's ``loop`` and ``http`` as ``mock-server serve`` runs by default (uvloop + httptools where
+    installed, with the mock's own protocol classes: ``mock_server/http_stack.py``)."""
+    from mock_server.cli import STACKS, default_stack
+    from mock_server.http_stack import PROTOCOLS
+
+    stack = STACKS[default_stack()]
+    return {"loop": stack["loop"], "http": PROTOCOLS[stack["http"]]}
 
 
 @contextmanager
-def embedded_mock(seed: int = 0) -> Iterator[str]:
-    """:func:`embedded_app` served by :func:`serve`; yields its root URL."""
-    with serve(embedded_app(seed)) as url:
+def embedded_mock(seed: int = 0, time_scale: float | None = None) -> Iterator[str]:
+    """:func:`embedded_app` served by :func:`serve` on ``mock-server serve``'s stack (:func:`server_stack`);
+    yields its root URL."""
+    with serve(embedded_app(seed, time_scale), **server_stack()) as url:
         yield url

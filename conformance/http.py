@@ -9,10 +9,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import anyio.from_thread
 import httpx
 from httpx_sse import EventSource
 
 from conformance import media
+from conformance.budget import RunState, call_cost
 from conformance.failures import (
     KEY_VARIABLE,
     CheckFailure,
@@ -190,25 +193,43 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 class TargetClient:
     """Sends requests to a :class:`Target` with its key; use as a context manager.
 
-    Requests are paced ``target.request_interval_s`` apart, and a 429 is honoured: the request is
-    sent again after its Retry-After when that is at most ``target.max_retry_wait_s`` (up to
-    :data:`MAX_RETRIES` times), so a real gateway is not failed for its own rate limits.
+    Each request first asks the run's :class:`~conformance.budget.RunState` (when given) for its
+    budgets and its pacing slot (``target.interval_s`` apart, shared by every process of the run);
+    without one, requests are paced ``target.interval_s`` apart by this client. A 429 is honoured:
+    the request is sent again after its Retry-After when that is at most ``target.max_retry_wait_s``
+    (up to :data:`MAX_RETRIES` times), so a real gateway is not failed for its own rate limits.
+
+    ``target.timeout_s`` bounds a whole answer (connection, headers and body), not each read: the
+    requests run on httpx's async client in a background event loop (anyio's blocking portal) under
+    ``anyio.fail_after``, so a target that drips a byte every few seconds fails at ``timeout_s``.
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, state: RunState | None = None) -> None:
         self.target = target
-        self._client = httpx.Client(base_url=target.base_url, timeout=target.timeout_s)
+        self.state = state
+        self._portal_context = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_context.__enter__()
+        self._client = httpx.AsyncClient(base_url=target.base_url, timeout=target.timeout_s)
         self._last_sent = 0.0
 
     def __enter__(self) -> TargetClient:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *exc: Any) -> None:
+        self._close(exc)
 
     def close(self) -> None:
-        """Close the connection pool."""
-        self._client.close()
+        """Close the connection pool and stop the background event loop."""
+        self._close((None, None, None))
+
+    def _close(self, exc: tuple[Any, Any, Any]) -> None:
+        """Leaving on an exception (a signal stopping the run) cancels a request still in flight instead
+        of waiting up to ``timeout_s`` for it."""
+        if exc[0] is None:
+            with contextlib.suppress(Exception):
+                self._portal.call(self._client.aclose)
+        with contextlib.suppress(Exception):
+            self._portal_context.__exit__(*exc)
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 headers: Mapping[str, str | None] | None = None,
@@ -220,7 +241,9 @@ class TargetClient:
         ``auth`` is the key's style (``bearer``, ``messages``) or None for no key; ``headers``
         override the defaults (a None value removes that header); ``files``/``data`` send
         multipart/form-data. ``honour_429=False`` returns a 429 as it is (for the rate-limit checks).
-        Raises :class:`TargetError` when the target does not answer (refused, timeout, protocol error).
+        Raises :class:`TargetError` when the target does not answer within ``timeout_s`` (refused,
+        timeout, protocol error), and :class:`~conformance.budget.BudgetExhausted` (a pytest skip)
+        when the call would pass the run's budget.
         """
         merged: dict[str, str | None] = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         sent = {name: value for name, value in merged.items() if value is not None}
@@ -237,33 +260,65 @@ class TargetClient:
         """Send one request whose answer is an SSE stream and read it event by event, recording when each
         arrives (a stream buffered and sent in one piece shows as events arriving together). A non-SSE
         answer is read whole. At most ``max_events`` events are read. Raises :class:`TargetError` when the
-        target does not answer at all; a connection dropped mid-stream is ``broken``, not an error.
+        target does not answer at all within ``timeout_s``; a connection dropped mid-stream, or a stream
+        still running at ``timeout_s``, is ``broken``, not an error.
         """
         sent = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         url = str(self._client.base_url.join(path))
         shown = self._shown(self._client.headers, sent, {"content-type": "application/json"})
+        self.before_call(method, path, json_body)
+        try:
+            timed: TimedStream = self._portal.call(self._stream, method, path, json_body, sent, shown, max_events)
+            return timed
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
+                              Evidence(method, url, json_body, request_headers=shown)) from exc
+
+    def before_call(self, method: str, path: str, body: Any) -> None:
+        """Count a call against the run's budgets and wait for its pacing slot (see the class docstring).
+        Raises :class:`~conformance.budget.BudgetExhausted` when the call would pass a budget."""
+        if self.state is not None:
+            self.state.reserve(call_cost(method, path, body))
+            return
+        pause = self._last_sent + self.target.interval_s - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        self._last_sent = time.monotonic()
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"Timeout: no complete answer within timeout_s ({self.target.timeout_s:g} s)"
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    async def _stream(self, method: str, path: str, json_body: Any, sent: Mapping[str, str],
+                      shown: dict[str, str], max_events: int) -> TimedStream:
         began = time.monotonic()
         events: list[TimedEvent] = []
         broken = None
-        try:
-            with self._client.stream(method, path, json=json_body, headers=sent) as response:
+        status: int | None = None
+        answer_headers: dict[str, str] = {}
+        url = str(self._client.base_url.join(path))
+        with anyio.CancelScope(deadline=anyio.current_time() + self.target.timeout_s) as scope:
+            async with self._client.stream(method, path, json=json_body, headers=sent) as response:
                 status, answer_headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
+                url = str(response.request.url)
                 if "text/event-stream" not in answer_headers.get("content-type", ""):
-                    body = response.read()
-                    exchange = Exchange(method, str(response.request.url), json_body, status, answer_headers, body,
+                    body = await response.aread()
+                    exchange = Exchange(method, url, json_body, status, answer_headers, body,
                                         self._shown(response.request.headers))
                     return TimedStream(exchange, (), None, time.monotonic() - began)
                 try:
-                    for event in EventSource(response).iter_sse():
+                    async for event in EventSource(response).aiter_sse():
                         events.append(TimedEvent(time.monotonic() - began, event.event, event.data))
                         if len(events) >= max_events:
                             break
                 except httpx.HTTPError as exc:  # dropped mid-body: a verdict for the checks, not a crash
                     broken = f"{type(exc).__name__}: {exc}"
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise TargetError("target_reachable", "an HTTP answer", reason,
-                              Evidence(method, url, json_body, request_headers=shown)) from exc
+        if scope.cancelled_caught:
+            if status is None:
+                raise TimeoutError
+            broken = f"the stream had not ended at timeout_s ({self.target.timeout_s:g} s)"
+        assert status is not None
         body = "".join((f"event: {e.event}\n" if e.event != "message" else "") + f"data: {e.data}\n\n"
                        for e in events).encode()
         exchange = Exchange(method, url, json_body, status, answer_headers, body, shown)
@@ -271,29 +326,31 @@ class TargetClient:
 
     def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
               files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:
-        pause = self._last_sent + self.target.request_interval_s - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        self._last_sent = time.monotonic()
+        self.before_call(method, path, json_body)
         url = str(self._client.base_url.join(path))
         form = form_parts(data, files)
         try:
-            with self._client.stream(method, path, json=json_body, content=content, headers=headers, files=files,
-                                     data=data, params=params) as response:
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) >= MAX_BODY_BYTES:
-                        break
-                return Exchange(method, str(response.request.url), json_body, response.status_code,
-                                {k.lower(): v for k, v in response.headers.items()}, bytes(body),
-                                self._shown(response.request.headers), form)
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise TargetError("target_reachable", "an HTTP answer", reason,
+            exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
+                json=json_body, content=content, headers=headers, files=files, data=data, params=params))
+            return exchange
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
                               Evidence(method, url, json_body if json_body is not None else data,
                                        request_headers=self._shown(self._client.headers, headers),
                                        form=list(form) if form is not None else None)) from exc
+
+    async def _fetch(self, method: str, path: str, form: tuple[dict[str, Any], ...] | None,
+                     options: dict[str, Any]) -> Exchange:
+        with anyio.fail_after(self.target.timeout_s):
+            async with self._client.stream(method, path, **options) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) >= MAX_BODY_BYTES:
+                        break
+                return Exchange(method, str(response.request.url), options["json"], response.status_code,
+                                {k.lower(): v for k, v in response.headers.items()}, bytes(body),
+                                self._shown(response.request.headers), form)
 
     def _shown(self, *headers: Mapping[str, str]) -> dict[str, str]:
         """Request headers (later mappings win) as evidence: lower case, the target's keys redacted."""

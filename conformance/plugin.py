@@ -4,20 +4,32 @@
 ``pytest.main``. The plugin provides the fixtures the suite uses (``target``, ``client``), feeds
 golden fixtures to tests that take ``case``, and collects one report row per test from what the
 test ran: a registered check, a golden case, or the ``capability`` marker.
+
+A concurrent run is pytest-xdist's: each worker process registers its own plugin from the pickled
+:class:`RunConfig` (``pytest_configure_node`` puts it in the worker's input), computes each test's
+row where the test ran and ships it in the test report's ``user_properties``; the controller's
+plugin collects the rows (``pytest_runtest_logreport``) and rewrites report.json as they arrive
+(progress on the console is ``conformance/console.py``'s). Budgets and the stop reason are shared through
+:class:`~conformance.budget.RunState`'s file.
 """
 
 from __future__ import annotations
 
+import copyreg
+import json
+import pickle
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from conformance import profiles, report
+from conformance.budget import BudgetExhausted, Limits, RunState, skip_reason
 from conformance.checks import REGISTRY, Check
 from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
@@ -46,6 +58,24 @@ def phase_of(item: pytest.Item) -> str:
 
 #: The skip reason that marks a test of an API the target does not claim.
 NOT_CLAIMED = "not claimed"
+#: The ``user_properties`` key of a test report that carries its report row (a dict of :class:`report.Row`).
+ROW_PROPERTY = "conformance_row"
+#: Least time between two incremental writes of report.json during a run, in s.
+WRITE_INTERVAL_S = 1.0
+#: The credits API's tests (golden cases, behavioural checks, generated cases): its per-minute limits
+#: (1-10/min per key and operation, 004) make them share one window and its golden cases name earlier
+#: answers (``${last:...}``), so a concurrent run keeps them in order on one worker, as without concurrency.
+RATE_LIMITED_GROUP = "credits_api"
+
+
+
+def read_only(mapping: dict[str, Any]) -> MappingProxyType[str, Any]:
+    """``MappingProxyType(mapping)``: how a pickled read-only mapping is rebuilt."""
+    return MappingProxyType(mapping)
+
+
+# The run's configuration crosses to xdist workers pickled; read-only mappings pickle as their dict.
+copyreg.pickle(MappingProxyType, lambda proxy: (read_only, (dict(proxy),)))
 
 
 @dataclass(frozen=True)
@@ -58,16 +88,33 @@ class RunConfig:
     profile: str = "quick"
     baseline: frozenset[str] = frozenset()
     """Ids of known failures (``--baseline``): reported, but they do not fail the run."""
+    state_path: Path | None = None
+    """The :class:`~conformance.budget.RunState` file shared by the run's processes (None: a private one
+    is made next to the report, for a plugin used alone)."""
+    limits: Limits = field(default_factory=Limits)
+    phases: tuple[str, ...] = PHASES
+    """The phases this run was asked for, in order (the report says which of them ran)."""
 
 
 class ConformancePlugin:
-    """Fixtures, parametrisation and report collection for one run; see the module docstring."""
+    """Fixtures, parametrisation and report collection for one run; see the module docstring.
+
+    Used alone (one pytest session) it writes the final reports when the session ends; the CLI, whose
+    run is several sessions, sets :attr:`owns_run` False and writes them with :meth:`write_report`.
+    """
 
     def __init__(self, run: RunConfig) -> None:
         self.run = run
         self.rows: list[report.Row] = []
+        self.owns_run = True
+        """Whether the end of a pytest session is the end of the run (its final reports)."""
+        self.expected: dict[str, str] = {}
+        """Collected test ids -> phase, over the run's pytest sessions (to tell which phases finished)."""
+        self.state = RunState(run.state_path or run.report_dir / ".run-state.json", run.limits)
+        self.worker = False
         self._started = datetime.now(UTC)
         self._clock = time.monotonic()
+        self._written = 0.0
 
     # ---- fixtures -------------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -81,28 +128,62 @@ class ConformancePlugin:
         return self.run.profile
 
     @pytest.fixture(scope="session")
-    def hosted_urls(self) -> list[IssuedUrl]:
+    def hosted_urls(self) -> IssuedUrls:
         """Hosted media URLs the run's answers carried, for their download later in the run
-        (``checks/hosted.py``); tests that receive one append it."""
-        return []
+        (``checks/hosted.py``); tests that receive one append it (shared by the run's processes)."""
+        return IssuedUrls(self.state.path.with_name(".hosted-urls.jsonl"))
 
     @pytest.fixture(scope="session")
     def client(self, target: Target) -> Iterator[TargetClient]:
-        """A :class:`TargetClient` shared by the whole run."""
-        with TargetClient(target) as client:
+        """A :class:`TargetClient` shared by the whole run (of this process), counting against its budgets."""
+        with TargetClient(target, self.state) as client:
             yield client
+
+    @pytest.fixture(scope="session")
+    def run_state(self) -> RunState:
+        """The run's budgets and pacing (:class:`~conformance.budget.RunState`), for requests not sent by
+        the ``client`` (schemathesis' cases, the SDKs)."""
+        return self.state
 
     # ---- collection ------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "capability(name, source): the matrix row a test counts for")
         config.addinivalue_line("markers", "api(name, operation=None): the spec (and operationId) a test exercises")
         config.addinivalue_line("markers", "check(name): the registered check a test runs (its report row)")
-        config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
         config.addinivalue_line("markers", "serial: measures state other tests change (balances, rate-limit "
-                                           "windows): run it alone, with no other test in flight")
+                                           "windows, credits sequences): runs alone, with no other test in flight")
+        config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
+        self.worker = hasattr(config, "workerinput")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """pytest-xdist: hand the run's configuration to a worker (see :func:`pytest_configure`)."""
+        node.workerinput[RUN_INPUT] = pickle.dumps(self.run)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """pytest-xdist: its scope scheduling, a test per scope except the credits API's tests, one scope
+        (:data:`RATE_LIMITED_GROUP`). xdist's own ``xdist_group`` marker cannot do it under pytest 9, whose
+        node ids xdist 3.8 no longer rewrites."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class CreditsInOrder(LoadScopeScheduling):  # type: ignore[misc]
+            def _split_scope(self, nodeid: str) -> str:
+                return RATE_LIMITED_GROUP if is_rate_limited(nodeid) else nodeid
+
+        return CreditsInOrder(config, log)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist: the tests a worker collected (each worker collects them all)."""
+        self.expected.update({nodeid: phase_of_module(nodeid.split("::", 1)[0]) for nodeid in ids})
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.expected.update({item.nodeid: phase_of(item) for item in session.items})
+
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.state.check()  # a stopped run, or one out of time, skips the test
         api, operation = _api(item)
         if api and not self.run.target.claims(api):
             pytest.skip(f"{NOT_CLAIMED}: the target does not claim {api}")
@@ -110,13 +191,16 @@ class ConformancePlugin:
             pytest.skip(f"{operation} is excluded by the target file")
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Run the phases in order: golden fixtures, behavioural checks, then the property-based ones.
+        """Run the phases in order: golden fixtures, behavioural checks, upstream, then the property-based
+        ones; in each phase, tests marked ``serial`` or ``last_in_phase`` after the others (as the CLI's
+        stages run them: :func:`runs_alone`).
 
         Generated cases come last because they spend the target's credits and rate limits, which
         the precise checks before them must find untouched. Tests marked ``last_in_phase`` end their phase.
         """
-        items.sort(key=lambda item: (PHASES.index(phase_of(item)),
-                                     item.get_closest_marker("last_in_phase") is not None))
+        items.sort(key=lambda item: (PHASES.index(phase_of(item)), runs_alone(item)))
+        for item in items:
+            _unique_node_id(item)
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "case" in metafunc.fixturenames:
@@ -128,8 +212,27 @@ class ConformancePlugin:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         rep = yield
         if rep.when == "call" or (rep.when == "setup" and not rep.passed):
-            self.rows.append(self._row(item, rep, call))
+            row = json.loads(json.dumps(asdict(self._row(item, rep, call)), default=repr))  # plain data for xdist
+            rep.user_properties.append((ROW_PROPERTY, row))
         return rep
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record a test's row (where the run is controlled: the only process, or xdist's controller)."""
+        if self.worker:
+            return
+        for key, value in report.user_properties:
+            if key == ROW_PROPERTY:
+                self.record(_as_row(value))
+
+    def record(self, row: report.Row) -> None:
+        """Add ``row`` to the run, stop the run when the target stopped accepting connections, and rewrite
+        report.json when :data:`WRITE_INTERVAL_S` has passed since the last write."""
+        self.rows.append(row)
+        if row.failure and row.failure.get("check") == "target_reachable" and "ConnectError" in str(
+                row.failure.get("received")):
+            self.state.stop(f"the target stopped accepting connections ({row.failure['received']})")
+        if time.monotonic() - self._written >= WRITE_INTERVAL_S:
+            self.write_report(None, json_only=True)
 
     def _row(self, item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo[None]) -> report.Row:
         name, capability, source, single = _meta(item)
@@ -162,10 +265,41 @@ class ConformancePlugin:
         return [row for row in self.rows if row.outcome == "failed"]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if not self.worker:
+            self.write_report(None, json_only=not self.owns_run, final=self.owns_run)
+
+    def write_report(self, stopped: str | None, *, json_only: bool = False, final: bool = False) -> None:
+        """Write the report of the rows so far: the four files, or report.json alone (``json_only``).
+        Until the ``final`` write the report says the run is still going; the final one says it is
+        incomplete when ``stopped`` (why the run ended early) or the run's stop reason is set."""
+        self._written = time.monotonic()
+        reason = stopped or self.state.read()["stopped"]
+        if not final:
+            reason = reason or "the run was still going when this report was written (a killed run ends here)"
+        incomplete = {"reason": reason, "phases": self.phase_states(reason)} if reason else None
         finished = datetime.now(UTC)
         document = report.build(self.run.target, self.rows, self._started.isoformat(timespec="seconds"),
-                                finished.isoformat(timespec="seconds"), time.monotonic() - self._clock)
-        report.write(document, self.run.report_dir)
+                                finished.isoformat(timespec="seconds"), time.monotonic() - self._clock, incomplete)
+        report.write(document, self.run.report_dir, json_only=json_only)
+
+    def phase_states(self, stopped: str | None) -> dict[str, str]:
+        """``{phase: "complete" | "partial" | "not run"}`` for the run's phases: a phase is complete when
+        each of its collected tests has a row and none was skipped because the run stopped."""
+        phrase = skip_reason(stopped) if stopped else None
+        ran: dict[str, int] = {}
+        unrun: dict[str, int] = {}
+        for row in self.rows:
+            counter = unrun if phrase and row.reason == phrase else ran
+            counter[row.phase] = counter.get(row.phase, 0) + 1
+        wanted: dict[str, int] = {}
+        for phase in self.expected.values():
+            wanted[phase] = wanted.get(phase, 0) + 1
+        states = {}
+        for phase in self.run.phases:
+            done = ran.get(phase, 0)
+            complete = done and not unrun.get(phase) and done >= wanted.get(phase, 0)
+            states[phase] = "complete" if complete else "partial" if done else "not run"
+        return states
 
 
 def check_failures(error: BaseException | None) -> list[CheckFailure]:
@@ -189,6 +323,73 @@ def check_failures(error: BaseException | None) -> list[CheckFailure]:
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return [leaf for error in group.exceptions
             for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]
+
+
+#: The key of a worker's input that carries the pickled :class:`RunConfig`.
+RUN_INPUT = "conformance_run"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On a pytest-xdist worker (``-p conformance.plugin``), register the run's plugin from its input."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and RUN_INPUT in workerinput:
+        plugin = ConformancePlugin(pickle.loads(workerinput[RUN_INPUT]))
+        config.pluginmanager.register(plugin, "conformance-run")  # its pytest_configure is replayed (historic)
+
+
+#: The ``-m`` expression of the tests that run alone, after the concurrent tests of their stage.
+ALONE = "serial or last_in_phase"
+
+
+def runs_alone(item: pytest.Item) -> bool:
+    """Whether a test is marked ``serial`` (it needs a quiet key) or ``last_in_phase`` (it judges what the
+    phase's other tests left): :data:`ALONE`."""
+    return any(item.get_closest_marker(name) is not None for name in ("serial", "last_in_phase"))
+
+
+class IssuedUrls:
+    """Hosted URLs the run's answers carried (:class:`~conformance.checks.hosted.IssuedUrl`), kept in a
+    JSON-lines file so that every process of a concurrent run adds to, and reads, the same list."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, url: IssuedUrl) -> None:
+        """Add one URL."""
+        self.extend([url])
+
+    def extend(self, urls: Iterable[IssuedUrl]) -> None:
+        """Add URLs (one appended write: whole lines, whichever process writes)."""
+        lines = "".join(json.dumps(asdict(url)) + "\n" for url in urls)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(lines)
+
+    def __iter__(self) -> Iterator[IssuedUrl]:
+        if not self.path.exists():
+            return iter(())
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return iter([IssuedUrl(**json.loads(line)) for line in lines if line])
+
+
+def is_rate_limited(nodeid: str) -> bool:
+    """Whether a test (by node id) is one of the credits API's (see :data:`RATE_LIMITED_GROUP`)."""
+    return RATE_LIMITED_GROUP in nodeid or nodeid.startswith("test_credits_behaviour.py")
+
+
+def _as_row(value: Any) -> report.Row:
+    return report.Row(**value)
+
+
+def _unique_node_id(item: pytest.Item) -> None:
+    """Give a schemathesis item (one per operation) its operation in its node id, as it had before pytest 9.
+
+    Under pytest 9 the items of one generated test share a node id (``test_positive_cases_credits_api``):
+    pytest-xdist schedules tests by node id, so all but one of them would never run on its workers.
+    """
+    label = getattr(item, "operation_label", None)
+    node_id = getattr(item, "_id", None)
+    if label and getattr(node_id, "params", "") is None and hasattr(node_id, "with_params"):
+        item._id = node_id.with_params(label)  # type: ignore[union-attr]
 
 
 def _row_id(item: pytest.Item) -> str:
@@ -239,7 +440,7 @@ def _skip_reason(rep: pytest.TestReport) -> str:
     if not rep.skipped:
         return ""
     reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr or "")
-    return str(reason).removeprefix("Skipped: ")
+    return str(reason).removeprefix("Skipped: ").removeprefix(f"{BudgetExhausted.__module__}.BudgetExhausted: ")
 
 
 def _longrepr(rep: pytest.TestReport) -> str:

@@ -16,6 +16,13 @@ from hypothesis import HealthCheck, Phase, configuration, settings
 
 #: profile name -> generated cases per operation and generation mode (fuzzing phase)
 PROFILES: Mapping[str, int] = MappingProxyType({"quick": 15, "thorough": 200})
+#: profile name -> the run's time budget when ``--max-duration`` is not given, in s: a CI gate's
+#: slot (quick) or a nightly job's (thorough). What does not run in time is skipped with that reason.
+MAX_DURATION_S: Mapping[str, float] = MappingProxyType({"quick": 600.0, "thorough": 3600.0})
+#: profile name -> ``latency.time_scale`` of the mock that ``--target mock`` serves (its shipped GPU
+#: latency model, scaled): 0.001 makes a 0.4 s first token 0.4 ms and a 30 s video job 30 ms; 0.01
+#: keeps streams paced (a 20 ms inter-token gap is 0.2 ms) for the thorough report.
+MOCK_TIME_SCALE: Mapping[str, float] = MappingProxyType({"quick": 0.001, "thorough": 0.01})
 
 
 def cache_dir() -> Path:

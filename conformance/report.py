@@ -4,6 +4,7 @@
 report.json shape::
 
     {"target": {"name", "base_url", "apis"}, "started", "finished" (ISO 8601 UTC), "duration_s",
+     "incomplete": None | {"reason", "phases": {phase: "complete" | "partial" | "not run"}},
      "summary": {"passed", "failed", "known_failures", "skipped", "not_claimed", "total"},
      "capabilities": {api: {capability: "pass" | "fail" | "known failure" | "skip" | "not claimed"}},
      "checks": [{"id", "check", "api", "capability", "source", "outcome", "duration_s", "failure", "phase",
@@ -16,11 +17,17 @@ report.json shape::
 media: ``conformance.media.summary``); ``reason`` is why a check was skipped; ``upstream`` is None, or for an
 upstream-phase check what was sent against what reached the gateway's upstream
 (``conformance.upstream.Relay.view``), shown as the report's "Upstream view".
+
+``incomplete`` says that the run did not finish (a signal, a budget, an unreachable target, or a
+report written while the run was still going) and which of its phases ran; the four files say so
+at their top (report.md, report.html) or as a ``run_complete`` error case (junit.xml).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -75,14 +82,17 @@ def capability_matrix(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
     return {api: {cap: verdict(seen) for cap, seen in sorted(caps.items())} for api, caps in sorted(outcomes.items())}
 
 
-def build(target: Target, rows: Sequence[Row], started: str, finished: str, duration_s: float) -> dict[str, Any]:
-    """The report.json document for ``rows``."""
+def build(target: Target, rows: Sequence[Row], started: str, finished: str, duration_s: float,
+          incomplete: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report.json document for ``rows``; ``incomplete`` as in the module docstring (None: the run
+    finished)."""
     counts = Counter(row.outcome for row in rows)
     return {
         "target": {"name": target.name, "base_url": target.base_url, "apis": sorted(target.apis)},
         "started": started,
         "finished": finished,
         "duration_s": round(duration_s, 3),
+        "incomplete": incomplete,
         "phase_seconds": phase_seconds(rows),
         "summary": {"passed": counts["passed"], "failed": counts["failed"], "known_failures": counts["known_failure"],
                     "skipped": counts["skipped"], "not_claimed": counts["not_claimed"], "total": len(rows)},
@@ -92,12 +102,48 @@ def build(target: Target, rows: Sequence[Row], started: str, finished: str, dura
     }
 
 
-def write(report: dict[str, Any], directory: Path) -> None:
-    """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory`` (created if missing)."""
+def write(report: dict[str, Any], directory: Path, *, json_only: bool = False) -> None:
+    """Write ``report.json``, ``report.md``, ``report.html`` and ``junit.xml`` into ``directory`` (created
+    if missing), each atomically (a temporary file renamed over it), so a reader or a killed run never
+    leaves half a file. ``json_only`` writes report.json alone (the incremental writes during a run)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(report, indent=2, default=repr) + "\n", encoding="utf-8")
-    (directory / "report.md").write_text(markdown(report), encoding="utf-8")
-    (directory / "report.html").write_text(pages.report_page(report), encoding="utf-8")
+    _replace(directory / "report.json", json.dumps(report, indent=2, default=repr) + "\n")
+    if json_only:
+        return
+    _replace(directory / "report.md", markdown(report))
+    _replace(directory / "report.html", pages.report_page(report))
+    _replace(directory / "junit.xml", junit(report))
+
+
+def _replace(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def junit(report: dict[str, Any]) -> str:
+    """JUnit XML of a report.json document, one ``testcase`` per check (classname: its API and capability);
+    an incomplete run adds the ``run_complete`` case as an error naming why it stopped."""
+    summary = report["summary"]
+    suite = ET.Element("testsuite", name="conformance", tests=str(summary["total"]),
+                       failures=str(summary["failed"]), skipped=str(summary["skipped"] + summary["not_claimed"]),
+                       errors="1" if report.get("incomplete") else "0", time=str(report["duration_s"]),
+                       timestamp=str(report["started"]))
+    if report.get("incomplete"):
+        case = ET.SubElement(suite, "testcase", classname="conformance.run", name="run_complete", time="0")
+        ET.SubElement(case, "error", message=f"incomplete run: {report['incomplete']['reason']}").text = json.dumps(
+            report["incomplete"]["phases"])
+    for row in report["checks"]:
+        case = ET.SubElement(suite, "testcase", classname=f"{row['api']}.{row['capability']}", name=row["id"],
+                             time=str(row["duration_s"]))
+        if row["outcome"] == "failed" and row["failure"]:
+            ET.SubElement(case, "failure", message=f"[{row['failure']['check']}] expected {row['failure']['expected']}"
+                          f"; received {row['failure']['received']}"[:2000])
+        elif row["outcome"] in ("skipped", "not_claimed", "known_failure"):
+            ET.SubElement(case, "skipped", message=row.get("reason") or row["outcome"])
+    root = ET.Element("testsuites")
+    root.append(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 _MD = {"pass": "PASS", "fail": "**FAIL**", "known failure": "known failure", "skip": "skip",
@@ -119,6 +165,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Target `{report['target']['base_url']}` claiming {', '.join(report['target']['apis'])}; "
         f"run {report['started']} to {report['finished']} ({report['duration_s']} s).",
         "",
+        *_incomplete_markdown(report.get("incomplete")),
         f"**{summary['passed']} passed, {summary['failed']} failed**, {summary['known_failures']} known failures, "
         f"{summary['skipped']} skipped, {summary['not_claimed']} not claimed, of {summary['total']} checks.",
         "",
@@ -186,6 +233,13 @@ def _facts_markdown(report: dict[str, Any]) -> list[str]:
                          f"| {_cell(fact['states'])} | {_cell(fact['section'])} | {_cell(why)} |")
         lines.append("")
     return lines
+
+
+def _incomplete_markdown(incomplete: dict[str, Any] | None) -> list[str]:
+    if not incomplete:
+        return []
+    phases = ", ".join(f"{phase} {state}" for phase, state in incomplete["phases"].items())
+    return [f"> **Incomplete run**: {incomplete['reason']}. Phases: {phases}.", ""]
 
 
 def _evidence_markdown(evidence: dict[str, Any]) -> list[str]:

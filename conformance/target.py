@@ -32,7 +32,11 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     exclude_operations: [createTextToVideo]               # never called (cost, side effects)
     request_interval_s: 0.2              # pacing between requests (default 0)
     max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
-    timeout_s: 60                        # an answer slower than this is a failed check (target_reachable)
+    timeout_s: 60                        # a whole answer (headers and body) slower than this is a failed
+                                         # check (target_reachable)
+    rpm: 120                             # requests per minute the key may send: requests are paced to it
+    concurrency: 4                       # checks in flight at once (default 4; 1 runs them one by one)
+    job_timeout_s: 600                   # longest wait for a video job to complete when polled
     upstream:                            # optional: the mock the gateway talks to (its upstream provider)
       control_url: http://127.0.0.1:9100 # that mock's root URL (`mock-server serve` with control enabled)
       control_key_env: MOCK_CONTROL_KEY  # or control_key: ...; the mock's control.key
@@ -122,6 +126,9 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "request_interval_s": {"type": "number", "minimum": 0},
         "max_retry_wait_s": {"type": "number", "minimum": 0},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        "rpm": {"type": "number", "exclusiveMinimum": 0},
+        "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
+        "job_timeout_s": {"type": "number", "exclusiveMinimum": 0},
         "upstream": {
             "type": "object", "additionalProperties": False, "required": ["control_url"],
             "properties": {
@@ -135,6 +142,9 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
     },
 }
 
+#: Checks in flight at once when the target file sets no ``concurrency``: enough to hide a slow
+#: gateway's latency, few enough for a small CI machine and a key's rate limits.
+DEFAULT_CONCURRENCY = 4
 #: Most time a gateway may add before a stream's first event, in ms, when the target file sets none.
 DEFAULT_FIRST_BYTE_OVERHEAD_MS = 1000.0
 
@@ -203,6 +213,17 @@ class Target:
     """A prompt the target refuses (002 "Safety": 400 invalid_request_error with the reason)."""
     rate_limits: RateLimitProbes | None = None
     """The limits the suite may provoke with 429s; None: none."""
+    rpm: float | None = None
+    """Requests per minute the key may send (the suite paces its requests to it); None: unpaced."""
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Checks in flight at once (pytest-xdist workers); 1 runs them one after another."""
+    job_timeout_s: float = 600.0
+    """Longest wait, in s, for a video job to complete when polled (real GPU providers take minutes)."""
+
+    @property
+    def interval_s(self) -> float:
+        """The least time between two requests, in s: ``request_interval_s``, or 60 / ``rpm`` if longer."""
+        return max(self.request_interval_s, 60.0 / self.rpm if self.rpm else 0.0)
 
     def model(self, capability: str) -> str:
         """The model id to use for ``capability`` (chat, vision, image_output, ...)."""
@@ -285,6 +306,9 @@ def parse_target(data: Any, path: str, api_key: str | None = None) -> Target:
         billing_api_key=_key(data, "billing_api_key"),
         refused_prompt=data.get("refused_prompt"),
         rate_limits=_rate_limits(data.get("rate_limits")),
+        rpm=float(data["rpm"]) if "rpm" in data else None,
+        concurrency=int(data.get("concurrency", DEFAULT_CONCURRENCY)),
+        job_timeout_s=float(data.get("job_timeout_s", 600.0)),
     )
 
 

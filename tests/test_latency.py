@@ -15,9 +15,11 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, cast
 
 import httpx
 import pytest
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from conformance.embedded import serve
@@ -27,6 +29,7 @@ from mock_server.config import DEFAULT_CONFIG_FILE, LatencyConfig, RateLimitConf
 from mock_server.media_av import speech_duration_ms
 from mock_server.sim.latency import Distribution, LatencyModel, LatencySimulator
 from mock_server.stages.latency import build as build_latency
+from mock_server.stages.latency import output_tokens
 from spec import api_names, find_operation, operations
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
@@ -97,6 +100,15 @@ def test_answer_waits_queue_first_and_work_times_per_unit(timed_url: str, case: 
     expected = (queue + 2 + per_unit * work) * SCALE
     assert work > 0 and per_unit * work * SCALE > 0.1  # the work's share is large enough to be measured
     assert expected - 0.01 <= elapsed <= expected + SLACK_S, (elapsed, expected)
+
+
+def test_a_chat_completions_choices_are_generated_side_by_side() -> None:
+    """``n`` choices take the time of one (a provider batches them): the work is tokens per choice."""
+    one = JSONResponse({"choices": [{"index": 0}], "usage": {"completion_tokens": 40}})
+    many = JSONResponse({"choices": [{"index": i} for i in range(128)], "usage": {"completion_tokens": 5120}})
+    message = JSONResponse({"content": [], "usage": {"output_tokens": 40}})
+    assert output_tokens(cast(Any, None), one) == output_tokens(cast(Any, None), many) == 40.0
+    assert output_tokens(cast(Any, None), message) == 40.0
 
 
 def test_lognormal_draws_match_their_configured_percentiles() -> None:

@@ -526,7 +526,9 @@ def _expand(entries: list[tuple[Any, ...]]) -> list[Any]:
     params = []
     for *head, constraints in entries:
         for key, expected in constraints.items():
-            ident = ".".join(str(part) for part in head) + f".{key}={expected!r}"
+            # a set's repr follows the hash seed: sorted, so every pytest-xdist worker collects the same ids
+            shown = sorted(expected, key=repr) if isinstance(expected, (set, frozenset)) else expected
+            ident = ".".join(str(part) for part in head) + f".{key}={shown!r}"
             params.append(pytest.param(*head, key, expected, id=ident))
     return params
 

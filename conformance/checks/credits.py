@@ -110,22 +110,26 @@ def usage_record_found(exchange: Exchange, usage_id: str, operation: Operation) 
 
 
 @check(capability="credits.video_jobs", source="004 For AI Agents (poll usage records); Video Response")
-def video_job_completes(records: Sequence[Exchange], video: Exchange, size: tuple[int, int], duration_s: float,
-                        operation: Operation) -> None:
-    """Polling GET /usage/{usage_id} of a video request ends in ``completed`` with a video_url that downloads
-    as an MP4 of the documented resolution and duration (within 0.5 s)."""
+def video_job_completes(records: Sequence[Exchange], video: Exchange | None, size: tuple[int, int],
+                        duration_s: float, operation: Operation) -> None:
+    """Polling GET /usage/{usage_id} of a video request ends in ``completed`` (within the target's
+    ``job_timeout_s``) with a video_url that downloads as an MP4 of the documented resolution and duration
+    (within 0.5 s). ``video`` is the download, None when the job never completed (nothing to download)."""
     _judge_video("video_job_completes", records, video, size, duration_s)
 
 
-def _judge_video(name: str, records: Sequence[Exchange], video: Exchange, size: tuple[int, int],
+def _judge_video(name: str, records: Sequence[Exchange], video: Exchange | None, size: tuple[int, int],
                  duration_s: float) -> None:
     """Raises CheckFailure naming ``name`` unless the polled ``records`` end ``completed`` and ``video``
-    decodes (PyAV) as an MP4 of ``size`` px lasting ``duration_s`` s (within 0.5 s)."""
+    (None: the job never completed) decodes (PyAV) as an MP4 of ``size`` px lasting ``duration_s`` s
+    (within 0.5 s)."""
     final = records[-1].json() if records else None
     statuses = [r.json().get("status") if isinstance(r.json(), dict) else r.status for r in records]
-    if not isinstance(final, dict) or final.get("status") != "completed":
-        raise CheckFailure(name, "the record to reach status completed", f"statuses {statuses}",
-                           records[-1].evidence() if records else video.evidence())
+    if not isinstance(final, dict) or final.get("status") != "completed" or video is None:
+        last = statuses[-1] if statuses else None
+        raise CheckFailure(name, "the record to reach status completed within job_timeout_s",
+                           f"last status {last!r} after {len(records)} polls (statuses {statuses[-12:]})",
+                           records[-1].evidence() if records else None)
     if video.status != 200:
         raise CheckFailure(name, "the video_url to download (200)", str(video.status), video.evidence())
     try:
@@ -141,7 +145,7 @@ def _judge_video(name: str, records: Sequence[Exchange], video: Exchange, size: 
 
 @check(capability="credits.video_jobs", source="004 Video: Image-to-Video (I2V) (provider table: cost, duration, "
                                                "resolution); Credit Costs Summary")
-def video_provider_cost_and_duration(started: Exchange, records: Sequence[Exchange], video: Exchange,
+def video_provider_cost_and_duration(started: Exchange, records: Sequence[Exchange], video: Exchange | None,
                                      provider: Provider, operation: Operation) -> None:
     """An I2V call with ``provider`` answers ``credits_used`` = the provider's documented cost (wan22 400,
     seedance 520, sora2 800) and ``duration_seconds`` = its duration (wan22 and seedance 5 s, sora2 4 s),

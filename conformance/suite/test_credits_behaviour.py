@@ -1,7 +1,9 @@
 """Behavioural checks of the credits API (004): accounting, usage records and rate limits.
 
 The TTS rate-limit burst runs after the other TTS checks: it spends the window of the operation it
-tests; the reconciliation runs last, on that spent window (its TTS calls then cost little).
+tests; the reconciliation runs last, on that spent window (its TTS calls then cost little). The
+module is ``serial``: its credits sequences and burst share per-minute windows (1-10/min, 004) and
+module fixtures, so a concurrent run keeps it in order, alone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient
+from conformance.plugin import IssuedUrls
 from conformance.suite.jobs import poll_usage_record
 from conformance.target import Target
 from spec import find_operation
@@ -30,7 +33,7 @@ T2V = find_operation(API, "createTextToVideo")
 I2V = find_operation(API, "createImageToVideo")
 MANAGED = find_operation(API, "getManagedUsage")
 
-pytestmark = pytest.mark.api(API)
+pytestmark = [pytest.mark.api(API), pytest.mark.serial]
 
 
 def _tts(client: TargetClient) -> Exchange:
@@ -128,9 +131,11 @@ def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[st
     return started[provider]
 
 
-def _poll(client: TargetClient, started: Exchange, style: str) -> tuple[list[Exchange], Exchange]:
-    """The usage records polled until the video job of ``started`` ends (bounded by
-    :data:`~conformance.suite.jobs.VIDEO_JOB_TIMEOUT_S`), and the download of its video_url."""
+def _poll(client: TargetClient, target: Target, started: Exchange,
+          style: str) -> tuple[list[Exchange], Exchange | None]:
+    """The usage records polled until the video job of ``started`` ends (bounded by the target's
+    ``job_timeout_s``), and the download of its video_url (None when the job never completed: its last
+    status is the verdict)."""
     if started.status == 429:
         pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
     body: Any = started.json()
@@ -138,20 +143,21 @@ def _poll(client: TargetClient, started: Exchange, style: str) -> tuple[list[Exc
     if started.status != 200 or not isinstance(usage_id, str):
         raise CheckFailure("video_job_completes", "200 starting a job with its usage_id",
                            f"{started.status} {started.media_type}, usage_id {usage_id!r}", started.evidence())
-    records = poll_usage_record(client, usage_id, style)
+    records = poll_usage_record(client, usage_id, style, target.job_timeout_s)
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
-    return records, client.request("GET", str(final.get("video_url") or body.get("video_url")), auth=None)
+    completed = final.get("status") == "completed"
+    video_url = final.get("video_url") or body.get("video_url") if completed else None
+    return records, client.request("GET", str(video_url), auth=None) if video_url else None
 
 
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
 def test_video_job_polled_to_completion(client: TargetClient, target: Target,
                                         i2v_started: dict[str, tuple[str, Exchange]],
-                                        hosted_urls: list[IssuedUrl]) -> None:
+                                        hosted_urls: IssuedUrls) -> None:
     style, started = _start_i2v(client, target, i2v_started, "wan22")
-    records, video = _poll(client, started, style)
-    final = records[-1].json() if records else None
-    if isinstance(final, dict) and final.get("status") == "completed":  # hosted_urls_download_later fetches it again
+    records, video = _poll(client, target, started, style)
+    if video is not None:  # hosted_urls_download_later fetches it again
         hosted_urls.append(IssuedUrl(API, video.url, "video", "getMultimodalUsage video_url", time.time()))
     wan22 = I2V_PROVIDERS["wan22"]
     REGISTRY["video_job_completes"](records, video, (wan22.width, wan22.height), wan22.duration_s, I2V)
@@ -165,7 +171,7 @@ def test_video_provider_facts(provider: str, client: TargetClient, target: Targe
     """004's provider table: cost, duration and resolution per provider (seedance and sora2 cost 520 and
     800 credits on a paid API)."""
     style, started = _start_i2v(client, target, i2v_started, provider)
-    records, video = _poll(client, started, style)
+    records, video = _poll(client, target, started, style)
     REGISTRY["video_provider_cost_and_duration"](started, records, video, I2V_PROVIDERS[provider], I2V)
 
 

@@ -19,6 +19,7 @@ from conformance.checks import REGISTRY
 from conformance.checks.hosted import MIN_LATER_S, IssuedUrl, LaterDownload
 from conformance.golden import media_file
 from conformance.http import Exchange, TargetClient
+from conformance.plugin import IssuedUrls
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import upload_limit_bytes
@@ -57,7 +58,7 @@ def test_image_transparent_background(client: TargetClient, target: Target) -> N
 
 @pytest.mark.api(API, operation="createImage")
 @pytest.mark.check("image_url_downloads")
-def test_image_url(client: TargetClient, target: Target, hosted_urls: list[IssuedUrl]) -> None:
+def test_image_url(client: TargetClient, target: Target, hosted_urls: IssuedUrls) -> None:
     exchange = client.request("POST", IMAGES.path, json_body=_image(target, "url"))
     body = exchange.json() if exchange.status == 200 else None
     hosted_urls.extend(IssuedUrl(API, item["url"], "image", f"createImage data[{index}].url", time.time())
@@ -179,7 +180,7 @@ def test_answer_base64_unwrapped(source: str, operation_id: str, api: str, clien
 @pytest.mark.last_in_phase
 @pytest.mark.check("hosted_urls_download_later")
 @pytest.mark.parametrize("api", [API, "credits_api"])
-def test_hosted_urls_download_later(api: str, client: TargetClient, hosted_urls: list[IssuedUrl]) -> None:
+def test_hosted_urls_download_later(api: str, client: TargetClient, hosted_urls: IssuedUrls) -> None:
     issued = [url for url in hosted_urls if url.api == api]
     if not issued:
         pytest.skip(f"no {api} answer of this run carried a hosted URL to download again")

@@ -25,6 +25,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import HealthCheck
 from schemathesis.core.failures import FailureGroup
 
+from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.failures import CheckFailure, Evidence, TargetError, excerpt, form_field, redact_headers
 from conformance.http import MAX_RETRIES, Exchange, retry_after_s, secrets_of
@@ -109,16 +110,19 @@ def _sent_body(body: bytes | str | None) -> Any:
         return text
 
 
-def _call(case: Any, target: Target) -> tuple[Any, Exchange]:
-    """Send a generated case (honouring a short Retry-After) and record it as an :class:`Exchange` with its
-    request headers (keys redacted) and form; raises :class:`TargetError` when the target does not answer."""
+def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange]:
+    """Send a generated case (counted against the run's budgets and paced first, honouring a short
+    Retry-After) and record it as an :class:`Exchange` with its request headers (keys redacted) and form;
+    a target that does not answer fails ``target_reachable`` (:class:`TargetError`), as the client's
+    requests do."""
     headers = _auth(case, target)
     for _ in range(MAX_RETRIES):
+        run_state.reserve(call_cost(case.method, case.formatted_path, case.body))
         try:
             response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
         except OSError as exc:  # requests' errors (refused, timeout) are OSErrors
             sent = redact_headers({**(case.headers or {}), **headers}, secrets_of(target))
-            raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {exc}",
+            raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {excerpt(str(exc))}",
                               Evidence(case.method, target.base_url + case.formatted_path, case.body,
                                        request_headers=sent)) from None
         wait = retry_after_s({k.lower(): v[0] for k, v in response.headers.items()})
@@ -164,11 +168,11 @@ def _positive_test(api: str) -> Callable[..., None]:
     @pytest.mark.api(api)
     @pytest.mark.capability("contract.positive", source="spec: documented status, content type and schema")
     @schema.parametrize()
-    def test(case: Any, target: Target) -> None:
+    def test(case: Any, target: Target, run_state: RunState) -> None:
         operation_id = _skip_excluded(case, target)
         if isinstance(case.body, dict) and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target)
+        response, exchange = _call(case, target, run_state)
         _validate(api, case, response, exchange, POSITIVE_CHECKS, target)
 
     return test  # type: ignore[no-any-return]
@@ -180,12 +184,12 @@ def _negative_test(api: str) -> Callable[..., None]:
     @pytest.mark.api(api)
     @pytest.mark.capability("contract.negative", source="invalid input is a 4xx in the API's error envelope")
     @schema.parametrize()
-    def test(case: Any, target: Target) -> None:
+    def test(case: Any, target: Target, run_state: RunState) -> None:
         operation_id = _skip_excluded(case, target)
         model = case.body.get("model") if isinstance(case.body, dict) else None
         if isinstance(model, str) and model and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target)
+        response, exchange = _call(case, target, run_state)
         if response.status_code == 429:
             return  # rate limited before the invalid input was judged: nothing to conclude
         _validate(api, case, response, exchange, NEGATIVE_CHECKS, target)

@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 
+from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.checks.sdk import run_sdk
 from conformance.golden import media_file
@@ -27,10 +28,20 @@ def recorder(target: Target) -> Recorder:
 
 
 @pytest.fixture(scope="module")
-def sdk(target: Target, recorder: Recorder) -> Iterator[openai.OpenAI]:
+def hooks(recorder: Recorder, run_state: RunState) -> dict[str, list[Any]]:
+    """``event_hooks`` for an SDK's httpx client: each request counts against the run's budgets and pacing
+    first, and each exchange is recorded (:class:`Recorder`)."""
+    def reserve(request: Any) -> None:
+        run_state.reserve(call_cost(request.method, request.url.path, None))
+
+    return {**recorder.hooks, "request": [reserve]}
+
+
+@pytest.fixture(scope="module")
+def sdk(target: Target, hooks: dict[str, list[Any]]) -> Iterator[openai.OpenAI]:
     """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding);
-    its HTTP client is the SDK's default but for the hooks that record each exchange."""
-    http = openai.DefaultHttpxClient(event_hooks=recorder.hooks)
+    its HTTP client is the SDK's default but for the :func:`hooks`."""
+    http = openai.DefaultHttpxClient(event_hooks=hooks)
     with openai.OpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0,
                        timeout=target.timeout_s, http_client=http) as client:
         yield client
@@ -86,12 +97,11 @@ HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module")
-def claude(target: Target, recorder: Recorder) -> Iterator[anthropic.Anthropic]:
+def claude(target: Target, hooks: dict[str, list[Any]]) -> Iterator[anthropic.Anthropic]:
     """The Anthropic SDK pointed at the target with only base_url and api_key (sent as x-api-key), the
-    target's anthropic-version, no retries; its HTTP client records each exchange, as the openai SDK's does."""
+    target's anthropic-version, no retries; its HTTP client has the :func:`hooks`, as the openai SDK's does."""
     with anthropic.Anthropic(base_url=target.base_url, api_key=target.api_key, max_retries=0,
-                             timeout=target.timeout_s, http_client=anthropic.DefaultHttpxClient(
-                                 event_hooks=recorder.hooks),
+                             timeout=target.timeout_s, http_client=anthropic.DefaultHttpxClient(event_hooks=hooks),
                              default_headers={"anthropic-version": target.messages_version}) as client:
         yield client
 

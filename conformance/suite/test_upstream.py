@@ -36,8 +36,6 @@ SPEECH = find_operation("openai_gateway", "createSpeech")
 I2V = find_operation("credits_api", "createImageToVideo")
 COGVIDEOX = find_operation("credits_api", "createCogVideoX")
 USAGE_RECORD = find_operation("credits_api", "getMultimodalUsage")
-#: Longest wait for a video job through the gateway, in s (the target's job_timeout_s when it grows one).
-VIDEO_JOB_TIMEOUT_S = 60.0
 
 IMAGE_URL = "https://example.com/image.png"                      # 003 "Image input"
 DATA_URL = "data:image/png;base64," + base64.b64encode(png(8, 8, (200, 40, 40, 255))).decode()
@@ -247,12 +245,12 @@ def run_scenario(name: str, client: TargetClient, target: Target, control: Upstr
 
 
 def follow_video_job(relay: Relay, client: TargetClient, control: UpstreamControl) -> None:
-    """Poll the video job through the gateway until it completes (at most :data:`VIDEO_JOB_TIMEOUT_S`), then
+    """Poll the video job through the gateway until it completes (at most the target's ``job_timeout_s``), then
     download its ``video_url`` through the gateway; the upstream's own record of the job comes from its
     journal (the gateway's polls reach it). Results go in ``relay.measured``."""
     usage_id = str((relay.answer.json() if relay.answer else {}).get("usage_id", ""))
     path = USAGE_RECORD.path.replace("{usage_id}", usage_id)
-    deadline = time.monotonic() + VIDEO_JOB_TIMEOUT_S
+    deadline = time.monotonic() + client.target.job_timeout_s
     record: Any = None
     while usage_id and time.monotonic() < deadline:
         record = client.request("GET", path).json()

@@ -3,7 +3,7 @@
 Each operation has a latency model (``latency.operations.<operationId>``, else ``latency.default``)
 with a queue time, a time to first token or byte (``first``) and a generation time per unit of
 work (``per_unit``, in its ``unit``). The stage measures the work from the handler's answer
-(:data:`WORK`): output tokens (``usage.completion_tokens`` / ``usage.output_tokens``), megapixels
+(:data:`WORK`): output tokens per choice (``usage.completion_tokens`` / ``usage.output_tokens``), megapixels
 (images x width x height), seconds of audio (``duration_ms``, ``duration``, the speech input's
 spoken length, or a transcript's words at the speaking rate), seconds of video, or 1 request.
 
@@ -64,11 +64,17 @@ def _number(value: Any) -> float | None:
 
 
 def output_tokens(call: Call, response: Response) -> float:
-    """Output tokens of a chat completion, a response or a message (their ``usage``); 0 without one."""
-    usage = _json(response).get("usage")
+    """Output tokens of a chat completion, a response or a message (their ``usage``) per choice; 0 without
+    one. A chat completion's ``n`` choices are generated side by side in one batch, as a provider does: its
+    ``usage.completion_tokens`` (all choices') is divided by its number of ``choices``, so ``n: 128`` takes
+    about as long as one choice, not 128 times as long."""
+    body = _json(response)
+    usage = body.get("usage")
     if not isinstance(usage, dict):
         return 0.0
-    return _number(usage.get("completion_tokens")) or _number(usage.get("output_tokens")) or 0.0
+    tokens = _number(usage.get("completion_tokens")) or _number(usage.get("output_tokens")) or 0.0
+    choices = body.get("choices")
+    return tokens / len(choices) if isinstance(choices, list) and choices else tokens
 
 
 def megapixels(call: Call, response: Response) -> float:
