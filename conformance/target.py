@@ -32,6 +32,7 @@ A target file (YAML) says it; ``conformance run --target FILE``::
     exclude_operations: [createTextToVideo]               # never called (cost, side effects)
     request_interval_s: 0.2              # pacing between requests (default 0)
     max_retry_wait_s: 5                  # a 429 whose Retry-After is longer is not waited for
+    hosted_url_recheck_s: 10             # least time before hosted URLs are downloaded again (default 10)
     timeout_s: 60                        # a whole answer (headers and body) slower than this is a failed
                                          # check (target_reachable)
     rpm: 120                             # requests per minute the key may send: requests are paced to it
@@ -125,6 +126,7 @@ TARGET_FILE_SCHEMA: Mapping[str, Any] = {
         "exclude_operations": {"type": "array", "items": {"type": "string"}},
         "request_interval_s": {"type": "number", "minimum": 0},
         "max_retry_wait_s": {"type": "number", "minimum": 0},
+        "hosted_url_recheck_s": {"type": "number", "minimum": 0, "maximum": 3600},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0},
         "rpm": {"type": "number", "exclusiveMinimum": 0},
         "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
@@ -199,6 +201,8 @@ class Target:
     exclude_operations: frozenset[str] = frozenset()
     request_interval_s: float = 0.0
     max_retry_wait_s: float = 5.0
+    hosted_url_recheck_s: float = 10.0
+    """Least time, in s, between a hosted URL's issue and its second download (``hosted_urls_download_later``)."""
     standard_api_key: str | None = None
     empty_api_key: str | None = None
     scoped_api_key: str | None = None
@@ -297,6 +301,7 @@ def parse_target(data: Any, path: str, api_key: str | None = None) -> Target:
         exclude_operations=frozenset(data.get("exclude_operations", [])),
         request_interval_s=float(data.get("request_interval_s", 0.0)),
         max_retry_wait_s=float(data.get("max_retry_wait_s", 5.0)),
+        hosted_url_recheck_s=float(data.get("hosted_url_recheck_s", 10.0)),
         standard_api_key=_key(data, "standard_api_key"),
         empty_api_key=_key(data, "empty_api_key"),
         scoped_api_key=_key(data, "scoped_api_key"),

@@ -8,8 +8,8 @@ says both "caught" and "by nothing unrelated".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.embedded import embedded_app
@@ -26,6 +26,8 @@ class MediaBreak:
     app: Callable[[], Any]
     check: str
     also: frozenset[str] = frozenset()
+    target: Mapping[str, Any] = field(default_factory=dict)
+    """Target-file keys of its own (beside the embedded mock's)."""
 
 
 def _parts(body: Any) -> list[tuple[int, list[Any]]]:
@@ -169,7 +171,8 @@ MEDIA_BREAKS: dict[str, MediaBreak] = {
     "constant_prompt_tokens": MediaBreak(
         lambda: Rewriting(embedded_app(), _json_rewrite(_constant_prompt_tokens)), "more_media_more_tokens"),
     "hosted_urls_expire_in_seconds": MediaBreak(
-        lambda: Rewriting(embedded_app(hosted_url_ttl_s=5.0), _without_expiry), "hosted_urls_download_later"),
+        lambda: Rewriting(embedded_app(hosted_url_ttl_s=5.0), _without_expiry), "hosted_urls_download_later",
+        target={"hosted_url_recheck_s": 6.0}),  # fetched again after the 5 s its URLs live
     "hosted_urls_signed_for_minutes": MediaBreak(
         lambda: Rewriting(embedded_app(), _json_rewrite(_urls_signed_for_minutes)), "hosted_urls_download_later"),
     "revised_prompt_not_string": MediaBreak(lambda: Rewriting(embedded_app(), _json_rewrite(_revised_prompt_object)),

@@ -22,7 +22,7 @@ from tests.test_suite_catches_broken_targets import WITHOUT_DEFAULTS, mock_like_
 def test_media_break_is_reported_by_its_check_alone(name: str, tmp_path: Path) -> None:
     broken = MEDIA_BREAKS[name]
     with serve(broken.app()) as url:
-        target = mock_like_target_file(url, tmp_path, models=dict(EMBEDDED_MODELS))
+        target = mock_like_target_file(url, tmp_path, models=dict(EMBEDDED_MODELS), **broken.target)
         code, report, output = run_suite(target, tmp_path, "--phases", "behavioural", "-k", WITHOUT_DEFAULTS)
     assert code == 1, output
     failed = {row["check"] for row in report["checks"] if row["outcome"] == "failed"}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conformance.checks import REGISTRY
-from conformance.checks.hosted import MIN_LATER_S, IssuedUrl, LaterDownload
+from conformance.checks.hosted import IssuedUrl, LaterDownload
 from conformance.golden import media_file
 from conformance.http import Exchange, TargetClient
 from conformance.plugin import IssuedUrls
@@ -180,11 +180,12 @@ def test_answer_base64_unwrapped(source: str, operation_id: str, api: str, clien
 @pytest.mark.last_in_phase
 @pytest.mark.check("hosted_urls_download_later")
 @pytest.mark.parametrize("api", [API, "credits_api"])
-def test_hosted_urls_download_later(api: str, client: TargetClient, hosted_urls: IssuedUrls) -> None:
+def test_hosted_urls_download_later(api: str, client: TargetClient, target: Target, hosted_urls: IssuedUrls) -> None:
     issued = [url for url in hosted_urls if url.api == api]
     if not issued:
         pytest.skip(f"no {api} answer of this run carried a hosted URL to download again")
-    wait = MIN_LATER_S - (time.time() - max(url.issued_at for url in issued))
-    time.sleep(max(wait, 0.0))  # bounded: at most MIN_LATER_S s
+    later_s = target.hosted_url_recheck_s
+    wait = later_s - (time.time() - max(url.issued_at for url in issued))
+    time.sleep(max(wait, 0.0))  # bounded: at most hosted_url_recheck_s (at most an hour, the target file's schema)
     downloads = [LaterDownload(url, client.request("GET", url.url, auth=None), time.time()) for url in issued]
-    REGISTRY["hosted_urls_download_later"](downloads)
+    REGISTRY["hosted_urls_download_later"](downloads, later_s)
