@@ -24,7 +24,7 @@ import yaml
 from mock_server.cli import main
 from mock_server.fleet.bus import Bus
 from mock_server.fleet.store import RedisStore
-from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests, workers_of
+from tests.fleet_fixtures import START_TIMEOUT_S, RedisServer, Replica, redis_for_tests, workers_of
 
 WORKERS = 2
 #: A key's RPM (chat) in the burst test.
@@ -69,9 +69,25 @@ def served(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     server.launch()
     try:
         server.wait_ready()
+        asyncio.run(_wait_listeners(redis_server.url, WORKERS))
         yield server
     finally:
         server.stop()
+
+
+async def _wait_listeners(url: str, count: int) -> None:
+    """Wait until ``count`` replicas listen on the fleet's bus: ``/health`` answers as soon as one worker
+    has started, and on a loaded machine the other may take seconds more. Raises AssertionError after
+    START_TIMEOUT_S."""
+    store = RedisStore(url, "mock")
+    try:
+        channel = Bus(store, {}).channel
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (listening := sum(n for _, n in await store.client.pubsub_numsub(channel))) < count:
+            assert time.monotonic() < deadline, f"{listening} of {count} workers listen on the bus"
+            await asyncio.sleep(0.1)
+    finally:
+        await store.close()
 
 
 async def _journals(url: str, **filters: Any) -> list[list[dict[str, Any]]]:
