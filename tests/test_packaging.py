@@ -31,7 +31,7 @@ blocked = set(sys.argv[1].split(","))
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in blocked:
-            raise ImportError(f"{name} belongs to the other half")
+            raise ModuleNotFoundError(f"No module named {name!r} (the other half's)", name=name)
         return None
 sys.meta_path.insert(0, Refuse())
 package = importlib.import_module(sys.argv[2])
@@ -89,3 +89,26 @@ def test_the_check_can_fail(blocked: dict[str, str]) -> None:
     """Blocking a module the package does use makes the import check fail (the check is not vacuous)."""
     package = "conformance" if blocked is SUITE_ONLY else "mock_server"
     assert _run(blocked, package, "pass").returncode != 0
+
+
+@pytest.mark.parametrize(("command", "blocked", "extra"), [("mock_server", MOCK_ONLY, "mock"),
+                                                          ("conformance", SUITE_ONLY, "suite")])
+def test_a_console_script_without_its_half_names_the_extra(command: str, blocked: dict[str, str], extra: str) -> None:
+    """With only the other half installed, the console script says which extra to install (exit 2), no traceback."""
+    done = _run(blocked, "spec", f"from spec.launch import {command}; raise SystemExit({command}())")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"pip install 'gateway-conformance[{extra}]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["mock_server", "conformance"])
+def test_a_console_script_with_its_half_runs_its_cli(command: str) -> None:
+    done = _run({}, "spec", f"import sys; sys.argv = ['x', '--help']; from spec.launch import {command}; "
+                            f"raise SystemExit({command}())")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
+
+
+def test_the_scripts_start_at_the_launcher() -> None:
+    """pyproject's scripts go through spec/launch.py, not straight to a half's CLI (whose imports need its extra)."""
+    assert PROJECT["scripts"] == {"mock-server": "spec.launch:mock_server", "conformance": "spec.launch:conformance"}
