@@ -175,9 +175,13 @@ def excerpt_text(text: str) -> str:
     return repr(text[:120])
 
 
-@check(capability="uploads.limit", source="002 Errors (413 image file too large); x-upload-limit-bytes")
+@check(capability="uploads.limit", source="000 Picking the right endpoint (speech to text, x-mirrors: openai: "
+                                          "its 25 MiB audio limit, x-upload-limit-bytes of createTranscription); "
+                                          "413 in the envelope as 002 Errors answers an oversized upload")
 def upload_over_limit_is_413(exchange: Exchange, operation: Operation) -> None:
-    """A multipart body over the documented upload limit is answered 413 in the error envelope."""
+    """A multipart audio upload over the operation's ``x-upload-limit-bytes`` (bytes; the mirrored OpenAI
+    contract's 25 MiB for transcriptions, since no seed gives an audio limit) is answered 413 in the error
+    envelope, the status 002's "Errors" table gives an oversized upload."""
     body = exchange.json()
     error = body.get("error") if isinstance(body, dict) else None
     if exchange.status != 413 or not isinstance(error, dict) or not error.get("message"):
