@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance.embedded import EMPTY_KEY, FAULT_HEADER, STANDARD_KEY, embedded_app, serve
+from conformance.embedded import EMPTY_KEY, FAULT_HEADER, REFUSED_PROMPT, STANDARD_KEY, embedded_app, serve
 from conformance.failures import CheckFailure
 from conformance.golden import load_cases, verify
 from conformance.http import Exchange
 from conformance.target import DEFAULT_MODELS, Target
+from tests.broken_targets import RequestRewriting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,3 +75,31 @@ def test_transparent_background_is_not_judged_for_a_model_that_does_not_take_it(
             report = json.loads((tmp_path / model / "latest" / "report.json").read_text())
             rows = [row for row in report["checks"] if row["check"] == "image_transparent_background"]
             assert [row["outcome"] for row in rows] == [outcome], rows
+
+
+def _text_model_refuses_in_words(body: Any) -> Any:
+    """A correct gateway whose text chat model answers a prompt its filter dislikes as OpenAI's models do:
+    200 with the refusal in the message (001 documents no content filter for chat); image generation,
+    dedicated or native in chat, still refuses it with 400 and the reason (002 "Safety")."""
+    said = json.dumps(body.get("messages"))
+    if body.get("model") == DEFAULT_MODELS["chat"] and REFUSED_PROMPT in said:
+        return 200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                         "role": "assistant", "content": None, "refusal": "I can't help with that."}}],
+                     "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18}}
+    return body
+
+
+def test_a_text_chat_model_answering_a_refusal_in_words_is_not_failed_by_the_safety_check(tmp_path: Path) -> None:
+    """002 "Safety" is the image generation page's: the chat case of safety_rejection_reported asks the
+    image_output model (native image generation), so a text model's 200 refusal is no failure, and
+    the 400s of both image routes are still judged (and pass)."""
+    target = tmp_path / "target.yaml"
+    with serve(RequestRewriting(embedded_app(), _text_model_refuses_in_words)) as url:
+        target.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test", "refused_prompt": REFUSED_PROMPT}))
+        subprocess.run([sys.executable, "-m", "conformance", "run", "--target", str(target), "--name", "t",
+                        "--reports", str(tmp_path), "-q", "--phases", "behavioural", "-k", "refused_prompt"],
+                       capture_output=True, timeout=300, check=False)
+    report = json.loads((tmp_path / "t" / "latest" / "report.json").read_text())
+    rows = [row for row in report["checks"] if row["check"] == "safety_rejection_reported"]
+    assert sorted(row["outcome"] for row in rows) == ["passed", "passed"], rows
