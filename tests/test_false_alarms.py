@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import subprocess
 import sys
@@ -103,3 +104,53 @@ def test_a_text_chat_model_answering_a_refusal_in_words_is_not_failed_by_the_saf
     report = json.loads((tmp_path / "t" / "latest" / "report.json").read_text())
     rows = [row for row in report["checks"] if row["check"] == "safety_rejection_reported"]
     assert sorted(row["outcome"] for row in rows) == ["passed", "passed"], rows
+
+
+class PostHocTpm:
+    """A correct gateway that counts TPM after each answer (by its ``usage.total_tokens``, as LiteLLM-style
+    gateways do): a chat request is refused with 429 rate_limit_error and Retry-After once the tokens
+    already used in the window reach ``tpm``, so the request that passes the limit is admitted and the
+    next one refused (001 "Errors": 429 when "TPM exceeded")."""
+
+    def __init__(self, app: Any, tpm: int) -> None:
+        self.app, self.tpm, self.used = app, tpm, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        if self.used >= self.tpm:
+            body = json.dumps({"error": {"type": "rate_limit_error", "message": "TPM exceeded."}}).encode()
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", b"60")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        answer = bytearray()
+
+        async def counting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                answer.extend(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counting)
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            self.used += int(json.loads(answer)["usage"]["total_tokens"])
+
+
+@pytest.mark.parametrize(("counting", "outcome"), [(True, "passed"), (False, "failed")])
+def test_a_gateway_counting_tpm_after_each_answer_is_not_failed_by_the_tpm_probe(counting: bool, outcome: str,
+                                                                                 tmp_path: Path) -> None:
+    """Two probe requests of 60% of the TPM each take a gateway that counts tokens before admitting to its
+    429 at the second, one that counts after each answer at the third: both enforce the limit. A gateway
+    that does not hold the key to the declared 2,000 TPM (the mock's sk-test, without the wrapper) admits
+    all three and fails."""
+    target = tmp_path / "target.yaml"
+    with serve(PostHocTpm(embedded_app(), tpm=2000) if counting else embedded_app()) as url:
+        target.write_text(yaml.safe_dump({"base_url": url, "api_key": "sk-test",
+                                          "rate_limits": {"api_key": "sk-test", "tpm": 2000}}))
+        subprocess.run([sys.executable, "-m", "conformance", "run", "--target", str(target), "--name", "t",
+                        "--reports", str(tmp_path), "-q", "--phases", "behavioural", "-k", "tpm_exceeded"],
+                       capture_output=True, timeout=300, check=False)
+    report = json.loads((tmp_path / "t" / "latest" / "report.json").read_text())
+    rows = [row for row in report["checks"] if row["id"] == "test_tpm_exceeded"]
+    assert [row["outcome"] for row in rows] == [outcome], rows
