@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import json
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -182,12 +185,23 @@ MAX_RETRIES = 3
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """The Retry-After header in s (delta-seconds form), or None when absent or not a number."""
+    """The Retry-After header in s from now: its delay-seconds, or the time until its HTTP-date (RFC 9110
+    10.2.3 allows both; 001 "Errors" names neither), 0 for a date already past; None when absent or
+    neither (not a finite number, not a date)."""
     value = headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # "-0000": RFC 5322's unknown zone; HTTP-dates are GMT
+            moment = moment.replace(tzinfo=datetime.UTC)
+        seconds = moment.timestamp() - time.time()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 class TargetClient:

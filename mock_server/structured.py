@@ -13,8 +13,9 @@ stall.
 
 Deterministic: draw ``i`` of an answer seeds jsf's generators (the ``random`` module and its Faker) from
 the answer's key (the mock's ``--seed`` and the request) and ``i``, so the same seed and request give the
-same JSON. jsf draws from process-wide generators, so one request's answers are made at a time (a lock)
-and the ``random`` module's state is put back afterwards. Prepared schemas are cached (:data:`CACHE_SIZE`).
+same JSON. jsf draws from process-wide generators, so one answer is made at a time (a lock, taken per
+answer: another request's may come between the choices of one) and the ``random`` module's state is put
+back afterwards. Prepared schemas are cached (:data:`CACHE_SIZE`).
 
 Before jsf sees a schema it is checked here (:func:`prepare`), since jsf would act on some of it: it
 ``eval``s the non-standard keywords ``$provider``, ``$state`` and ``$fixed`` and opens the file or URL of
@@ -126,18 +127,18 @@ async def answers(schema: Any, keys: Sequence[bytes], *, param: str, name: str =
 
 def generate(schema: Any, keys: Sequence[bytes], param: str, name: str = "", strict: bool = False) -> list[str]:
     """:func:`answers`, in the calling thread: :func:`prepare`, then :func:`instance` per key, each within
-    :data:`BUDGET_S` s of Python work (counted once this request's turn comes: one request's answers are
-    made at a time). Raises ApiError 400 as :func:`answers` says."""
+    :data:`BUDGET_S` s of Python work (counted once its turn comes: one answer is made at a time, and
+    other requests' answers may come between this request's, so ``n`` choices never hold the others back
+    for ``n`` budgets). Raises ApiError 400 as :func:`answers` says."""
     import jsf  # noqa: F401  # its first import (about 0.5 s: Faker, pydantic) is not the schema's time
 
-    with _DRAW_LOCK:
-        with _deadline(time.monotonic() + BUDGET_S, param):
-            prepared = prepare(schema, param=param, name=name, strict=strict)
-        texts = []
-        for key in keys:
-            with _deadline(time.monotonic() + BUDGET_S, param):
-                texts.append(instance(prepared, key))
-        return texts
+    with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
+        prepared = prepare(schema, param=param, name=name, strict=strict)
+    texts = []
+    for key in keys:
+        with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
+            texts.append(instance(prepared, key))
+    return texts
 
 
 def prepare(schema: Any, *, param: str, name: str = "", strict: bool = False) -> Prepared:

@@ -74,3 +74,15 @@ def test_signed_url_lifetime_judged_by_the_check(expires_s: int, fails: bool) ->
             judge([LaterDownload(issued, fetched, ISSUED + 20)])
     else:
         judge([LaterDownload(issued, fetched, ISSUED + 20)])
+
+
+@pytest.mark.parametrize("expires_s", [300, 7 * 24 * 3600])
+def test_a_video_url_lifetime_is_not_held_to_the_image_pages_hour(expires_s: int) -> None:
+    """002's "typically expire after 1 hour" is the OpenAI-compatible gateway's (its image page); 004 states no
+    lifetime for the credits API's video_url: one signed for 5 minutes or a week that still downloads passes."""
+    from mock_server.media_av import mp4
+
+    url = f"https://b.s3.amazonaws.com/v.mp4?X-Amz-Date=20270115T080000Z&X-Amz-Expires={expires_s}&X-Amz-Signature=ab"
+    issued = IssuedUrl("credits_api", url, "video", "getMultimodalUsage video_url", ISSUED)
+    fetched = Exchange("GET", url, None, 200, {"content-type": "video/mp4"}, mp4(64, 36, 1.0))
+    REGISTRY["hosted_urls_download_later"]([LaterDownload(issued, fetched, ISSUED + 20)])

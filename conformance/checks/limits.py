@@ -44,8 +44,9 @@ def judge_burst(name: str, burst: Sequence[Exchange], limit: int, window: str) -
 @check(capability="rate_limits", source=SOURCE_GATEWAY)
 def gateway_rate_limit_429(burst: Sequence[Exchange], operation: Operation, dimension: str, limit: int) -> None:
     """A burst past the target's declared RPM (``dimension`` ``requests``: limit + 1 requests) or TPM
-    (``tokens``: requests of about 60% of the TPM each, so the second passes it) gets a 429 no later than
-    the first request over it, with Retry-After (s) and ``error.type`` rate_limit_error. The
+    (``tokens``: up to three requests of about 60% of the TPM each) gets a 429 no later than the first
+    request over it (for TPM, the last of the burst: a gateway may count tokens before admitting or
+    after each answer), with Retry-After (s) and ``error.type`` rate_limit_error. The
     ``x-ratelimit-*`` headers are not in the seeds, so they are judged only when sent: then
     ``x-ratelimit-limit-<dimension>`` must be the declared limit and, for RPM,
     ``x-ratelimit-remaining-requests`` 0."""

@@ -114,8 +114,12 @@ def test_gateway_key_over_spend_limit_402(operation_id: str, client: TargetClien
 @pytest.mark.check("safety_rejection_reported")
 @pytest.mark.parametrize("operation_id", [op for op, _ in PRICED])
 def test_refused_prompt_reported(operation_id: str, client: TargetClient, target: Target) -> None:
-    """002 "Safety": a disallowed prompt is 400 invalid_request_error with the reason in error.message."""
+    """002 "Safety": a disallowed prompt is 400 invalid_request_error with the reason in error.message. 002 is
+    the image generation page, so chat is asked with the ``image_output`` model (its "Native image
+    generation"): a text model that answers a refusal in words (200), as OpenAI's do, breaks no document."""
     if not target.refused_prompt:
         pytest.skip("the target file names no refused_prompt (a prompt its content filter refuses)")
     operation, body = _priced(operation_id, target, target.refused_prompt)
+    if operation_id == "createChatCompletion":
+        body = {**body, "model": target.model("image_output")}
     REGISTRY["safety_rejection_reported"](client.request("POST", operation.path, json_body=body), operation)

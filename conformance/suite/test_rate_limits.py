@@ -25,6 +25,10 @@ CHAT = find_operation("openai_gateway", "createChatCompletion")
 #: Share of the declared TPM one probe request's prompt takes: one fits, two do not, however a gateway
 #: counts (tokenizer words, or characters / 4) and whether it counts max_tokens.
 TPM_SHARE = 0.6
+#: Most TPM probe requests: a gateway that counts tokens before admitting refuses the second; one that counts
+#: each answer's usage after it (the limit is then passed by the request that crosses it) refuses the third.
+#: Both enforce "TPM exceeded" (001 "Errors"); three admitted (1.8 times the TPM) is a failure.
+TPM_PROBES = 3
 #: Longest prompt the TPM probe sends, in words: a larger declared TPM cannot be reached by two requests
 #: a chat model's context holds, so it is skipped rather than answered 400 for a too-long prompt.
 MAX_PROBE_WORDS = 50_000
@@ -72,7 +76,7 @@ def test_tpm_exceeded(client: TargetClient, target: Target) -> None:
         pytest.skip(f"rate_limits.tpm {tpm} needs prompts of {words} words, over the probe's {MAX_PROBE_WORDS}: "
                     "declare a key with a smaller TPM")
     prompt = " ".join(["word"] * words)
-    burst = _burst(client, CHAT.path, _chat(target, prompt), 2)
+    burst = _burst(client, CHAT.path, _chat(target, prompt), TPM_PROBES)
     REGISTRY["gateway_rate_limit_429"](burst, CHAT, "tokens", tpm)
 
 
