@@ -3,8 +3,11 @@
 One cheap request, bounded by :data:`PROBE_TIMEOUT_S`: a target that refuses connections, whose
 name does not resolve, whose TLS fails, that answers garbage bytes, an HTML page, a redirect, or
 nothing at all fails ``target_reachable`` within seconds, and the run skips the rest with that
-reason instead of failing every check one timeout at a time. Any JSON answer, whatever its status
-(a 401 for a wrong key, a 404 in an error envelope), is the API answering: the checks judge it.
+reason instead of failing every check one timeout at a time. So does a 401 to the run's own key on
+an authenticated GET (001: "Every endpoint expects a bearer token", 401 "Missing or invalid API key";
+004 "Authentication"): a wrong or expired key would
+otherwise fail nearly every check with the same 401. Any other JSON answer, whatever its status
+(a 403, a 404 in an error envelope), is the API answering: the checks judge it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ def probe(target: Target) -> CheckFailure | None:
         where = exchange.headers.get("location", "nowhere")
         return CheckFailure(CHECK, "the API's JSON answer in place", f"a redirect ({exchange.status}) to {where}",
                             exchange.evidence())
+    if exchange.status == 401 and exchange.method == "GET" and exchange.json() is not None:
+        return CheckFailure(CHECK, "the API's answer to the run's API key",
+                            "401: the target refuses the run's API key (give the right one with --api-key or the "
+                            "target file's api_key); nothing else was run", exchange.evidence())
     if exchange.json() is None:
         return CheckFailure(CHECK, "the API's JSON answer",
                             f"{exchange.status} {exchange.media_type or 'without a Content-Type'} that is not JSON "

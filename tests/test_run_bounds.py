@@ -62,7 +62,8 @@ def test_preflight_says_what_answered_instead_of_the_api(handler: Any, said: str
 def test_preflight_passes_the_api_and_refuses_a_closed_port() -> None:
     with embedded_mock() as url:
         assert preflight.probe(Target("mock", url, "sk-test")) is None
-        assert preflight.probe(Target("mock", url, "wrong-key")) is None  # a 401 in JSON is the API answering
+        refused = preflight.probe(Target("mock", url, "wrong-key"))  # one failure, not a 401 per check
+        assert refused is not None and "refuses the run's API key" in refused.received
     failure = preflight.probe(Target("gone", servers.refused_url(), "k"))
     assert failure is not None and "ConnectError" in failure.received
 
