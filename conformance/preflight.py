@@ -4,10 +4,10 @@ One cheap request, bounded by :data:`PROBE_TIMEOUT_S`: a target that refuses con
 name does not resolve, whose TLS fails, that answers garbage bytes, an HTML page, a redirect, or
 nothing at all fails ``target_reachable`` within seconds, and the run skips the rest with that
 reason instead of failing every check one timeout at a time. So does a 401 to the run's own key on
-an authenticated GET (001: "Every endpoint expects a bearer token", 401 "Missing or invalid API key";
-004 "Authentication"): a wrong or expired key would
-otherwise fail nearly every check with the same 401. Any other JSON answer, whatever its status
-(a 403, a 404 in an error envelope), is the API answering: the checks judge it.
+an authenticated GET (001: "Every endpoint expects a bearer token", 401 "Missing or invalid API
+key"; 004 "Authentication"): a wrong or expired key would otherwise fail nearly every check with the
+same 401. Any other JSON answer, whatever its status (a 403, a 404 in an error envelope), is the API
+answering: the checks judge it.
 """
 
 from __future__ import annotations
