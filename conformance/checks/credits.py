@@ -12,6 +12,7 @@ from typing import Any
 from conformance import media
 from conformance.checks import check
 from conformance.checks.defaults import about
+from conformance.checks.errors import expect_403
 from conformance.checks.limits import judge_burst
 from conformance.failures import CheckFailure
 from conformance.http import Exchange
@@ -167,10 +168,7 @@ def video_provider_cost_and_duration(started: Exchange, records: Sequence[Exchan
 def sora2_premium_only(exchange: Exchange, operation: Operation) -> None:
     """I2V with ``provider: sora2`` called with a key below the premium tier is answered 403 in the error
     envelope (004 marks sora2 "(premium)"; the spec infers the 403 from T2V's "Tier: Premium only")."""
-    body = exchange.json()
-    if exchange.status != 403 or not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
-        raise CheckFailure("sora2_premium_only", "403 with an error envelope",
-                           f"{exchange.status}: {exchange.body[:160]!r}", exchange.evidence())
+    expect_403("sora2_premium_only", exchange)
 
 
 @dataclass(frozen=True)

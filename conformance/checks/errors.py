@@ -67,9 +67,15 @@ def malformed_audio_base64_refused(exchange: Exchange, operation: Operation) -> 
 @check(capability="auth.tier", source="004 Video: Text-to-Video (T2V) (Tier: Premium only); 001 Errors (403)")
 def tier_rejected(exchange: Exchange, operation: Operation) -> None:
     """A premium-only operation called with a key below the premium tier is answered 403 with an error envelope."""
+    expect_403("tier_rejected", exchange)
+
+
+def expect_403(name: str, exchange: Exchange) -> None:
+    """Raise CheckFailure naming check ``name`` unless ``exchange`` is a 403 in an error envelope (001 Errors:
+    403 permission_error; the credits API's tier refusals, whose 403 004's "Error Codes" do not list)."""
     body = exchange.json()
     if exchange.status != 403 or not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
-        raise CheckFailure("tier_rejected", "403 with an error envelope", f"{exchange.status} {exchange.media_type}",
+        raise CheckFailure(name, "403 with an error envelope", f"{exchange.status}: {exchange.body[:160]!r}",
                            exchange.evidence())
 
 
