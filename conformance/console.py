@@ -248,7 +248,8 @@ def summary_lines(rows: Sequence[report.Row], report_dir: Path) -> Iterator[str]
     yield (f"conformance: {counts['passed']} passed, {counts['failed']} failed, {counts['known_failure']} known "
            f"failures, {counts['skipped']} skipped, {counts['not_claimed']} not claimed, of {len(rows)} checks")
     seconds = report.phase_seconds(rows)
-    yield "time per phase: " + ", ".join(f"{phase} {seconds[phase]:.1f} s" for phase in PHASES if phase in seconds)
+    if timed := [f"{phase} {seconds[phase]:.1f} s" for phase in PHASES if phase in seconds]:
+        yield "time per phase: " + ", ".join(timed)
     yield "capabilities:"
     for api, capabilities in report.capability_matrix(rows).items():
         verdicts = Counter(capabilities.values())
