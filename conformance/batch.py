@@ -49,7 +49,11 @@ class CaseBatch:
         of them), else the first skip (a budget that ran out), else return."""
         if self._pool is None:
             return
-        wait(self._futures)
+        try:
+            wait(self._futures)
+        except BaseException:  # a signal while waiting: the cases not yet sent are dropped
+            self.abandon()
+            raise
         self._pool.shutdown(wait=True)
         errors = [error for future in self._futures if (error := future.exception()) is not None]
         failures = [error for error in errors if not isinstance(error, pytest.skip.Exception)]
