@@ -164,6 +164,32 @@ def test_generated_cases_of_one_operation_are_sent_concurrently(tmp_path: Path) 
     assert 2 <= app.most <= 3  # one test on one worker: its cases, up to the concurrency at once
 
 
+def test_a_batch_raises_its_cases_verdicts_in_drawing_order() -> None:
+    from conformance.batch import CaseBatch
+    from conformance.failures import CheckFailure
+
+    def failing(name: str, after_s: float) -> Any:
+        def send() -> None:
+            time.sleep(after_s)
+            raise CheckFailure(name, "a pass", "a failure")
+        return send
+
+    def skipped() -> None:
+        raise BudgetExhausted("budget: --max-requests 1 reached")
+
+    batch = CaseBatch(3)
+    for send in (skipped, failing("first_drawn", 0.2), failing("second_drawn", 0.0)):
+        batch.submit(send)
+    with pytest.raises(BaseExceptionGroup) as group:  # the later-drawn case ended first: order kept
+        batch.finish()
+    assert [error.check for error in group.value.exceptions] == ["first_drawn", "second_drawn"]
+    alone = CaseBatch(2)
+    alone.submit(lambda: None)
+    alone.submit(skipped)
+    with pytest.raises(BudgetExhausted):  # no failure: the budget's skip
+        alone.finish()
+
+
 def test_a_concurrently_sent_case_that_breaks_the_contract_fails_its_check(tmp_path: Path) -> None:
     with serve(broken_app("drops_usage")) as url:
         code, report, output = run_suite(mock_like_target_file(url, tmp_path, concurrency=2), tmp_path,
