@@ -8,6 +8,10 @@ Two targets, as a gateway team meets them (issue 14):
   chat answer takes about 0.4 s to its first token, an image a few s), as a slow real gateway.
   Goal: under 120 s on the 2-core reference machine.
 
+The quick profile spends fewer generated cases on the image operations (their positive cases leave out
+schemathesis's boundary cases, ``conformance/profiles.py`` ``WITHOUT_COVERAGE``), whose every answer
+costs seconds of GPU time; the thorough profile keeps them.
+
 Each run is a subprocess, as a CI job runs it; its wall time includes start-up (imports, spec
 bundling, the workers of the target's concurrency) and collection. The time per phase is the sum of
 the checks' durations the run's ``report.json`` records (with concurrency it can exceed the wall time).
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                          verdict(float(result["wall"]) < BUDGETS[name] and result["failed"] == 0)])
         if len(walls) > 1:
             print(f"{name}: median wall time {statistics.median(walls):.1f} s")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine "
+          "stretches these runs: compare runs made at the same load)")
     print_table(["target", "run", "wall s", *(f"{p} s" for p in PHASES), "checks", "passed", "failed", "skipped",
                  "stopped", "budget (embedded < 30 s, serve < 120 s)"], rows)
     return 0

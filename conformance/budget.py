@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ class RunState:
     def __init__(self, path: Path, limits: Limits) -> None:
         self.path = path
         self.limits = limits
+        self._mutex = threading.Lock()
+        self._opened: tuple[int, int] | None = None
         if not path.exists():
             self._write({"requests": 0, "credits": 0.0, "next_slot": 0.0, "stopped": None})
 
@@ -118,15 +121,30 @@ class RunState:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        with self.path.with_suffix(".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            state = json.loads(self.path.read_text(encoding="utf-8"))
-            before = dict(state)
+        """The state, read and (when changed) written back under this process's mutex (threads: the property
+        cases in flight) and ``flock`` on the file (processes). One descriptor per process, the state
+        rewritten in place by one ``pwrite`` padded to the file's length: every request passes here, and
+        opening, writing a temporary file and renaming it cost milliseconds each time."""
+        with self._mutex:
+            descriptor = self._descriptor()
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             try:
-                yield state
+                text = os.pread(descriptor, os.fstat(descriptor).st_size, 0)
+                state = json.loads(text)
+                before = dict(state)
+                try:
+                    yield state
+                finally:  # also when the block raises (a budget that ran out records its stop reason)
+                    if state != before:  # one write of at least the old length: never a torn or shorter file
+                        os.pwrite(descriptor, json.dumps(state).encode().ljust(len(text)), 0)
             finally:
-                if state != before:
-                    self._write(state)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+    def _descriptor(self) -> int:
+        """This process's descriptor of the state file (opened on first use in each process)."""
+        if self._opened is None or self._opened[0] != os.getpid():
+            self._opened = (os.getpid(), os.open(self.path, os.O_RDWR))
+        return self._opened[1]
 
     def _write(self, state: Mapping[str, Any]) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")

@@ -247,7 +247,8 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     """The pytest sessions of a run, in order. Without concurrency, one session (the plugin orders its
     tests: golden, behavioural, upstream, property, each phase's ``serial`` and ``last_in_phase`` tests
     after its others). With it, three: golden and behavioural tests on pytest-xdist workers, then the
-    ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left),
+    ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left; the
+    property module is not collected there: its generated tests are never serial),
     then upstream and property tests on workers. Raises TargetFileError for the upstream phase asked for
     without an upstream section (:func:`_phase_modules`)."""
     modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
@@ -256,7 +257,11 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     early = [m for m in modules if phase_of_module(m) in ("golden", "behavioural")]
     late = [m for m in modules if m not in early]
     stages: list[Stage] = [(early, f"not ({ALONE})", target.concurrency)] if early else []
-    stages.append((modules, ALONE, 0))
+    # generated (property) tests are never serial: the stage of those alone does not collect them (building
+    # their schemathesis tests costs seconds of start-up)
+    alone = [m for m in modules if phase_of_module(m) != "property"]
+    if alone:
+        stages.append((alone, ALONE, 0))
     return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
 
 

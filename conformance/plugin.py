@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from conformance import profiles, report
+from conformance import batch, profiles, report
 from conformance.budget import BudgetExhausted, Limits, RunState, skip_reason
 from conformance.checks import REGISTRY, Check
 from conformance.checks.hosted import IssuedUrl
@@ -62,6 +62,9 @@ NOT_CLAIMED = "not claimed"
 ROW_PROPERTY = "conformance_row"
 #: Least time between two incremental writes of report.json during a run, in s.
 WRITE_INTERVAL_S = 1.0
+#: An incremental write of report.json waits at least this many times as long as the last one took (a long
+#: run's report takes a tenth of a second to build: rewritten each second it cost the run 10% of its time).
+WRITE_COST_FACTOR = 20.0
 #: The credits API's tests (golden cases, behavioural checks, generated cases): its per-minute limits
 #: (1-10/min per key and operation, 004) make them share one window and its golden cases name earlier
 #: answers (``${last:...}``), so a concurrent run keeps them in order on one worker, as without concurrency.
@@ -115,6 +118,7 @@ class ConformancePlugin:
         self._started = datetime.now(UTC)
         self._clock = time.monotonic()
         self._written = 0.0
+        self._write_cost = 0.0
 
     # ---- fixtures -------------------------------------------------------------------------
     @pytest.fixture(scope="session")
@@ -207,6 +211,23 @@ class ConformancePlugin:
             cases = load_cases(self.run.fixtures_dir)
             metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        """A property test (one per operation and mode) sends its generated cases through a batch of the
+        target's ``concurrency`` (the credits API's one at a time: its per-minute limits), whose verdicts
+        are raised when Hypothesis has drawn them all (``conformance/batch.py``)."""
+        if getattr(pyfuncitem, "operation_label", None) is None:
+            return (yield)
+        width = 1 if is_rate_limited(pyfuncitem.nodeid) else self.run.target.concurrency
+        with batch.opened(width) as cases:
+            try:
+                result = yield
+            except BaseException:
+                cases.abandon()
+                raise
+            cases.finish()
+        return result
+
     # ---- results ---------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -226,13 +247,16 @@ class ConformancePlugin:
 
     def record(self, row: report.Row) -> None:
         """Add ``row`` to the run, stop the run when the target stopped accepting connections, and rewrite
-        report.json when :data:`WRITE_INTERVAL_S` has passed since the last write."""
+        report.json when :data:`WRITE_INTERVAL_S` (or :data:`WRITE_COST_FACTOR` times the last write's
+        duration, if longer) has passed since the last write."""
         self.rows.append(row)
         if row.failure and row.failure.get("check") == "target_reachable" and "ConnectError" in str(
                 row.failure.get("received")):
             self.state.stop(f"the target stopped accepting connections ({row.failure['received']})")
-        if time.monotonic() - self._written >= WRITE_INTERVAL_S:
+        if time.monotonic() - self._written >= max(WRITE_INTERVAL_S, WRITE_COST_FACTOR * self._write_cost):
+            began = time.monotonic()
             self.write_report(None, json_only=True)
+            self._write_cost = time.monotonic() - began
 
     def _row(self, item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo[None]) -> report.Row:
         name, capability, source, single = _meta(item)

@@ -1,7 +1,9 @@
 """Hypothesis profiles of the suite: how much property-based generation a run does.
 
 ``quick`` is for CI gates (seconds against a local target); ``thorough`` for a nightly or a
-vendor's full report. Both are derandomised, so the same target gets the same cases.
+vendor's full report. Both are derandomised, so the same target gets the same cases. ``quick``
+spends fewer cases on the operations whose every answer costs seconds of GPU time
+(:data:`WITHOUT_COVERAGE`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, configuration, settings
 
@@ -23,6 +26,29 @@ MAX_DURATION_S: Mapping[str, float] = MappingProxyType({"quick": 600.0, "thoroug
 #: latency model, scaled): 0.001 makes a 0.4 s first token 0.4 ms and a 30 s video job 30 ms; 0.01
 #: keeps streams paced (a 20 ms inter-token gap is 0.2 ms) for the thorough report.
 MOCK_TIME_SCALE: Mapping[str, float] = MappingProxyType({"quick": 0.001, "thorough": 0.01})
+#: profile name -> operationIds whose positive generated cases leave out schemathesis's coverage phase (its
+#: deterministic boundary cases, most of an operation's cases: 60 of 75 for createImage) and keep the
+#: profile's own generated ones (``PROFILES``): every answer of theirs costs seconds of GPU time (002 "a
+#: few seconds" an image; the mock's model: 1 s + 2.5 s per megapixel), so on a real gateway their boundary
+#: cases alone took minutes of a CI gate. Their negative cases (refused before any GPU work) keep every
+#: boundary case, and the thorough profile keeps all of them.
+WITHOUT_COVERAGE: Mapping[str, frozenset[str]] = MappingProxyType({
+    "quick": frozenset({"createImage", "createImageEdit", "createMultimodalImage"}), "thorough": frozenset()})
+
+#: The profile :func:`activate` loaded in this process (None before).
+active: str | None = None
+
+
+def schemathesis_config(positive: bool) -> Any:
+    """schemathesis's ``Config`` of the property tests of one mode (``positive`` or negative cases) in the active
+    profile: positive cases of its :data:`WITHOUT_COVERAGE` operations leave out the coverage phase."""
+    import schemathesis  # only the property tests need it (seconds of import)
+
+    slow = sorted(WITHOUT_COVERAGE.get(active or "", frozenset()))
+    if not positive or not slow:
+        return schemathesis.Config()
+    return schemathesis.Config.from_dict({"operations": [{"include-operation-id": slow,
+                                                          "phases": {"coverage": {"enabled": False}}}]})
 
 
 def cache_dir() -> Path:
@@ -64,4 +90,6 @@ def activate(name: str, storage: Path) -> None:
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     settings.load_profile(name)
+    global active
+    active = name
 

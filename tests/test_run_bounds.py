@@ -27,7 +27,7 @@ from conformance.failures import TargetError
 from conformance.http import TargetClient
 from conformance.target import Target
 from tests import misbehaving_servers as servers
-from tests.broken_targets import Rewriting
+from tests.broken_targets import Rewriting, broken_app
 from tests.test_suite_catches_broken_targets import mock_like_target_file, run_suite
 
 # ---- whole-answer deadlines ------------------------------------------------------------------
@@ -122,7 +122,8 @@ def test_serial_checks_run_alone_between_the_concurrent_stages() -> None:
     alone = "serial or last_in_phase"
     assert [(marks, workers) for _, marks, workers in stages] == [(f"not ({alone})", 4), (alone, 0),
                                                                   (f"not ({alone})", 4)]
-    assert all("test_properties" not in module for module in stages[0][0])
+    assert all("test_properties" not in module for module in stages[0][0] + stages[1][0])
+    assert any("test_properties" in module for module in stages[2][0])
     assert _stages(args, Target("t", "http://x", "k", concurrency=1))[0][1:] == ("", 0)
 
 
@@ -152,6 +153,52 @@ def test_checks_run_concurrently_up_to_the_target_concurrency(tmp_path: Path) ->
                                          "--phases", "behavioural", "-k", "speech_format or chat_behaviour")
     assert code == 0, output
     assert report["summary"]["passed"] >= 6 and 2 <= app.most <= 3
+
+
+def test_generated_cases_of_one_operation_are_sent_concurrently(tmp_path: Path) -> None:
+    app = InFlight(embedded_app(), delay_s=0.2)
+    with serve(app) as url:
+        code, report, output = run_suite(mock_like_target_file(url, tmp_path, concurrency=3), tmp_path,
+                                         "--phases", "property", "-k", "positive_cases_openai_gateway and speech")
+    assert code == 0, output
+    assert [row["outcome"] for row in report["checks"]] == ["passed"]
+    assert 2 <= app.most <= 3  # one test on one worker: its cases, up to the concurrency at once
+
+
+def test_a_batch_raises_its_cases_verdicts_in_drawing_order() -> None:
+    from conformance.batch import CaseBatch
+    from conformance.failures import CheckFailure
+
+    def failing(name: str, after_s: float) -> Any:
+        def send() -> None:
+            time.sleep(after_s)
+            raise CheckFailure(name, "a pass", "a failure")
+        return send
+
+    def skipped() -> None:
+        raise BudgetExhausted("budget: --max-requests 1 reached")
+
+    batch = CaseBatch(3)
+    for send in (skipped, failing("first_drawn", 0.2), failing("second_drawn", 0.0)):
+        batch.submit(send)
+    with pytest.raises(BaseExceptionGroup) as group:  # the later-drawn case ended first: order kept
+        batch.finish()
+    assert [error.check for error in group.value.exceptions] == ["first_drawn", "second_drawn"]
+    alone = CaseBatch(2)
+    alone.submit(lambda: None)
+    alone.submit(skipped)
+    with pytest.raises(BudgetExhausted):  # no failure: the budget's skip
+        alone.finish()
+
+
+def test_a_concurrently_sent_case_that_breaks_the_contract_fails_its_check(tmp_path: Path) -> None:
+    with serve(broken_app("drops_usage")) as url:
+        code, report, output = run_suite(mock_like_target_file(url, tmp_path, concurrency=2), tmp_path,
+                                         "--phases", "property", "-k", "positive_cases_openai_gateway and chat")
+    assert code == 1, output
+    failed = [row for row in report["checks"] if row["outcome"] == "failed"]
+    assert [row["check"] for row in failed] == ["response_schema_conformance"], failed
+    assert failed[0]["failure"]["evidence"]["request"]["url"].startswith(url)
 
 
 # ---- --target mock as users start it ---------------------------------------------------------------

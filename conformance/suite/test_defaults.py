@@ -3,14 +3,17 @@ answer, decoded, must be what the default makes.
 
 T2V (1000 credits, premium, 1/min) and CogVideoX (800 credits, 1/min) are skipped when the target file
 excludes them; CogVideoX uses the standard key when there is one (a rate-limit window the golden
-fixture did not use). The usage list needs more records than the default ``limit``: it is judged last
-in the phase, after the run made its own, and tops up with TTS and image calls (14 and 50 credits)
-when there are not enough, waiting out their rate limits (15 a minute) for at most 5 minutes.
+fixture did not use); their two jobs are started and polled at the same time. The usage list needs
+more records than the default ``limit``: it is judged last in the phase, after the run made its own,
+and tops up with TTS and image calls (14 and 50 credits) when there are not enough, waiting out
+their rate limits (15 a minute) for at most 5 minutes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -55,12 +58,24 @@ def poll_video(client: TargetClient, started: Exchange, auth: str) -> tuple[list
     return records, client.request("GET", str(url), auth=None)
 
 
-def _video_default(check: str, operation_id: str, body: dict[str, Any], auth: str, client: TargetClient,
-                   target: Target, profile: str) -> None:
-    """Start the video without the field, waiting out one 429 of the 1/min window (a golden fixture may
-    have used it): in the thorough profile for at most :data:`VIDEO_WINDOW_WAIT_S`, in the quick one (a CI
-    gate) only within the target's ``max_retry_wait_s``, else skipped with that reason; poll the video and
-    judge it by ``check``."""
+#: The video defaults judged here: operationId -> (check, request body leaving the field out, key style for a
+#: target with a standard key). T2V is premium only; CogVideoX uses the standard key when there is one (a
+#: rate-limit window the golden fixture did not use).
+VIDEO_DEFAULTS = {
+    "createTextToVideo": ("t2v_duration_default", {"prompt": "A paper boat drifting down a stream"}, "bearer"),
+    "createCogVideoX": ("cogvideox_frames_default", {"prompt": "A kite rising over a hill"}, "standard"),
+}
+
+
+def _start_and_poll(operation_id: str, client: TargetClient, target: Target,
+                    profile: str) -> tuple[Exchange, list[Exchange], Exchange | None]:
+    """Start the video of :data:`VIDEO_DEFAULTS` ``operation_id`` without the field, waiting out one 429 of the
+    1/min window (a golden fixture may have used it): in the thorough profile for at most
+    :data:`VIDEO_WINDOW_WAIT_S`, in the quick one (a CI gate) only within the target's ``max_retry_wait_s``,
+    else skipped with that reason; then poll the video: (the start's answer, the polled records, the
+    download or None)."""
+    _, body, style = VIDEO_DEFAULTS[operation_id]
+    auth = style if style == "bearer" or target.standard_api_key else "bearer"
     operation = find_operation(API, operation_id)
     started = client.request("POST", operation.path, json_body=body, auth=auth, honour_429=False)
     wait = retry_after_s(started.headers) if started.status == 429 else None
@@ -71,7 +86,30 @@ def _video_default(check: str, operation_id: str, body: dict[str, Any], auth: st
         time.sleep(wait)
         started = client.request("POST", operation.path, json_body=body, auth=auth)
     records, video = poll_video(client, started, auth)
-    REGISTRY[check](started, records, video or started, operation)
+    return started, records, video
+
+
+@pytest.fixture(scope="module")
+def video_defaults(request: pytest.FixtureRequest, client: TargetClient, target: Target,
+                   profile: str) -> Iterator[dict[str, Future[tuple[Exchange, list[Exchange], Exchange | None]]]]:
+    """The video defaults' jobs (:data:`VIDEO_DEFAULTS` whose tests this session runs, but those the target file
+    excludes), started and polled at the same time in threads when the first of their tests runs: each job
+    takes tens of seconds on a real GPU, and one after another their waits added up. Each test takes its own
+    job's result (a skip or a target error is raised there)."""
+    selected = {str(marker.args[0]) for item in request.session.items
+                if (marker := item.get_closest_marker("check")) is not None}
+    with ThreadPoolExecutor(len(VIDEO_DEFAULTS), thread_name_prefix="video-default") as pool:
+        yield {operation_id: pool.submit(_start_and_poll, operation_id, client, target, profile)
+               for operation_id, (check, _, _) in VIDEO_DEFAULTS.items()
+               if check in selected and operation_id not in target.exclude_operations}
+
+
+def _video_default(operation_id: str, video_defaults: dict[str, Future[tuple[Exchange, list[Exchange],
+                                                                           Exchange | None]]]) -> None:
+    """Judge the video default of ``operation_id`` by its check, from its job in ``video_defaults``."""
+    started, records, video = video_defaults[operation_id].result()
+    check = VIDEO_DEFAULTS[operation_id][0]
+    REGISTRY[check](started, records, video or started, find_operation(API, operation_id))
 
 
 def _widest(client: TargetClient) -> Exchange:
@@ -136,16 +174,14 @@ def test_usage_defaults(client: TargetClient, target: Target, profile: str) -> N
 @pytest.mark.last_in_phase  # after the usage records are made: the golden T2V's 1/min window has passed by then
 @pytest.mark.api(API, operation="createTextToVideo")
 @pytest.mark.check("t2v_duration_default")
-def test_t2v_duration_default(client: TargetClient, target: Target, profile: str) -> None:
+def test_t2v_duration_default(video_defaults: dict[str, Any]) -> None:
     """004 T2V: ``duration`` left out (default 5 s); the premium key (T2V is premium only)."""
-    _video_default("t2v_duration_default", "createTextToVideo",
-                   {"prompt": "A paper boat drifting down a stream"}, "bearer", client, target, profile)
+    _video_default("createTextToVideo", video_defaults)
 
 
 @pytest.mark.last_in_phase
 @pytest.mark.api(API, operation="createCogVideoX")
 @pytest.mark.check("cogvideox_frames_default")
-def test_cogvideox_frames_default(client: TargetClient, target: Target, profile: str) -> None:
+def test_cogvideox_frames_default(video_defaults: dict[str, Any]) -> None:
     """004 CogVideoX: ``num_frames`` (and guidance_scale, num_inference_steps) left out (default 49 frames)."""
-    _video_default("cogvideox_frames_default", "createCogVideoX", {"prompt": "A kite rising over a hill"},
-                   "standard" if target.standard_api_key else "bearer", client, target, profile)
+    _video_default("createCogVideoX", video_defaults)

@@ -5,9 +5,12 @@ and a body valid against the documented schema; negative cases (invalid by the s
 rejected with a 4xx in the API's error envelope, never a 5xx or a 2xx.
 
 The number of generated cases per operation follows the active Hypothesis profile
-(``conformance run --profile``); schemathesis's deterministic coverage phase adds boundary cases.
+(``conformance run --profile``); schemathesis's deterministic coverage phase adds boundary cases
+(but to the positive cases of the quick profile's ``profiles.WITHOUT_COVERAGE`` operations, whose
+every answer costs seconds of GPU time).
 A 429 is honoured, never failed: the case is sent again after a short Retry-After, and otherwise
-judged only as a documented rejection.
+judged only as a documented rejection. The cases of one operation are sent up to the target's
+``concurrency`` at once (``conformance/batch.py``; the credits API's one by one, for its per-minute limits).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import HealthCheck
 from schemathesis.core.failures import FailureGroup
 
+from conformance import batch, profiles
 from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.failures import CheckFailure, Evidence, TargetError, excerpt, form_field, redact_headers
@@ -59,7 +63,8 @@ def _for_generation(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _schema(api: str, mode: GenerationMode) -> Any:
-    schema = schemathesis.openapi.from_dict(_for_generation(load_api(api)), config=schemathesis.Config())
+    config = profiles.schemathesis_config(positive=mode == GenerationMode.POSITIVE)
+    schema = schemathesis.openapi.from_dict(_for_generation(load_api(api)), config=config)
     # Unknown query parameters are ignored by real gateways, not rejected: not a contract violation.
     schema.config.generation.update(modes=[mode], max_examples=hypothesis.settings().max_examples,
                                     database="none", allow_extra_parameters=False)
@@ -172,8 +177,12 @@ def _positive_test(api: str) -> Callable[..., None]:
         operation_id = _skip_excluded(case, target)
         if isinstance(case.body, dict) and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target, run_state)
-        _validate(api, case, response, exchange, POSITIVE_CHECKS, target)
+
+        def send() -> None:
+            response, exchange = _call(case, target, run_state)
+            _validate(api, case, response, exchange, POSITIVE_CHECKS, target)
+
+        batch.submit(send)  # sent (and judged) concurrently with the test's other cases: conformance/batch.py
 
     return test  # type: ignore[no-any-return]
 
@@ -189,10 +198,14 @@ def _negative_test(api: str) -> Callable[..., None]:
         model = case.body.get("model") if isinstance(case.body, dict) else None
         if isinstance(model, str) and model and operation_id in MODEL_FOR:
             case.body = {**case.body, "model": target.model(MODEL_FOR[operation_id])}
-        response, exchange = _call(case, target, run_state)
-        if response.status_code == 429:
-            return  # rate limited before the invalid input was judged: nothing to conclude
-        _validate(api, case, response, exchange, NEGATIVE_CHECKS, target)
+
+        def send() -> None:
+            response, exchange = _call(case, target, run_state)
+            if response.status_code == 429:
+                return  # rate limited before the invalid input was judged: nothing to conclude
+            _validate(api, case, response, exchange, NEGATIVE_CHECKS, target)
+
+        batch.submit(send)
 
     return test  # type: ignore[no-any-return]
 
