@@ -92,6 +92,18 @@ def mock_missing() -> str | None:
     return None
 
 
+def suite_keys() -> tuple[Any, ...]:
+    """The embedded mock's keys (``mock_server.config.KeyConfig``s; :func:`embedded_app` lists them), which
+    :data:`TARGET_FILE_OPTIONS` declares to the suite."""
+    from mock_server.config import DEV_API_KEY, KeyConfig  # the one place the suite touches the mock
+
+    return (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
+            KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})),
+            KeyConfig(BILLING_KEY, spend_limit_usd=0.0),
+            KeyConfig(LIMITED_KEY, credits=LIMITED_CREDITS, rpm=LIMITED_RPM, tpm=LIMITED_TPM,
+                      rate_window_s=LIMITED_WINDOW_S))
+
+
 def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) -> Any:
     """The project's mock as ``--target mock`` runs it: the shipped configuration of ``mock-server serve``
     (``mock_server/data/default_config.yaml``: rate limits as documented, faults only on request by
@@ -104,14 +116,9 @@ def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) 
     import dataclasses
 
     from mock_server import create_app  # the one place the suite touches the mock
-    from mock_server.config import DEFAULT_CONFIG_FILE, DEV_API_KEY, KeyConfig, load_config
+    from mock_server.config import DEFAULT_CONFIG_FILE, load_config
 
-    keys = (KeyConfig(DEV_API_KEY, credits=EMBEDDED_CREDITS), KeyConfig(STANDARD_KEY, tier="standard"),
-            KeyConfig(EMPTY_KEY, credits=0), KeyConfig(SCOPED_KEY, scopes=frozenset({"createChatCompletion"})),
-            KeyConfig(BILLING_KEY, spend_limit_usd=0.0),
-            KeyConfig(LIMITED_KEY, credits=LIMITED_CREDITS, rpm=LIMITED_RPM, tpm=LIMITED_TPM,
-                      rate_window_s=LIMITED_WINDOW_S))
-    shipped = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=keys, **config)
+    shipped = load_config(DEFAULT_CONFIG_FILE, seed=seed, keys=suite_keys(), **config)
     latency = (dataclasses.replace(shipped.latency, enabled=False) if time_scale is None
                else dataclasses.replace(shipped.latency, time_scale=time_scale))
     faults = shipped.faults if BLOCKED_WORD in shipped.faults.blocklist else dataclasses.replace(
