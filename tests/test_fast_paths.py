@@ -600,3 +600,36 @@ def test_the_long_digits_precheck_agrees_with_the_regex(raw: bytes) -> None:
     """``jsoncodec.loads`` counts digits before the regex scan: the same verdict as the regex alone."""
     assert jsoncodec.long_digits(raw) is (jsoncodec._LONG_DIGITS.search(raw) is not None)
     assert jsoncodec.long_digits(b"x" + b"7" * 19) and not jsoncodec.long_digits(b"7" * 18 + b",7")
+
+
+def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_order() -> None:
+    """The pipeline calls a stage's synchronous ``check`` directly where its ``before`` is the base's (which
+    only calls ``check``), and awaits any other ``before``: the same hooks, in the stages' order, as awaiting
+    every ``before``. A fleet's rate limits (Redis, awaited) keep their ``before``."""
+    from mock_server.stages.base import Stage
+    from mock_server.stages.limits import SharedRateLimits
+
+    app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    kinds = [(now, type(hook.__self__).__name__, hook.__name__) for now, hook in endpoint.befores]
+    assert kinds == [(True, "Access", "check"), (False, "Scripted", "before"), (True, "Faults", "check"),
+                     (True, "RateLimits", "check")]
+    for now, hook in endpoint.befores:  # a direct check is what awaiting its stage's before would run
+        stage = hook.__self__
+        assert (type(stage).before is Stage.before) is now
+    assert SharedRateLimits.before is not Stage.before  # so a fleet's limits stay awaited
+    services = app.state.services
+    request = MockRequest({"type": "http", "headers": []})
+    limits = endpoint.befores[-1][1].__self__
+    for body in ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]},):
+        state_by_way = []
+        for way in ("check", "before"):
+            services.limiter.reset()
+            call = Call(request, endpoint.operation, body, "sk-test", services)
+            if way == "check":
+                limits.check(call)
+            else:
+                asyncio.run(limits.before(call))
+            state_by_way.append([d._replace(reset_s=round(d.reset_s)) for d in call.state["rate_limits"]])
+        assert state_by_way[0] == state_by_way[1]
+
