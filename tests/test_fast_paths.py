@@ -633,3 +633,46 @@ def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_or
             state_by_way.append([d._replace(reset_s=round(d.reset_s)) for d in call.state["rate_limits"]])
         assert state_by_way[0] == state_by_way[1]
 
+
+_ANSWER_TEXT = st.text(max_size=60) | st.sampled_from(["", "A plain sentence.", 'quote " and \\ back', "\x00\x1f\x7f",
+                                                       "é ü 中文 🎉", "\ud800 lone", "line\nbreak\ttab"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=_ANSWER_TEXT, model=_ANSWER_TEXT, finish=st.sampled_from(["stop", "length"]),
+       counts=st.tuples(*[st.integers(0, 10**12)] * 3), created=st.integers(0, 2**40),
+       n=st.integers(1, 2), tool=st.booleans(), image=st.booleans())
+def test_a_chat_completion_is_rendered_as_dumps_writes_its_object(content: str, model: str, finish: str,
+                                                                  counts: tuple[int, int, int], created: int, n: int,
+                                                                  tool: bool, image: bool) -> None:
+    """The chat answer's JSON filled into a template (one text choice) is byte for byte what
+    ``jsoncodec.dumps`` writes for the completion object, and any other answer is that object's dumps."""
+    tool_calls = [{"id": "call-1", "type": "function", "function": {"name": "f", "arguments": "{}"}}] if tool else []
+    images = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}] if image else []
+    answers = [chat.Answer(content=None if tool else content, finish_reason="tool_calls" if tool else finish,
+                           tool_calls=tool_calls, images=images) for _ in range(n)]
+    prompt, completion, images_tokens = counts
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+             "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": images_tokens, "audio_tokens": 0},
+             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0}}
+    completion_id = "chatcmpl-" + "0123456789abcdef01234567"
+    try:
+        slow: Any = jsoncodec.dumps(chat._completion(completion_id, created, model, answers, usage))
+    except (TypeError, UnicodeEncodeError) as refused:  # what the encoders refuse (a lone surrogate)
+        slow = type(refused)
+    try:
+        fast: Any = chat._rendered(completion_id, created, model, answers, usage)
+    except (TypeError, UnicodeEncodeError) as refused:
+        fast = type(refused)
+    assert fast == slow
+
+
+def test_the_chat_answer_body_is_the_completion_objects_json() -> None:
+    """End to end: the body sent for a chat request parses to the completion object, and is its dumps."""
+    with TestClient(create_app(MockConfig())) as client:
+        for content in ("Hello", 'say "hi" \\ 中文', "x" * 300):
+            answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
+            assert answer.status_code == 200
+            assert answer.content == jsoncodec.dumps(answer.json())
+
