@@ -771,3 +771,14 @@ def test_the_served_stack_runs_every_request_on_the_lean_cycle() -> None:
     answer = asyncio.run(main())
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok")
     assert [type(cycle) for cycle in App.cycles] == [LeanResponseCycle]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=0, max_size=64), counter=st.integers(1, 2**63 - 1))
+def test_a_stream_block_is_the_sha256_hashlib_gives(key: bytes, counter: int) -> None:
+    """``textgen._block`` hashes with CPython's own SHA-256 where there is one: hashlib's digest."""
+    import hashlib
+
+    from mock_server.textgen import _block
+
+    assert _block(key, counter) == hashlib.sha256(key + counter.to_bytes(8, "big")).digest()
