@@ -5,9 +5,7 @@ body, a fixed stream of ``chat.completion.chunk`` events paced by ``BARE_GAP_S``
 0.05, and ``data: [DONE]``). No auth, no validation, no limits, no ledger: the fastest a Starlette
 app on this machine can answer, so "the mock reaches X% of it" measures the mock's own cost.
 
-Run: ``python -m benchmarks.bare_app --port 8001 [--stack uvloop]``: under uvicorn on the stack
-``mock-server serve`` uses, its HTTP protocol class included (``mock_server.http_stack.PROTOCOLS``),
-so that "the same stack" is the same code on the server side.
+Run: ``uvicorn benchmarks.bare_app:app --host 127.0.0.1 --port 8001``.
 """
 
 from __future__ import annotations
@@ -62,28 +60,3 @@ async def chat_completions(request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve the app on 127.0.0.1 under uvicorn with ``mock-server serve``'s stack (loop, HTTP protocol class)."""
-    import argparse
-
-    import uvicorn
-
-    from mock_server.cli import STACKS
-    from mock_server.http_stack import PROTOCOLS
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--stack", choices=sorted(STACKS), default="uvloop")
-    parser.add_argument("--log-level", default="warning")
-    args = parser.parse_args(argv)
-    stack = STACKS[args.stack]
-    uvicorn.run(app, host=args.host, port=args.port, loop=stack["loop"], http=PROTOCOLS[stack["http"]],
-                log_level=args.log_level, access_log=False)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from mock_server.cli import STACKS  # noqa: F401  # the server stacks compared (imported by the benchmarks from here)
+from mock_server.cli import STACKS  # the server stacks compared: uvicorn's --loop and --http
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -148,9 +148,10 @@ def mock_argv(config: Path, port: int, stack: str | None = None) -> list[str]:
 
 
 def bare_argv(port: int, stack: str) -> list[str]:
-    """The bare app (``benchmarks/bare_app.py``) under uvicorn with the same stack (event loop and HTTP
-    protocol class, ``mock_server.http_stack``) and worker count (1), access log off."""
-    return [sys.executable, "-m", "benchmarks.bare_app", "--host", "127.0.0.1", "--port", str(port), "--stack", stack]
+    """The bare app (``benchmarks/bare_app.py``) under uvicorn with the same stack and worker count (1)."""
+    loop, http = STACKS[stack]["loop"], STACKS[stack]["http"]
+    return [str(VENV_BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+            "--loop", loop, "--http", http, "--workers", "1", "--log-level", "warning", "--no-access-log"]
 
 
 def write_config(directory: Path, name: str, config: Mapping[str, Any]) -> Path:

@@ -40,8 +40,8 @@ from benchmarks.common import (
     CHAT_BODY,
     KEY,
     ROOT,
+    STACKS,
     WrkResult,
-    bare_argv,
     free_port,
     mock_argv,
     print_table,
@@ -220,7 +220,7 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
     """Cachegrind's totals (:data:`CACHE_EVENTS`) for one ``mock-server serve`` process run under ``config``
     that starts, answers one probe and ``requests`` chat requests of ``body``, and stops on SIGINT.
     ``config`` None: the bare app (``benchmarks/bare_app.py``) under uvicorn on the mock's default stack
-    (uvloop + httptools, the same protocol class) instead, counted the same way."""
+    (uvloop + httptools) instead, counted the same way."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
     import signal
@@ -232,13 +232,14 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
         port = free_port()
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out", sys.executable]
         if config is None:
-            argv += bare_argv(port, "uvloop")[1:]
+            stack = STACKS["uvloop"]
+            argv += ["-m", "uvicorn", "benchmarks.bare_app:app", "--loop", stack["loop"], "--http", stack["http"]]
         else:
             if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
                 config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}
             config_file = write_config(Path(tmp), "served", config)
             argv += ["-m", "mock_server", "serve", "--config", str(config_file)]
-            argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
@@ -675,102 +675,6 @@ def test_the_chat_answer_body_is_the_completion_objects_json() -> None:
                                  json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
             assert answer.status_code == 200
             assert answer.content == jsoncodec.dumps(answer.json())
-
-
-class _Transport:
-    """What a response cycle writes, and whether it closed the connection."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-
-_HEADER_BYTES = st.binary(max_size=12) | st.sampled_from(
-    [b"content-length", b"Content-Length", b"transfer-encoding", b"connection", b"x-ratelimit-limit-requests",
-     b"chunked", b"CHUNKED", b"close", b"keep-alive, Close", b"12", b"0", b"a b", b"x\x00", b"x\x7f", b"tab\there"])
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(headers=st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES) | st.tuples(st.just("text"), st.just(b"v")),
-                        max_size=6),
-       status=st.sampled_from([200, 204, 304, 404, 429]), method=st.sampled_from(["GET", "POST", "HEAD"]),
-       keep_alive=st.booleans(), body=st.binary(max_size=8), access_log=st.booleans())
-def test_the_lean_response_cycle_sends_what_uvicorns_sends(headers: list[tuple[Any, bytes]], status: int, method: str,
-                                                          keep_alive: bool, body: bytes, access_log: bool) -> None:
-    """``http_stack.LeanResponseCycle`` (two regex searches for all headers) writes the bytes uvicorn's
-    cycle writes for a start and a body message, leaves the same state, and raises the same error (an
-    invalid header name or value, a name that is not bytes), for any headers."""
-    import logging
-
-    from uvicorn.protocols.http import httptools_impl
-    from uvicorn.protocols.http.flow_control import FlowControl
-
-    from mock_server.http_stack import LeanResponseCycle
-
-    outcomes = []
-    for cls in (httptools_impl.RequestResponseCycle, LeanResponseCycle):
-        transport = _Transport()
-        cycle = cls(scope={"type": "http", "method": method, "http_version": "1.1", "path": "/", "raw_path": b"/",
-                           "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1)},
-                    transport=transport, flow=FlowControl(transport), logger=logging.getLogger("test"),  # type: ignore[arg-type]
-                    access_logger=logging.getLogger("test.access"), access_log=access_log,
-                    default_headers=[(b"server", b"uvicorn"), (b"date", b"Mon, 07 Dec 2026 15:00:00 GMT")],
-                    message_event=asyncio.Event(), expect_100_continue=False, keep_alive=keep_alive,
-                    on_response=lambda: None)
-        error = None
-        try:
-            asyncio.run(cycle.send({"type": "http.response.start", "status": status, "headers": headers}))
-            asyncio.run(cycle.send({"type": "http.response.body", "body": body}))
-        except (RuntimeError, TypeError, ValueError) as raised:
-            error = (type(raised), str(raised))
-        state = {key: value for key, value in vars(cycle).items() if key not in ("transport", "flow", "message_event",
-                                                                              "logger", "access_logger", "on_response")}
-        outcomes.append((transport.written, transport.closed, error, state))
-    assert outcomes[0] == outcomes[1]
-
-
-def test_the_served_stack_runs_every_request_on_the_lean_cycle() -> None:
-    """The httptools protocol ``serve`` uses makes each request's cycle a LeanResponseCycle before it runs."""
-    from mock_server.http_stack import PROTOCOLS, LeanResponseCycle
-
-    class App:
-        cycles: ClassVar[list[Any]] = []
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            App.cycles.append(send.__self__)
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-            await send({"type": "http.response.body", "body": b"ok"})
-
-    import uvicorn
-
-    async def main() -> bytes:
-        config = uvicorn.Config(App(), host="127.0.0.1", port=0, http=PROTOCOLS["httptools"], loop="asyncio",
-                                log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        answer = await asyncio.wait_for(reader.readuntil(b"ok"), 10)
-        writer.close()
-        server.should_exit = True
-        await serving
-        return answer
-
-    answer = asyncio.run(main())
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok")
-    assert [type(cycle) for cycle in App.cycles] == [LeanResponseCycle]
 
 
 @settings(max_examples=200, deadline=None)
