@@ -44,7 +44,8 @@ all streams are open, peak RSS, server CPU, and the mock/aimock lateness ratio p
     .venv/bin/python -m benchmarks.bench_peers --setup       # npm install into benchmarks/.peers/
     .venv/bin/python -m benchmarks.bench_peers [--duration 8] [--rounds 5] [--connections 64,256] \
         [--streams 1000] [--sse-rounds 3] [--skip-sse] [--skip-throughput]
-    .venv/bin/python -m benchmarks.bench_peers --instructions  # the mock's instructions/request (callgrind)
+    .venv/bin/python -m benchmarks.bench_peers --instructions  # bare and mock instructions/request in process
+    .venv/bin/python -m benchmarks.bench_peers --served        # the same per served request (cachegrind)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import statistics
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -271,18 +273,44 @@ def run_sse(streams: int, gap_s: float, rounds: int) -> dict[str, Measure]:
     return measures
 
 
-def count_instructions() -> None:
-    """The mock's instructions per request in process (callgrind) under the benchmark's configuration
-    and request: the noise-immune figure of its own cost (3,000 minus 7,000 requests, past the journal's ring)."""
-    from benchmarks.paired import instructions  # valgrind is only needed here
+def count_instructions(served: bool = False) -> None:
+    """Instructions per request of the bare app and of the mock (:data:`MOCK_CONFIG`) on
+    :data:`PEER_CHAT_BODY`, the noise-immune figures of their cost (7,000 minus 3,000 requests, past the
+    journal's ring), and the ratio bare / mock that the goal of 0.6 of the bare app's req/s asks of them.
+    In process (callgrind, the app called as ASGI without a server), or ``served``: each a real server
+    process (the mock under ``mock-server serve``, the bare app under uvicorn, both on uvloop + httptools)
+    under cachegrind, so that uvicorn's per-request work, paid by both, is in the figures."""
+    from benchmarks.paired import estimated_cycles, instructions, served_events  # valgrind is only needed here
 
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
     low, high = 3000, 7000
-    per = (instructions(MOCK_CONFIG, high, PEER_CHAT_BODY) - instructions(MOCK_CONFIG, low, PEER_CHAT_BODY)) / (
-        high - low)
-    print(f"mock, all features on, {len(json.dumps(PEER_CHAT_BODY))}-byte chat request: "
-          f"{per:,.0f} instructions per request in process")
+    configs: dict[str, Mapping[str, Any] | None] = {"bare": None, "mock": MOCK_CONFIG}
+    per: dict[str, dict[str, float]] = {}
+    if served:
+        with ThreadPoolExecutor(2) as pool:
+            runs = {(name, n): pool.submit(served_events, config, n, 16, PEER_CHAT_BODY)
+                    for name, config in configs.items() for n in (low, high)}
+            totals = {key: run.result() for key, run in runs.items()}
+        for name in configs:
+            per[name] = {event: (totals[(name, high)][event] - totals[(name, low)][event]) / (high - low)
+                         for event in totals[(name, low)]}
+            per[name]["cycles"] = estimated_cycles(per[name])
+    else:
+        with ThreadPoolExecutor(2) as pool:
+            counts = {(name, n): pool.submit(instructions, config, n, PEER_CHAT_BODY)
+                      for name, config in configs.items() for n in (low, high)}
+            per = {name: {"Ir": (counts[(name, high)].result() - counts[(name, low)].result()) / (high - low)}
+                   for name in configs}
+    where = "per served request (cachegrind)" if served else "per request in process (callgrind)"
+    rows = [["instructions", f"{per['bare']['Ir']:,.0f}", f"{per['mock']['Ir']:,.0f}",
+             f"{per['mock']['Ir'] - per['bare']['Ir']:+,.0f}", f"{per['bare']['Ir'] / per['mock']['Ir']:.3f}"]]
+    if served:
+        rows.append(["estimated cycles", f"{per['bare']['cycles']:,.0f}", f"{per['mock']['cycles']:,.0f}",
+                     f"{per['mock']['cycles'] - per['bare']['cycles']:+,.0f}",
+                     f"{per['bare']['cycles'] / per['mock']['cycles']:.3f}"])
+    print(f"## Peers: {where}, {len(json.dumps(PEER_CHAT_BODY))}-byte chat request, mock with all features on")
+    print_table([where, "bare", "mock", "mock's own", f"bare / mock (goal >= {MIN_BARE_RATIO:g})"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sse", action="store_true", help="throughput only")
     parser.add_argument("--skip-throughput", action="store_true", help="SSE only")
     parser.add_argument("--instructions", action="store_true",
-                        help="count the mock's instructions per request with callgrind instead")
+                        help="count the bare app's and the mock's instructions per request in process (callgrind)")
+    parser.add_argument("--served", action="store_true",
+                        help="count them per served request, each a real server process under cachegrind")
     args = parser.parse_args(argv)
-    if args.instructions:
-        count_instructions()
+    if args.instructions or args.served:
+        count_instructions(args.served)
         return 0
     cli = setup_aimock()
     if args.setup:

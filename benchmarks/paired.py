@@ -40,6 +40,7 @@ from benchmarks.common import (
     CHAT_BODY,
     KEY,
     ROOT,
+    STACKS,
     WrkResult,
     free_port,
     mock_argv,
@@ -123,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser, connections: tuple[int, ...])
                         help="count instructions and simulated cache misses of the served process (cachegrind)")
 
 
-#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N <chat body as JSON>``.
+#: The in-process driver callgrind counts: ``python -c DRIVER <configuration as JSON> N <chat body as JSON>``
+#: (configuration ``null``: the bare app instead of the mock).
 DRIVER = """
 import asyncio, json, sys, tempfile
 from pathlib import Path
@@ -132,8 +134,12 @@ from benchmarks.profile_chat import _run
 from mock_server import create_app
 from mock_server.config import load_config
 from mock_server.cli import settle_heap
-with tempfile.TemporaryDirectory() as tmp:
-    app = create_app(load_config(write_config(Path(tmp), "driver", json.loads(sys.argv[1]))))
+config = json.loads(sys.argv[1])
+if config is None:  # the bare app (benchmarks/bare_app.py), the reference of the ratios
+    from benchmarks.bare_app import app
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(load_config(write_config(Path(tmp), "driver", config)))
 settle_heap()  # as mock-server serve does before serving
 body = json.loads(sys.argv[3])
 asyncio.run(_run(app, 300, body))
@@ -141,9 +147,9 @@ asyncio.run(_run(app, int(sys.argv[2]), body))
 """
 
 
-def instructions(config: Mapping[str, Any], requests: int, body: Mapping[str, Any] = CHAT_BODY) -> int:
+def instructions(config: Mapping[str, Any] | None, requests: int, body: Mapping[str, Any] = CHAT_BODY) -> int:
     """Instructions callgrind counts for the driver's whole run of ``requests`` chat requests of ``body``
-    under ``config``."""
+    under ``config`` (None: the bare app's)."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
                                sys.executable, "-c", DRIVER, json.dumps(config), str(requests),
@@ -185,9 +191,9 @@ def estimated_cycles(events: Mapping[str, float]) -> float:
             + 100 * (events["ILmr"] + events["DLmr"] + events["DLmw"]))
 
 
-def _send(url: str, requests: int, connections: int) -> None:
-    """``requests`` non-streaming chat requests to ``url`` over ``connections`` keep-alive connections;
-    raises RuntimeError on any answer but 200."""
+def _send(url: str, requests: int, connections: int, body: Mapping[str, Any] = CHAT_BODY) -> None:
+    """``requests`` non-streaming chat requests of ``body`` to ``url`` over ``connections`` keep-alive
+    connections; raises RuntimeError on any answer but 200."""
     import asyncio
 
     import httpx
@@ -200,7 +206,7 @@ def _send(url: str, requests: int, connections: int) -> None:
 
             async def worker() -> None:
                 for _ in remaining:
-                    answer = await client.post(url, json=CHAT_BODY)
+                    answer = await client.post(url, json=body)
                     if answer.status_code != 200:
                         raise RuntimeError(f"{answer.status_code}: {answer.text[:300]}")
 
@@ -209,9 +215,12 @@ def _send(url: str, requests: int, connections: int) -> None:
     asyncio.run(main())
 
 
-def served_events(config: Mapping[str, Any], requests: int, connections: int = 16) -> dict[str, float]:
+def served_events(config: Mapping[str, Any] | None, requests: int, connections: int = 16,
+                  body: Mapping[str, Any] = CHAT_BODY) -> dict[str, float]:
     """Cachegrind's totals (:data:`CACHE_EVENTS`) for one ``mock-server serve`` process run under ``config``
-    that starts, answers one probe and ``requests`` chat requests, and stops on SIGINT."""
+    that starts, answers one probe and ``requests`` chat requests of ``body``, and stops on SIGINT.
+    ``config`` None: the bare app (``benchmarks/bare_app.py``) under uvicorn on the mock's default stack
+    (uvloop + httptools) instead, counted the same way."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
     import signal
@@ -221,12 +230,16 @@ def served_events(config: Mapping[str, Any], requests: int, connections: int = 1
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
-            config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}
-        config_file = write_config(Path(tmp), "served", config)
-        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out",
-                sys.executable, "-m", "mock_server", "serve", "--config", str(config_file), "--host", "127.0.0.1",
-                "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out", sys.executable]
+        if config is None:
+            stack = STACKS["uvloop"]
+            argv += ["-m", "uvicorn", "benchmarks.bare_app:app", "--loop", stack["loop"], "--http", stack["http"]]
+        else:
+            if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
+                config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}
+            config_file = write_config(Path(tmp), "served", config)
+            argv += ["-m", "mock_server", "serve", "--config", str(config_file)]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "0"}
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -240,7 +253,7 @@ def served_events(config: Mapping[str, Any], requests: int, connections: int = 1
                     break
                 except httpx.TransportError:
                     time.sleep(0.5)
-            _send(url + PATH, requests, connections)
+            _send(url + PATH, requests, connections, body)
         finally:
             process.send_signal(signal.SIGINT)
             try:

@@ -315,7 +315,10 @@ class OperationEndpoint:
         stages = build_stages(operation, services)
         # only the hooks a stage overrides, and an `after` only when its stage noted something for it
         # (Stage.after_needs): an awaited no-op still costs a coroutine per request
-        self.befores = [stage.before for stage in stages if type(stage).before is not Stage.before]
+        # a stage whose `before` is the base's (its `check`, which never awaits) is called directly: no coroutine
+        self.befores: list[tuple[bool, Any]] = [
+            (False, stage.before) if type(stage).before is not Stage.before else (True, stage.check)
+            for stage in stages if type(stage).before is not Stage.before or type(stage).check is not Stage.check]
         self.afters = [(stage.after_needs, stage.after) for stage in reversed(stages)
                        if type(stage).after is not Stage.after]
 
@@ -356,8 +359,11 @@ class OperationEndpoint:
                 if not self.validator.is_valid(body.data):
                     await self.validator.refuse(body.data)  # the 400, worded off the event loop
                 call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
-                for before in self.befores:
-                    await before(call)
+                for now, before in self.befores:
+                    if now:
+                        before(call)
+                    else:
+                        await before(call)
                 response = await self.handler(call)
                 state = call.state
                 for needs, after in self.afters:

@@ -128,6 +128,11 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     return _JsonBody(dumps(content))
 
 
+def json_bytes_response(body: bytes) -> Response:
+    """A 200 ``application/json`` answer of ``body``, JSON already encoded (as :func:`json_response` sends it)."""
+    return _JsonBody(body)
+
+
 class _JsonBody(Response):
     """A 200 ``application/json`` answer of ready bytes and no extra header: the two headers Starlette's
     ``init_headers`` would work out (the same names, values and order), set at once."""

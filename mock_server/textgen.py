@@ -11,7 +11,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -40,10 +40,18 @@ _WORD_OF_BYTE = tuple(_WORDS[byte & _WORD_MASK] for byte in range(256))
 _BLOCK_BYTES = 32
 
 
+try:  # CPython's own SHA-256: for one 40-byte block about 1,500 instructions cheaper than OpenSSL's EVP call
+    from _sha256 import sha256 as _sha256_builtin  # type: ignore[import-not-found]
+except ImportError:  # a build without it: the same digest from hashlib
+    _sha256_builtin = None
+_block_sha256: Callable[[bytes], Any] = _sha256_builtin or hashlib.sha256
+
+
 def _block(key: bytes, counter: int) -> bytes:
     """Block ``counter`` (1, 2, ...) of :class:`HashRandom`'s stream for ``key``: SHA-256 of the key and the
     counter as 8 big-endian bytes."""
-    return hashlib.sha256(key + counter.to_bytes(8, "big")).digest()
+    digest: bytes = _block_sha256(key + counter.to_bytes(8, "big")).digest()
+    return digest
 
 
 class HashRandom(random.Random):
@@ -141,15 +149,15 @@ _CLASSES = _ascii_classes()
 def count_tokens(text: str) -> int:
     """Number of mock tokens in ``text`` (see :func:`pieces`): its words plus its other non-space characters.
 
-    ASCII text is counted without the regex (about 4x faster; it is counted on every request, for
+    ASCII text is counted without the regex (about 6x faster; it is counted on every request, for
     TPM and for usage): after mapping each character to its class, a word is an ``a`` that starts a
-    run, and every ``.`` is a token. Other text goes through the regex.
+    run (after a space or a mark, or first), and every ``.`` is a token. Other text goes through the regex.
     """
     if not text.isascii():
         return len(_PIECE.findall(text))
     classes = text.encode().translate(_CLASSES)
-    starts = classes.count(b" a") + classes.count(b".a") + classes.startswith(b"a")
-    return starts + classes.count(b".")
+    words = classes.replace(b".", b" ")  # a word starts after a space or a mark: one two-byte count, not two
+    return words.count(b" a") + words.startswith(b"a") + classes.count(b".")
 
 
 def sentence(rng: random.Random, count: int) -> str:

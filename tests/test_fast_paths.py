@@ -600,3 +600,89 @@ def test_the_long_digits_precheck_agrees_with_the_regex(raw: bytes) -> None:
     """``jsoncodec.loads`` counts digits before the regex scan: the same verdict as the regex alone."""
     assert jsoncodec.long_digits(raw) is (jsoncodec._LONG_DIGITS.search(raw) is not None)
     assert jsoncodec.long_digits(b"x" + b"7" * 19) and not jsoncodec.long_digits(b"7" * 18 + b",7")
+
+
+def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_order() -> None:
+    """The pipeline calls a stage's synchronous ``check`` directly where its ``before`` is the base's (which
+    only calls ``check``), and awaits any other ``before``: the same hooks, in the stages' order, as awaiting
+    every ``before``. A fleet's rate limits (Redis, awaited) keep their ``before``."""
+    from mock_server.stages.base import Stage
+    from mock_server.stages.limits import SharedRateLimits
+
+    app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    kinds = [(now, type(hook.__self__).__name__, hook.__name__) for now, hook in endpoint.befores]
+    assert kinds == [(True, "Access", "check"), (False, "Scripted", "before"), (True, "Faults", "check"),
+                     (True, "RateLimits", "check")]
+    for now, hook in endpoint.befores:  # a direct check is what awaiting its stage's before would run
+        stage = hook.__self__
+        assert (type(stage).before is Stage.before) is now
+    assert SharedRateLimits.before is not Stage.before  # so a fleet's limits stay awaited
+    services = app.state.services
+    request = MockRequest({"type": "http", "headers": []})
+    limits = endpoint.befores[-1][1].__self__
+    for body in ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]},):
+        state_by_way = []
+        for way in ("check", "before"):
+            services.limiter.reset()
+            call = Call(request, endpoint.operation, body, "sk-test", services)
+            if way == "check":
+                limits.check(call)
+            else:
+                asyncio.run(limits.before(call))
+            state_by_way.append([d._replace(reset_s=round(d.reset_s)) for d in call.state["rate_limits"]])
+        assert state_by_way[0] == state_by_way[1]
+
+
+_ANSWER_TEXT = st.text(max_size=60) | st.sampled_from(["", "A plain sentence.", 'quote " and \\ back', "\x00\x1f\x7f",
+                                                       "é ü 中文 🎉", "\ud800 lone", "line\nbreak\ttab"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=_ANSWER_TEXT, model=_ANSWER_TEXT, finish=st.sampled_from(["stop", "length"]),
+       counts=st.tuples(*[st.integers(0, 10**12)] * 3), created=st.integers(0, 2**40),
+       n=st.integers(1, 2), tool=st.booleans(), image=st.booleans())
+def test_a_chat_completion_is_rendered_as_dumps_writes_its_object(content: str, model: str, finish: str,
+                                                                  counts: tuple[int, int, int], created: int, n: int,
+                                                                  tool: bool, image: bool) -> None:
+    """The chat answer's JSON filled into a template (one text choice) is byte for byte what
+    ``jsoncodec.dumps`` writes for the completion object, and any other answer is that object's dumps."""
+    tool_calls = [{"id": "call-1", "type": "function", "function": {"name": "f", "arguments": "{}"}}] if tool else []
+    images = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}] if image else []
+    answers = [chat.Answer(content=None if tool else content, finish_reason="tool_calls" if tool else finish,
+                           tool_calls=tool_calls, images=images) for _ in range(n)]
+    prompt, completion, images_tokens = counts
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+             "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": images_tokens, "audio_tokens": 0},
+             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0}}
+    completion_id = "chatcmpl-" + "0123456789abcdef01234567"
+    try:
+        slow: Any = jsoncodec.dumps(chat._completion(completion_id, created, model, answers, usage))
+    except (TypeError, UnicodeEncodeError) as refused:  # what the encoders refuse (a lone surrogate)
+        slow = type(refused)
+    try:
+        fast: Any = chat._rendered(completion_id, created, model, answers, usage)
+    except (TypeError, UnicodeEncodeError) as refused:
+        fast = type(refused)
+    assert fast == slow
+
+
+def test_the_chat_answer_body_is_the_completion_objects_json() -> None:
+    """End to end: the body sent for a chat request parses to the completion object, and is its dumps."""
+    with TestClient(create_app(MockConfig())) as client:
+        for content in ("Hello", 'say "hi" \\ 中文', "x" * 300):
+            answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer sk-test"},
+                                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]})
+            assert answer.status_code == 200
+            assert answer.content == jsoncodec.dumps(answer.json())
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=0, max_size=64), counter=st.integers(1, 2**63 - 1))
+def test_a_stream_block_is_the_sha256_hashlib_gives(key: bytes, counter: int) -> None:
+    """``textgen._block`` hashes with CPython's own SHA-256 where there is one: hashlib's digest."""
+    import hashlib
+
+    from mock_server.textgen import _block
+
+    assert _block(key, counter) == hashlib.sha256(key + counter.to_bytes(8, "big")).digest()

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from mock_server.catalogue import PART_MODALITY, Model
@@ -21,7 +22,7 @@ from mock_server.context import Call, Services
 from mock_server.errors import ApiError
 from mock_server.handlers import handles
 from mock_server.handlers.billing import bill
-from mock_server.jsoncodec import json_response
+from mock_server.jsoncodec import dumps, json_bytes_response
 from mock_server.media import data_url, image_bytes
 from mock_server.sse import sse_response
 from mock_server.structured import answers as structured_answers
@@ -102,20 +103,55 @@ async def create_chat_completion(call: Call) -> Response:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return sse_response(_chunks(completion_id, created, model.id, answers, usage if include_usage else None))
-    return json_response(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model.id,
-            "system_fingerprint": "fp_mock",
-            "choices": [
-                {"index": i, "message": _message(answer), "finish_reason": answer.finish_reason, "logprobs": None}
-                for i, answer in enumerate(answers)
-            ],
-            "usage": usage,
-        }
-    )
+    return json_bytes_response(_rendered(completion_id, created, model.id, answers, usage))
+
+
+def _completion(completion_id: str, created: int, model_id: str, answers: Sequence[Answer],
+                usage: dict[str, Any]) -> dict[str, Any]:
+    """The ``chat.completion`` object of ``answers`` (``created`` in s since the epoch)."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model_id,
+        "system_fingerprint": "fp_mock",
+        "choices": [
+            {"index": i, "message": _message(answer), "finish_reason": answer.finish_reason, "logprobs": None}
+            for i, answer in enumerate(answers)
+        ],
+        "usage": usage,
+    }
+
+
+#: The JSON of a one-choice text :func:`_completion`, byte for byte as ``jsoncodec.dumps`` writes it, with
+#: ``%`` slots for the id, created, model, content, finish_reason and the four counts of its usage.
+_ONE_TEXT_CHOICE = (
+    b'{"id":"%s","object":"chat.completion","created":%d,"model":%s,"system_fingerprint":"fp_mock",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},"finish_reason":"%s",'
+    b'"logprobs":null}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+    b'"completion_tokens_details":{"reasoning_tokens":0,"image_tokens":%d,"audio_tokens":0},'
+    b'"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0}}}'
+)
+
+
+def _rendered(completion_id: str, created: int, model_id: str, answers: Sequence[Answer],
+              usage: dict[str, Any]) -> bytes:
+    """``jsoncodec.dumps(_completion(...))``; the usual answer (one text choice, no tool call, no image)
+    filled into :data:`_ONE_TEXT_CHOICE` instead of built as nested dicts and serialised (about 6,600
+    instructions fewer a request). ``completion_id`` and ``finish_reason`` are plain ASCII ids (no
+    character JSON escapes); the model id and the content are encoded by orjson, as in the whole.
+    ``tests/test_fast_paths.py`` compares the two."""
+    if len(answers) == 1:
+        answer = answers[0]
+        if answer.content is not None and not answer.tool_calls and not answer.images:
+            try:
+                model, content = orjson.dumps(model_id), orjson.dumps(answer.content)
+            except orjson.JSONEncodeError:  # what only the stdlib encodes (a lone surrogate): the whole way
+                return dumps(_completion(completion_id, created, model_id, answers, usage))
+            return _ONE_TEXT_CHOICE % (completion_id.encode(), created, model, content, answer.finish_reason.encode(),
+                                       usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"],
+                                       usage["completion_tokens_details"]["image_tokens"])
+    return dumps(_completion(completion_id, created, model_id, answers, usage))
 
 
 def _model(services: Services, model_id: str, operation_id: str) -> Model:

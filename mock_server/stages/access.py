@@ -23,7 +23,7 @@ class Access(Stage):
         self._refusals: dict[str | None, tuple[str, str] | None] = {}
         """(message, code) of the 403 per key, None to admit: judged once per key (the configuration is frozen)."""
 
-    async def before(self, call: Call) -> None:
+    def check(self, call: Call) -> None:
         """Raises ApiError 403 permission_error for a missing scope or tier."""
         try:
             refusal = self._refusals[call.api_key]

@@ -1,7 +1,8 @@
 """The interface of the pipeline's cross-cutting stages: one concern per module, built per operation at start-up.
 
-A stage runs around the handler of every request of its operation: ``before`` after the request
-is authenticated and validated (it may raise :class:`~mock_server.errors.ApiError` to refuse it),
+A stage runs around the handler of every request of its operation: ``before`` (or ``check``, its
+synchronous form) after the request is authenticated and validated (it may raise
+:class:`~mock_server.errors.ApiError` to refuse it),
 ``after`` on the handler's response (it may add headers, pace or cut a stream). Stages run in the
 order of :data:`mock_server.stages.pipeline.FACTORIES` before the handler and in reverse after it.
 Per-request data a stage
@@ -25,8 +26,14 @@ class Stage:
     #: ``before`` notes for it): the pipeline then skips the call. None: ``after`` is always called.
     after_needs: str | None = None
 
+    def check(self, call: Call) -> None:
+        """Judge the request before its handler runs, without awaiting anything; raise ApiError to
+        refuse it. A stage whose judgement never awaits overrides this rather than :meth:`before`: the
+        pipeline then calls it directly, sparing a coroutine per request (about 700 instructions)."""
+
     async def before(self, call: Call) -> None:
-        """Judge the request before its handler runs; raise ApiError to refuse it."""
+        """Judge the request before its handler runs; raise ApiError to refuse it (by default :meth:`check`)."""
+        self.check(call)
 
     async def after(self, call: Call, response: Response) -> Response:
         """Return the response to send (the handler's, changed or wrapped)."""

@@ -80,7 +80,7 @@ class Faults(Stage):
         self.gap_s = SLOW_STREAM_GAP_S * services.config.latency.time_scale
         self.refusals = {kind: _refusal(operation, int(kind)) for kind in REFUSALS}
 
-    async def before(self, call: Call) -> None:
+    def check(self, call: Call) -> None:
         """Raises ApiError 400 (safety, unknown header kind), 500, 502 or 503; notes a stream kind."""
         if self.blocklist is not None:
             self.screen(call.body)

@@ -102,7 +102,7 @@ class RateLimits(Stage):
         self._by_key[call.api_key] = tuple(out)
         return out
 
-    async def before(self, call: Call) -> None:
+    def check(self, call: Call) -> None:
         """Raises ApiError 429 rate_limit_error when a limit is reached: with Retry-After when waiting
         will let the request in, or :meth:`_too_large` when it never can."""
         limits = self.limits(call)
@@ -160,7 +160,7 @@ class SharedRateLimits(RateLimits):
     await per request; its StateUnavailable becomes the app's 503."""
 
     async def before(self, call: Call) -> None:
-        """As :meth:`RateLimits.before`, with every replica's admissions counted."""
+        """As :meth:`RateLimits.check`, with every replica's admissions counted (awaiting Redis)."""
         limits = self.limits(call)
         weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
         limiter = call.services.shared_limiter
