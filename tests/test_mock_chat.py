@@ -154,6 +154,14 @@ def test_tool_call_arguments_satisfy_the_parameters_schema(client: TestClient) -
     assert chat(client, tools=tools, messages=after).json()["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "forecast"}}])
+def test_a_tool_choice_without_tools_is_refused(client: TestClient, choice: Any) -> None:
+    refused = chat(client, tool_choice=choice)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "tool_choice"
+    assert chat(client, tool_choice="auto").status_code == 200  # auto and none: a text answer
+    assert chat(client, tool_choice="none").status_code == 200
+
+
 def test_json_schema_output_satisfies_the_schema(client: TestClient) -> None:
     schema = {"type": "object", "required": ["name", "tags"], "additionalProperties": False,
               "properties": {"name": {"type": "string", "minLength": 3},

@@ -203,7 +203,7 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
     tools = body.get("tools") or []
     if tools and not model.tools:
         raise ApiError(400, f"Model '{model.id}' does not support tools.", param="tools")
-    tool = _chosen_tool(tools, body.get("tool_choice"), messages) if tools else None
+    tool = _chosen_tool(tools, body.get("tool_choice"), messages) if tools or "tool_choice" in body else None
     if tool is not None:
         function = tool["function"]
         arguments = json.dumps(safe_instance_of(function.get("parameters") or {"type": "object"}, HashRandom(key)))
@@ -225,7 +225,12 @@ def _answer(services: Services, model: Model, body: Mapping[str, Any], messages:
 
 def _chosen_tool(tools: Sequence[Mapping[str, Any]], choice: Any, messages: Sequence[Mapping[str, Any]]
                  ) -> Mapping[str, Any] | None:
-    """The tool to call, or None for a text answer. ``auto`` calls one unless the last turn was a tool result."""
+    """The tool to call, or None for a text answer. ``auto`` calls one unless the last turn was a tool result.
+    Raises ApiError 400 naming ``tool_choice`` when it names a tool that is not among ``tools``, or asks for
+    one (``required`` or a named function) with no ``tools`` at all (the mirrored OpenAI contract's
+    "tool_choice is only allowed when tools are specified"; ``auto`` and ``none`` then mean a text answer)."""
+    if not tools and (choice == "required" or isinstance(choice, Mapping)):
+        raise ApiError(400, "tool_choice asks for a tool call, but no tools were given.", param="tool_choice")
     if not tools or choice == "none":
         return None
     if isinstance(choice, Mapping):
