@@ -12,11 +12,17 @@ from mock_server.errors import ApiError
 from mock_server.sim.spend import SpendLimitReached
 
 
-def bill(call: Call, cost_usd: float) -> None:
-    """Charge ``cost_usd`` (US dollars) to the call's key. Raises ApiError 402 billing_error (code
-    ``spend_limit_reached``), charging nothing, when it would take the key past its spend limit."""
+async def bill(call: Call, cost_usd: float) -> None:
+    """Charge ``cost_usd`` (US dollars) to the call's key: in this process, or in a fleet's Redis
+    (``fleet/spend.py``). Raises ApiError 402 billing_error (code ``spend_limit_reached``), charging
+    nothing, when it would take the key past its spend limit; StateUnavailable (the app's 503) when a
+    fleet's Redis is away."""
+    fleet = call.services.fleet
     try:
-        call.services.spend.charge(call.api_key or "", cost_usd)
+        if fleet is None:
+            call.services.spend.charge(call.api_key or "", cost_usd)
+        else:
+            await fleet.spend.charge(call.api_key or "", cost_usd)
     except SpendLimitReached as refused:
         raise ApiError(402, f"This request costs {refused.cost_usd:.6f} USD and the key has spent "
                             f"{refused.spent_usd:.6f} of its {refused.limit_usd:.6f} USD spend limit.",
