@@ -202,6 +202,14 @@ def test_the_balancer_proxies_every_replica_on_the_port_it_serves() -> None:
     assert option(redis["command"], "--appendonly") == "yes"  # the ledger's durability (fleet/ledger.py)
 
 
+def test_nginx_conf_passes_nginx_t_with_no_warning() -> None:
+    if not Path(NGINX).exists():
+        pytest.skip("nginx is not installed (.ci/run installs Debian's nginx-light)")
+    with nginx_prefix() as prefix:
+        conf = write_local_conf(prefix, {name: free_port() for name in mock_services()}, free_port())
+        assert nginx_t(prefix, conf) == []
+
+
 # --- the fleet, run as compose would run it ---------------------------------------------------------------
 
 
@@ -237,6 +245,38 @@ def unprivileged() -> dict[str, Any]:
         return {}
     nobody = pwd.getpwnam("nobody")
     return {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+
+
+@contextlib.contextmanager
+def nginx_prefix() -> Iterator[Path]:
+    """A temp dir for nginx's conf, logs and temp files, owned by the user nginx runs as; removed on exit."""
+    prefix = Path(tempfile.mkdtemp(prefix="nginx-fleet-"))
+    try:
+        for part in ("logs", "temp"):
+            (prefix / part).mkdir()
+        yield prefix
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def write_local_conf(prefix: Path, upstreams: Mapping[str, int], listen: int) -> Path:
+    """:func:`local_nginx_conf` of the project's nginx.conf written in ``prefix``, readable by nginx."""
+    conf = prefix / "nginx.conf"
+    conf.write_text(local_nginx_conf((DEPLOY / "nginx.conf").read_text(), upstreams, listen, prefix))
+    if os.geteuid() == 0:
+        for path in (prefix, *prefix.rglob("*")):
+            os.chown(path, unprivileged()["user"], unprivileged()["group"])
+    return conf
+
+
+def nginx_t(prefix: Path, conf: Path) -> list[str]:
+    """``nginx -t`` of ``conf``: its warnings (lines other than the two of a successful test). Raises
+    AssertionError, with nginx's words, unless the test is successful."""
+    checked = subprocess.run(nginx_argv(prefix, conf, "-t"), capture_output=True, text=True, timeout=30,
+                             **unprivileged())
+    assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
+    return [line for line in checked.stderr.splitlines()
+            if "syntax is ok" not in line and "test is successful" not in line]
 
 
 def stage_image(context: Path, dockerfile: Dockerfile, into: Path) -> Path:
@@ -342,19 +382,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
             wait_http(f"http://127.0.0.1:{ports[name]}/health", process, work / f"{name}.log")
         assert redis.poll() is None
         # nginx: the project's nginx.conf, upstream hosts and listen port on loopback, as nobody under root
-        prefix = Path(tempfile.mkdtemp(prefix="nginx-fleet-"))
-        stack.callback(shutil.rmtree, prefix, ignore_errors=True)
-        for part in ("logs", "temp"):
-            (prefix / part).mkdir()
+        prefix = stack.enter_context(nginx_prefix())
         listen = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(local_nginx_conf((DEPLOY / "nginx.conf").read_text(), ports, listen, prefix))
-        if os.geteuid() == 0:
-            for path in (prefix, *prefix.rglob("*")):
-                os.chown(path, unprivileged()["user"], unprivileged()["group"])
-        checked = subprocess.run(nginx_argv(prefix, conf, "-t"), capture_output=True, text=True, timeout=30,
-                                 **unprivileged())
-        assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
+        conf = write_local_conf(prefix, ports, listen)
+        assert nginx_t(prefix, conf) == []
         nginx = stack.enter_context(started(nginx_argv(prefix, conf), work / "nginx.log", **unprivileged()))
         url = f"http://127.0.0.1:{listen}"
         wait_http(url + "/health", nginx, prefix / "logs" / "error.log")
