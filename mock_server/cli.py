@@ -196,11 +196,6 @@ def main(argv: list[str] | None = None) -> int:
                                "access_log": not args.no_access_log, "loop": stack["loop"],
                                "http": PROTOCOLS[stack["http"]]}
     if args.workers > 1:
-        per_worker = [entry.key for entry in config.keys if entry.spend_limit_usd]
-        if per_worker:  # said, never silent (README "Several workers on one host")
-            print(f"mock-server: warning: the gateway spend limits (keys[].spend_limit_usd) of {', '.join(per_worker)} "
-                  f"are kept by each worker, as by each replica of a fleet: up to {args.workers} times each limit "
-                  "may be spent in all; rate limits and credits are exact.", file=sys.stderr)
         return _serve_workers(argv, args.workers, options)
     try:
         app = create_app(config)

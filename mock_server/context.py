@@ -50,8 +50,8 @@ class Services:
     shared_limiter: SharedSlidingWindow | None = field(init=False)
     """The fleet's rate limiter (``fleet/ratelimit.py``), used instead of ``limiter``; None in process."""
     spend: SpendMeter = field(init=False)
-    """Gateway spend per key against ``keys[].spend_limit_usd`` (``sim/spend.py``; 402 billing_error); kept
-    per replica in a fleet."""
+    """Gateway spend per key against ``keys[].spend_limit_usd`` (``sim/spend.py``; 402 billing_error); in a
+    fleet the limited keys' spend is ``fleet.spend``'s, in Redis."""
     files: FileStore = field(init=False, default_factory=FileStore)
     limiter: SlidingWindowLog = field(init=False, default_factory=SlidingWindowLog)
     latency: LatencySimulator = field(init=False)
@@ -83,7 +83,7 @@ class Services:
         self.gpus = GpuPool(config.latency.gpu_slots)
         if config.state.shared:  # a fleet: every piece of state in Redis (fleet/__init__.py)
             self.fleet = Fleet.connect(config.state.url, config.state.namespace, config.starting_credits, starting,
-                                       self.gpus)
+                                       self.gpus, self.spend)
             self.ledger, self.credits, self.jobs = None, self.fleet.ledger, self.fleet.jobs
             self.hosted, self.scripts, self.shared_limiter = self.fleet.media, self.fleet.scripts, self.fleet.limiter
         else:

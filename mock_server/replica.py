@@ -35,8 +35,8 @@ def set_faults(services: Services, rates: Mapping[str, Mapping[str, float]]) -> 
 
 def reset_local(services: Services) -> None:
     """This process's part of the control API's reset: the configured fault rates, the fault RNG
-    re-seeded, no scripts (a fleet's mirror of them), an empty journal, no gateway spend (kept per
-    replica)."""
+    re-seeded, no scripts (a fleet's mirror of them), an empty journal, no gateway spend counted here
+    (in a fleet, the spend of keys without a limit)."""
     set_faults(services, services.config.faults.operations)
     services.spend.reset()
     services.fault_rng.seed(services.config.seed)
@@ -53,10 +53,12 @@ def _fleet(services: Services) -> tuple[Fleet, Bus]:
 
 
 async def reset_fleet(services: Services) -> None:
-    """Every replica's :func:`reset_local`, and the fleet's fault rates back to the configured ones."""
+    """Every replica's :func:`reset_local`, the fleet's fault rates back to the configured ones and its
+    shared gateway spend forgotten."""
     fleet, bus = _fleet(services)
     with guarded():
         await fleet.store.client.delete(fleet.store.key("faults"))
+    await fleet.spend.reset()
     await bus.ask("reset")
 
 

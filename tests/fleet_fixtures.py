@@ -17,6 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mock_server.catalogue import load_catalogue
+from mock_server.config import MockConfig
+from mock_server.sim.spend import MICROS, micros
+
 #: Seconds a process gets to start answering.
 START_TIMEOUT_S = 30.0
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -157,3 +161,29 @@ def replicas(config: Path, state: str, count: int, extra: Sequence[str] = ()) ->
     finally:
         for replica in fleet:
             replica.stop()
+
+
+def spend_fits(answers: Sequence[httpx.Response], limit_usd: float) -> int:
+    """How many of ``answers`` (chat completions of one body, so of one price) a spend limit of
+    ``limit_usd`` pays for: the limit in micro-dollars over one answer's price (its usage at the
+    catalogue's price, rounded up to a micro-dollar as the mock charges it). Raises AssertionError
+    unless some answer is a 200 and every 200 has the same usage."""
+    usages = {(answer.json()["model"], answer.json()["usage"]["prompt_tokens"],
+               answer.json()["usage"]["completion_tokens"]) for answer in answers if answer.status_code == 200}
+    assert len(usages) == 1, usages
+    model, prompt, completion = usages.pop()
+    price = load_catalogue(MockConfig().catalogue)[model].price
+    assert price is not None, f"{model} is free: no spend limit applies"
+    return round(limit_usd * MICROS) // micros(price.tokens_usd(prompt, completion))
+
+
+def assert_spent_exactly(answers: Sequence[httpx.Response], fits: int) -> None:
+    """Exactly ``fits`` of ``answers`` are 200 and the others the gateway's 402 in its error envelope
+    (001 and 002 "Errors": ``billing_error``, "hit a spend limit"; code ``spend_limit_reached``)."""
+    statuses = [answer.status_code for answer in answers]
+    assert statuses.count(200) == fits and statuses.count(402) == len(answers) - fits, (fits, statuses)
+    for refused in (answer for answer in answers if answer.status_code == 402):
+        error = refused.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, error
+        assert (error["type"], error["code"], error["param"]) == ("billing_error", "spend_limit_reached", None), error
+        assert "spend limit" in error["message"], error

@@ -18,7 +18,14 @@ import yaml
 
 from mock_server.fleet.ledger import SharedLedger
 from mock_server.fleet.store import RedisStore
-from tests.fleet_fixtures import RedisServer, Replica, redis_for_tests, replicas
+from tests.fleet_fixtures import (
+    RedisServer,
+    Replica,
+    assert_spent_exactly,
+    redis_for_tests,
+    replicas,
+    spend_fits,
+)
 
 CONTROL = {"Authorization": "Bearer ctl-key"}
 #: A fleet key's RPM (chat) in the burst test.
@@ -27,7 +34,9 @@ BURST_RPM = 12
 SPEND_CREDITS = 50
 #: Seconds a CogVideoX job takes in this fleet (its latency model, fixed): long enough to kill its replica.
 JOB_S = 2.5
-KEYS = ["sk-burst", "sk-spend", "sk-video-a", "sk-video-b", "sk-image", "sk-control", "sk-durable"]
+#: The spend-limit test's key's gateway spend limit (USD): a few dozen micro-dollar chat answers.
+SPEND_LIMIT_USD = 0.00005
+KEYS = ["sk-burst", "sk-spend", "sk-video-a", "sk-video-b", "sk-image", "sk-control", "sk-durable", "sk-capped"]
 
 
 def auth(key: str) -> dict[str, str]:
@@ -45,7 +54,8 @@ def fleet(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     config = tmp_path_factory.mktemp("fleet") / "mock.yaml"
     config.write_text(yaml.safe_dump({
         "keys": [{"key": key, **({"rpm": BURST_RPM} if key == "sk-burst" else {}),
-                  **({"credits": SPEND_CREDITS} if key == "sk-spend" else {})} for key in KEYS],
+                  **({"credits": SPEND_CREDITS} if key == "sk-spend" else {}),
+                  **({"spend_limit_usd": SPEND_LIMIT_USD} if key == "sk-capped" else {})} for key in KEYS],
         "control": {"enabled": True, "key": "ctl-key"},
         "latency": {"enabled": True, "operations": {"createCogVideoX": {"first": {"fixed": JOB_S}}}},
     }))
@@ -94,6 +104,24 @@ def test_concurrent_charges_over_the_replicas_never_overspend(fleet: list[Replic
     assert sum(record["credits"] for record in ledger["usage"]) == ledger["credits_used"] == 3 * 14
     assert {record["usage_id"] for record in ledger["usage"]} == {
         answer.json()["usage_id"] for answer in answers if answer.status_code == 200}
+
+
+def test_concurrent_priced_requests_over_the_replicas_never_spend_past_the_limit(fleet: list[Replica]) -> None:
+    body = chat("spend me")  # every answer the same tokens, so the same price
+    answers = asyncio.run(_spread(fleet, "/v1/chat/completions", "sk-capped", [body] * 30))
+    fits = spend_fits(answers, SPEND_LIMIT_USD)
+    assert 1 <= fits < 30
+    assert_spent_exactly(answers, fits)
+    # the spend outlives the replica that answered (kill -9), and the restarted replica refuses too
+    fleet[0].kill()
+    fleet[0].launch()
+    fleet[0].wait_ready()
+    assert httpx.post(fleet[0].url + "/v1/chat/completions", json=body, headers=auth("sk-capped"),
+                      timeout=10).status_code == 402
+    # the control API's reset, on any replica, forgets it on all
+    assert httpx.post(fleet[1].url + "/_mock/reset", headers=CONTROL, timeout=10).status_code == 200
+    assert [httpx.post(replica.url + "/v1/chat/completions", json=body, headers=auth("sk-capped"),
+                       timeout=10).status_code for replica in fleet] == [200] * 3
 
 
 def _completed(replica: Replica, key: str, usage_id: str, patience_s: float) -> dict[str, Any]:

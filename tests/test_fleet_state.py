@@ -19,10 +19,12 @@ from mock_server.fleet.ledger import SharedLedger
 from mock_server.fleet.media import SharedHostedMedia
 from mock_server.fleet.ratelimit import SharedSlidingWindow
 from mock_server.fleet.scripts import SharedScriptBook
+from mock_server.fleet.spend import SharedSpendMeter
 from mock_server.fleet.store import RedisStore
 from mock_server.sim import InsufficientCredits
 from mock_server.sim.ratelimit import Limit
 from mock_server.sim.scripts import Step
+from mock_server.sim.spend import SpendLimitReached, SpendMeter
 from tests.fleet_fixtures import redis_for_tests
 
 T = TypeVar("T")
@@ -214,3 +216,25 @@ def test_the_state_section_is_validated_and_excludes_a_ledger_file(tmp_path: Pat
     path.write_text("state: {url: redis://127.0.0.1:6379/0}\nledger: {path: /tmp/x.sqlite}\n")
     with pytest.raises(ConfigError, match=r"ledger\.path: a fleet.s ledger is in Redis"):
         load_config(path)
+
+
+def test_the_shared_spend_meter_keeps_the_in_process_rules_over_two_replicas(redis_url: str) -> None:
+    limits = {"sk-capped": 0.03, "sk-broke": 0.0}
+
+    async def body(store: RedisStore) -> None:
+        first, second = SharedSpendMeter(store, SpendMeter(limits)), SharedSpendMeter(store, SpendMeter(limits))
+        assert await first.charge("sk-capped", 0.011) == pytest.approx(0.011)
+        assert await second.charge("sk-capped", 0.011) == pytest.approx(0.022)  # one spend for both replicas
+        with pytest.raises(SpendLimitReached) as refused:
+            await first.charge("sk-capped", 0.011)
+        assert (refused.value.spent_usd, refused.value.limit_usd) == (pytest.approx(0.022), 0.03)
+        assert await second.charge("sk-capped", 0.008) == pytest.approx(0.03)  # the refusal charged nothing
+        with pytest.raises(SpendLimitReached):
+            await second.charge("sk-broke", 0.000001)  # a limit of 0 refuses every priced request
+        assert await first.charge("sk-broke", 0.0) == 0.0  # and admits a free one
+        assert await first.charge("sk-free", 5.0) == 5.0  # no limit: counted by the replica, never refused
+        assert [key async for key in store.client.scan_iter(match=store.key("spend", "sk-free"))] == []
+        await second.reset()
+        assert await first.charge("sk-capped", 0.03) == pytest.approx(0.03)
+
+    run(redis_url, body)

@@ -9,6 +9,7 @@ algorithms with their state in Redis (STYLE.md 10: the algorithm apart from wher
 - ``ledger.py``: the credits ledger, atomic check-and-charge, durable by Redis' AOF;
 - ``jobs.py``: video jobs with leases, resumed by another replica when theirs dies;
 - ``media.py``: hosted media served by any replica;
+- ``spend.py``: the gateway's spend limits, atomic check-and-charge of each limited key's spend;
 - ``scripts.py`` and ``bus.py``: control-API scripts counted fleet-wide, and changes (faults, reset,
   scripts) in force on every replica before the control call answers; the journal gathered from all.
 
@@ -29,8 +30,10 @@ from mock_server.fleet.ledger import SharedLedger
 from mock_server.fleet.media import SharedHostedMedia
 from mock_server.fleet.ratelimit import SharedSlidingWindow
 from mock_server.fleet.scripts import SharedScriptBook
+from mock_server.fleet.spend import SharedSpendMeter
 from mock_server.fleet.store import RedisStore, StateUnavailable
 from mock_server.sim.latency import GpuPool
+from mock_server.sim.spend import SpendMeter
 
 __all__ = ["Fleet", "RedisStore", "StateUnavailable"]
 
@@ -46,15 +49,17 @@ class Fleet:
     media: SharedHostedMedia
     scripts: SharedScriptBook
     jobs: SharedJobRunner
+    spend: SharedSpendMeter
     bus: Bus | None = None
     """Set by ``replica.py`` once the app's handlers exist."""
 
     @classmethod
     def connect(cls, url: str, namespace: str, starting_credits: int, starting_by_key: Mapping[str, int],
-                gpus: GpuPool) -> Fleet:
-        """The fleet state at ``url`` under ``namespace`` (no connection is made until first used)."""
+                gpus: GpuPool, spend: SpendMeter) -> Fleet:
+        """The fleet state at ``url`` under ``namespace`` (no connection is made until first used);
+        ``spend`` is this replica's meter, holding the configured spend limits."""
         store = RedisStore(url, namespace)
         replica = secrets.token_hex(6)
         ledger = SharedLedger(store, starting_credits, starting_by_key, replica, round(LEASE_S * 1000))
         return cls(store, replica, SharedSlidingWindow(store), ledger, SharedHostedMedia(store),
-                   SharedScriptBook(store), SharedJobRunner(ledger, gpus, store))
+                   SharedScriptBook(store), SharedJobRunner(ledger, gpus, store), SharedSpendMeter(store, spend))

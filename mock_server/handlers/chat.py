@@ -97,7 +97,9 @@ async def create_chat_completion(call: Call) -> Response:
                for index, key in enumerate(keys)]
     usage = _usage(messages, answers)
     if model.price is not None:  # 002 "Pricing": per token, image output tokens among the output
-        bill(call, model.price.tokens_usd(usage["prompt_tokens"], usage["completion_tokens"]))
+        charging = bill(call, model.price.tokens_usd(usage["prompt_tokens"], usage["completion_tokens"]))
+        if charging is not None:  # a fleet's shared spend (handlers/billing.py)
+            await charging
     completion_id = call.services.new_id("chatcmpl")
     created = int(time.time())
     if body.get("stream"):

@@ -218,7 +218,9 @@ async def _answer(call: Call, profile: ImageProfile, settings: Settings, prompt:
     """The ImagesResponse: each image encoded off the event loop, then hosted or inlined. Billed first
     (002 "Pricing": by model, size and quality, per image): 402 billing_error past the key's spend limit."""
     if price is not None:
-        bill(call, price.images_usd(settings.quality, f"{settings.width}x{settings.height}", settings.n))
+        charging = bill(call, price.images_usd(settings.quality, f"{settings.width}x{settings.height}", settings.n))
+        if charging is not None:  # a fleet's shared spend (handlers/billing.py)
+            await charging
     colours = [rng.randrange(len(_PALETTE)) for _ in range(settings.n)]
     ttl = call.services.config.hosted_url_ttl_s
     ttl_s = ttl if ttl is not None else hosted_url_ttl_s(call.operation) or DEFAULT_TTL_S

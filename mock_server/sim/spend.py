@@ -58,6 +58,11 @@ class Price:
         return n * sizes.get(size, max(sizes.values(), default=0.0))
 
 
+def micros(cost_usd: float) -> int:
+    """``cost_usd`` (US dollars) in micro-dollars, rounded up: what a charge adds to a key's spend."""
+    return math.ceil(cost_usd * MICROS)
+
+
 class SpendLimitReached(Exception):
     """A charge refused: ``cost_usd`` would take ``spent_usd`` past ``limit_usd`` (all US dollars)."""
 
@@ -77,6 +82,10 @@ class SpendMeter:
         self._spent: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def limit_micros(self, key: str) -> int | None:
+        """The key's spend limit in micro-dollars, or None for none."""
+        return self._limits.get(key)
+
     def limit_usd(self, key: str) -> float | None:
         """The key's spend limit in US dollars, or None for none."""
         limit = self._limits.get(key)
@@ -92,7 +101,7 @@ class SpendMeter:
         Raises SpendLimitReached, charging nothing, when the total would pass the key's limit; a key
         whose limit is 0 is refused every priced request (a free one is admitted).
         """
-        cost = math.ceil(cost_usd * MICROS)
+        cost = micros(cost_usd)
         with self._lock:
             spent = self._spent.get(key, 0)
             limit = self._limits.get(key)
