@@ -98,7 +98,8 @@ def suite_keys_files(directory: Path, url: str) -> tuple[Path, Path]:
             for k in embedded.suite_keys()]
     config = write_config(directory, "serve", {**shipped, "keys": keys})
     target = directory / "serve-target.yaml"
-    target.write_text(yaml.safe_dump({"name": "bench", "url": url, "api_key": KEY, **embedded.TARGET_FILE_OPTIONS}))
+    declared = {"name": "bench", "base_url": url, "api_key": KEY, **embedded.TARGET_FILE_OPTIONS}
+    target.write_text(yaml.safe_dump(declared))
     return config, target
 
 
