@@ -167,7 +167,7 @@ def test_every_copy_source_exists_in_the_build_context() -> None:
 
 def test_the_image_installs_the_mock_extra_and_serves_the_port_it_exposes() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["mock-server"] == "mock_server.cli:main"
+    assert project["scripts"]["mock-server"] == "spec.launch:mock_server"
     assert any(dependency.startswith("redis") for dependency in project["optional-dependencies"]["mock"])
     for name, service in mock_services().items():
         _, dockerfile = image_of(service)
