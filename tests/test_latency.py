@@ -28,8 +28,8 @@ from mock_server.cli import build_parser, config_from_args
 from mock_server.config import DEFAULT_CONFIG_FILE, LatencyConfig, RateLimitConfig, load_config
 from mock_server.media_av import speech_duration_ms
 from mock_server.sim.latency import Distribution, LatencyModel, LatencySimulator
+from mock_server.stages.latency import IMAGE_TOKEN_WEIGHT, output_tokens
 from mock_server.stages.latency import build as build_latency
-from mock_server.stages.latency import output_tokens
 from spec import api_names, find_operation, operations
 
 AUTH = {"Authorization": f"Bearer {DEV_API_KEY}"}
@@ -109,6 +109,14 @@ def test_a_chat_completions_choices_are_generated_side_by_side() -> None:
     message = JSONResponse({"content": [], "usage": {"output_tokens": 40}})
     assert output_tokens(cast(Any, None), one) == output_tokens(cast(Any, None), many) == 40.0
     assert output_tokens(cast(Any, None), message) == 40.0
+
+
+def test_image_output_tokens_weigh_less_than_text_tokens() -> None:
+    """A native image answer's 1290 image tokens count at IMAGE_TOKEN_WEIGHT: seconds, not text decoding's pace."""
+    usage = {"completion_tokens": 1290 + 10, "completion_tokens_details": {"image_tokens": 1290}}
+    answer = JSONResponse({"choices": [{"index": 0}], "usage": usage})
+    assert output_tokens(cast(Any, None), answer) == 10 + 1290 * IMAGE_TOKEN_WEIGHT
+    assert IMAGE_TOKEN_WEIGHT < 1
 
 
 def test_lognormal_draws_match_their_configured_percentiles() -> None:
