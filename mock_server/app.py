@@ -208,12 +208,14 @@ class StaticPathRouter(Router):
     own (``/v1/messages`` is the 18th). A request for a (path, method) in the table goes straight
     to its route. The table only holds a route that Starlette's first match would pick (no earlier
     route takes that path and method), so every answer is the one Starlette gives; anything else
-    (path parameters, a 405, a trailing-slash redirect, a ``root_path``, lifespan) goes through
-    Starlette's own matching.
+    (path parameters, a 405, a ``root_path``, lifespan) goes through
+    Starlette's own matching. A path with a trailing slash no operation has (``/v1/chat/completions/``)
+    is a 404 in the API's envelope, as an unknown path is, not Starlette's empty 307 redirect: a client
+    posting there gets an error that says what is wrong, and a POST is never silently re-sent.
     """
 
     def __init__(self, routes: Sequence[BaseRoute], lifespan: Any = None) -> None:
-        super().__init__(routes=routes, lifespan=lifespan)
+        super().__init__(routes=routes, lifespan=lifespan, redirect_slashes=False)
         self.static: dict[tuple[str, str], Route] = {}
         for index, route in enumerate(self.routes):
             if not isinstance(route, Route) or route.param_convertors or not route.methods:

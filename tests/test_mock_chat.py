@@ -75,6 +75,8 @@ def test_configured_keys_replace_the_development_key() -> None:
 def test_unknown_path_and_method_answer_in_the_envelope(client: TestClient) -> None:
     assert client.get("/v1/nowhere").json()["error"]["type"] == "invalid_request_error"
     assert client.get("/v1/chat/completions").status_code == 405
+    slashed = client.post("/v1/chat/completions/", json={}, follow_redirects=False)  # no empty 307
+    assert slashed.status_code == 404 and slashed.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_completion_validates_against_the_spec(client: TestClient) -> None:
