@@ -21,7 +21,7 @@ from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.http import Exchange, TargetClient, retry_after_s
 from conformance.plugin import IssuedUrls
-from conformance.suite.jobs import poll_usage_record, send_burst, sent_bursts
+from conformance.suite.jobs import VideoJob, carried_burst, carried_video_defaults, poll_usage_record, selected
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import providers, rate_limit
@@ -109,8 +109,6 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
 I2V_PROVIDERS = providers(I2V)
 #: Longest wait for a key's I2V window when two of this module's jobs would share it (004: 2 a minute), in s.
 I2V_WINDOW_WAIT_S = 65.0
-#: One I2V job: (its start's answer, the usage records polled, the download of its video or None).
-I2VJob = tuple[Exchange, list[Exchange], Exchange | None]
 
 
 def _i2v_body(provider: str) -> dict[str, Any]:
@@ -128,22 +126,6 @@ def _i2v_style(provider: str, target: Target) -> str:
         else "bearer"
 
 
-def _selected(session: pytest.Session) -> tuple[set[str], bool]:
-    """(the I2V providers whose tests this session runs, whether it runs the I2V rate-limit burst)."""
-    wanted, burst = set(), False
-    for item in session.items:
-        marker = item.get_closest_marker("check")
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        check = str(marker.args[0]) if marker is not None else ""
-        if check == "video_job_completes":
-            wanted.add("wan22")
-        elif check == "video_provider_cost_and_duration" and params.get("provider") in I2V_PROVIDERS:
-            wanted.add(str(params["provider"]))
-        elif check == "credits_rate_limits_enforced" and params.get("operation_id") == I2V.operation_id:
-            burst = True
-    return wanted, burst
-
-
 def _start_i2v(client: TargetClient, provider: str, style: str) -> Exchange:
     """Start an I2V job of ``provider`` on key ``style``, waiting out a 429's Retry-After when it is at most
     :data:`I2V_WINDOW_WAIT_S` (another job of this module may hold the key's window)."""
@@ -157,29 +139,24 @@ def _start_i2v(client: TargetClient, provider: str, style: str) -> Exchange:
 
 @pytest.fixture(scope="module")
 def i2v_jobs(request: pytest.FixtureRequest, client: TargetClient,
-             target: Target) -> Iterator[dict[str, Future[I2VJob]]]:
-    """The I2V jobs of the providers whose tests this session runs (:func:`_selected`), started together when
-    the first of their tests runs and polled at the same time in threads: each job takes tens of seconds on a
-    real GPU, and one after another their waits added up. The starts (which charge) are all made here,
-    before any test of the module goes on; only the polls (which charge nothing) run behind.
+             target: Target) -> Iterator[dict[str, Future[VideoJob]]]:
+    """The I2V jobs of the providers whose tests this session runs, started together when the first of their
+    tests runs and polled at the same time in threads, with the video defaults' jobs a burst carries
+    (``jobs.carried_video_defaults``): each job takes tens of seconds on a real GPU, and one after another
+    their waits added up. The starts (which charge) are all made here, before any test of the module goes
+    on (``test_credits_reconcile`` measures the keys' balances after); only the polls (which charge nothing)
+    run behind.
 
     When this session also runs the I2V rate-limit burst on the probes' key (``test_rate_limits``), the premium
-    providers' starts are that burst's first requests (limit + 1 requests in one window, the last one wan22;
-    ``jobs.send_burst``), kept for its check (``jobs.sent_bursts``): a burst sent after them would find the
-    key's window (2 a minute) spent, and judge a gateway that admits more as correct."""
-    wanted, with_burst = _selected(request.session)
-    probes = target.rate_limits
-    with_burst = with_burst and probes is not None and I2V.operation_id in probes.endpoints
-    started: dict[str, tuple[str, Exchange]] = {}
+    providers' starts are that burst's first requests (``jobs.carried_burst``): a burst sent after them would
+    find the key's window (2 a minute) spent, and judge a gateway that admits more as correct."""
+    session = request.session
+    wanted = {"wan22"} if selected(session, "video_job_completes") else set()
+    wanted |= {p for p in I2V_PROVIDERS if selected(session, "video_provider_cost_and_duration", provider=p)}
+    carried_video_defaults(session, client, target)
     premium = sorted(p for p in wanted if _i2v_style(p, target) == "limited")
-    limit = rate_limit(I2V)
-    if with_burst and premium and limit is not None and limit.requests is not None:
-        carried = premium[:limit.requests]
-        bodies = [_i2v_body(p) for p in carried]
-        bodies += [{**_i2v_body("wan22"), "provider": "wan22"}] * (limit.requests + 1 - len(bodies))
-        burst = send_burst(client, I2V.path, bodies, float(limit.window_s or 60))
-        sent_bursts(request.session)[I2V.operation_id] = burst
-        started.update({p: ("limited", answer) for p, answer in zip(carried, burst.exchanges, strict=False)})
+    answers = carried_burst(session, client, target, I2V, [_i2v_body(p) for p in premium]) or []
+    started = {p: ("limited", answer) for p, answer in zip(premium, answers, strict=False)}
     for provider in sorted(wanted - set(started)):
         style = _i2v_style(provider, target)
         started[provider] = style, _start_i2v(client, provider, style)
@@ -188,7 +165,7 @@ def i2v_jobs(request: pytest.FixtureRequest, client: TargetClient,
                for provider, (style, answer) in started.items()}
 
 
-def _poll(client: TargetClient, target: Target, started: Exchange, style: str) -> I2VJob:
+def _poll(client: TargetClient, target: Target, started: Exchange, style: str) -> VideoJob:
     """The video job of ``started``: (``started``, the usage records polled until the job ends, bounded by the
     target's ``job_timeout_s``, the download of its video_url or None when the job never completed: its last
     status is the verdict). A pytest skip when the start was rate limited; CheckFailure when it started no
@@ -209,7 +186,7 @@ def _poll(client: TargetClient, target: Target, started: Exchange, style: str) -
 
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
-def test_video_job_polled_to_completion(i2v_jobs: dict[str, Future[I2VJob]], hosted_urls: IssuedUrls) -> None:
+def test_video_job_polled_to_completion(i2v_jobs: dict[str, Future[VideoJob]], hosted_urls: IssuedUrls) -> None:
     _, records, video = i2v_jobs["wan22"].result()
     if video is not None:  # hosted_urls_download_later fetches it again
         hosted_urls.append(IssuedUrl(API, video.url, "video", "getMultimodalUsage video_url", time.time()))
@@ -220,7 +197,7 @@ def test_video_job_polled_to_completion(i2v_jobs: dict[str, Future[I2VJob]], hos
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_provider_cost_and_duration")
 @pytest.mark.parametrize("provider", sorted(I2V_PROVIDERS))
-def test_video_provider_facts(provider: str, i2v_jobs: dict[str, Future[I2VJob]]) -> None:
+def test_video_provider_facts(provider: str, i2v_jobs: dict[str, Future[VideoJob]]) -> None:
     """004's provider table: cost, duration and resolution per provider (seedance and sora2 cost 520 and
     800 credits on a paid API)."""
     started, records, video = i2v_jobs[provider].result()

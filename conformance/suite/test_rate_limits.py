@@ -17,7 +17,7 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.http import Exchange, TargetClient, retry_after_s
-from conformance.suite.jobs import send_burst, sent_bursts
+from conformance.suite.jobs import BURST_BODIES, send_burst, sent_bursts
 from conformance.target import RateLimitProbes, Target
 from spec import find_operation
 from spec.extensions import rate_limit
@@ -33,15 +33,6 @@ TPM_PROBES = 3
 #: Longest prompt the TPM probe sends, in words: a larger declared TPM cannot be reached by two requests
 #: a chat model's context holds, so it is skipped rather than answered 400 for a too-long prompt.
 MAX_PROBE_WORDS = 50_000
-#: One request of each rate-limited credits endpoint (TTS's limit is ``rate_limit_enforced``'s).
-CREDITS_BODIES: dict[str, dict[str, Any]] = {
-    "createMultimodalImage": {"prompt": "A lighthouse at dusk", "width": 512, "height": 512},
-    "createImageToVideo": {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift by",
-                           "provider": "wan22"},
-    "createTextToVideo": {"prompt": "A wave on a beach", "duration": 1},
-    "createCogVideoX": {"prompt": "A robot in the rain", "num_frames": 17},
-}
-
 pytestmark = pytest.mark.serial
 
 
@@ -112,12 +103,12 @@ def test_retry_after_the_advertised_wait(rpm_burst: list[Exchange], client: Targ
 
 @pytest.mark.api("credits_api")
 @pytest.mark.check("credits_rate_limits_enforced")
-@pytest.mark.parametrize("operation_id", sorted(CREDITS_BODIES))
+@pytest.mark.parametrize("operation_id", sorted(BURST_BODIES))
 def test_credits_endpoint_limit(operation_id: str, request: pytest.FixtureRequest, client: TargetClient,
                                 target: Target) -> None:
-    """The burst of limit + 1 requests on the probes' key; for I2V, the one whose first requests started the
-    premium providers' jobs when ``test_credits_behaviour`` sent it (``jobs.sent_bursts``: the probes' key
-    has one I2V window a minute, 2 calls, and a second burst in it would find it spent)."""
+    """The burst of limit + 1 requests on the probes' key; the one another test sent when its first requests
+    started jobs of that test's checks (``jobs.carried_burst``: I2V's premium providers, the T2V and CogVideoX
+    defaults), for a second burst in the same window would find it spent."""
     probes = _probes(target, "endpoints")
     if operation_id not in probes.endpoints:
         pytest.skip(f"rate_limits.endpoints does not list {operation_id}: its documented limit is not provoked")
@@ -126,6 +117,6 @@ def test_credits_endpoint_limit(operation_id: str, request: pytest.FixtureReques
     assert limit is not None and limit.requests is not None, f"the spec gives {operation_id} a rate limit"
     sent = sent_bursts(request.session).pop(operation_id, None)
     burst = (sent.judgeable() if sent is not None else
-             _burst(client, operation.path, CREDITS_BODIES[operation_id], limit.requests + 1,
+             _burst(client, operation.path, BURST_BODIES[operation_id], limit.requests + 1,
                     float(limit.window_s or 60)))
     REGISTRY["credits_rate_limits_enforced"](burst, operation)
