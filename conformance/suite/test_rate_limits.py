@@ -6,6 +6,9 @@ names. The tests run in file order and alone (``serial``): the TPM probe first (
 window's room), then the RPM burst, then the retry after its Retry-After. On a paid API the credits
 endpoints' bursts cost limit + 1 calls each (image 6 x 50 credits, I2V 3 x 400, T2V 2 x 1000,
 CogVideoX 2 x 800): list only those you accept in ``rate_limits.endpoints``, or exclude the operation.
+The I2V, T2V and CogVideoX bursts are sent earlier in the serial stage when their first requests start
+video jobs other checks of the run need (``jobs.carried_burst``: the premium I2V providers, the T2V and
+CogVideoX defaults), and judged here: their admitted calls are then those jobs, not calls of their own.
 """
 
 from __future__ import annotations
