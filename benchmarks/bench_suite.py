@@ -8,15 +8,16 @@ Two targets, as a gateway team meets them (issue 14):
   chat answer takes about 0.4 s to its first token, an image a few s), as a slow real gateway.
   Goal: under 120 s on the 2-core reference machine.
 
-The quick profile spends fewer generated cases on the image operations (their positive cases leave out
-schemathesis's boundary cases, ``conformance/profiles.py`` ``WITHOUT_COVERAGE``), whose every answer
-costs seconds of GPU time; the thorough profile keeps them.
+The quick profile spends fewer generated cases on the operations whose every answer costs GPU time
+(chat, responses, messages, images, audio, video starts: their positive cases leave out schemathesis's
+boundary cases, ``conformance/profiles.py`` ``GPU_BOUND``); the thorough profile keeps them.
 
 Each run is a subprocess, as a CI job runs it; its wall time includes start-up (imports, spec
 bundling, the workers of the target's concurrency) and collection. The time per phase is the sum of
 the checks' durations the run's ``report.json`` records (with concurrency it can exceed the wall time).
 
     .venv/bin/python -m benchmarks.bench_suite [--runs 1] [--only embedded,serve] [--concurrency N]
+        [--keep-reports DIR]
 """
 
 from __future__ import annotations
@@ -70,19 +71,21 @@ def run_once(target: str, reports: Path, extra: Sequence[str] = ()) -> dict[str,
             "skipped": summary["skipped"], "stopped": (report.get("incomplete") or {}).get("reason", "")}
 
 
-def measure(name: str, extra: Sequence[str]) -> dict[str, float | str]:
-    """One run against target ``name`` (``embedded`` or ``serve``)."""
+def measure(name: str, extra: Sequence[str], keep: Path | None = None) -> dict[str, float | str]:
+    """One run against target ``name`` (``embedded`` or ``serve``); its reports go to ``keep`` when given
+    (``keep/bench/latest/report.json`` holds each check's duration), else to a temporary folder."""
     with tempfile.TemporaryDirectory() as tmp:
+        reports = keep or Path(tmp)
         if name == "embedded":
-            return run_once("mock", Path(tmp), extra)
+            return run_once("mock", reports, extra)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         if name == "serve-one-key":
             with serve(mock_argv(DEFAULT_CONFIG_FILE, port), port):
-                return run_once(url, Path(tmp), extra)
+                return run_once(url, reports, extra)
         config, target = suite_keys_files(Path(tmp), url)
         with serve(mock_argv(config, port), port):
-            return run_once(str(target), Path(tmp), extra)
+            return run_once(str(target), reports, extra)
 
 
 def suite_keys_files(directory: Path, url: str) -> tuple[Path, Path]:
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="embedded,serve",
                         help="targets: embedded, serve, serve-one-key (default embedded,serve)")
     parser.add_argument("--concurrency", type=int, help="passed to conformance run (default: its own)")
+    parser.add_argument("--keep-reports", type=Path,
+                        help="keep each run's reports under this folder (DIR/<target>-<run>/bench/latest/report.json)")
     args = parser.parse_args(argv)
     extra = ["--concurrency", str(args.concurrency)] if args.concurrency else []
     print("## Suite: conformance run --profile quick (embedded mock; mock-server serve with real-time latency)")
@@ -118,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
         walls = []
         for index in range(1, args.runs + 1):
-            result = measure(name, extra)
+            keep = args.keep_reports / f"{name}-{index}" if args.keep_reports else None
+            result = measure(name, extra, keep)
             walls.append(float(result["wall"]))
             rows.append([name, index, f"{result['wall']:.1f}", *(f"{float(result[p]):.1f}" for p in PHASES),
                          result["checks"], result["passed"], result["failed"], result["skipped"],

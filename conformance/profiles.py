@@ -2,8 +2,8 @@
 
 ``quick`` is for CI gates (seconds against a local target); ``thorough`` for a nightly or a
 vendor's full report. Both are derandomised, so the same target gets the same cases. ``quick``
-spends fewer cases on the operations whose every answer costs seconds of GPU time
-(:data:`WITHOUT_COVERAGE`).
+spends fewer positive cases on the operations whose every answer costs GPU time (:data:`GPU_BOUND`:
+no boundary cases for them, :data:`WITHOUT_COVERAGE`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,25 @@ MAX_DURATION_S: Mapping[str, float] = MappingProxyType({"quick": 600.0, "thoroug
 #: latency model, scaled): 0.001 makes a 0.4 s first token 0.4 ms and a 30 s video job 30 ms; 0.01
 #: keeps streams paced (a 20 ms inter-token gap is 0.2 ms) for the thorough report.
 MOCK_TIME_SCALE: Mapping[str, float] = MappingProxyType({"quick": 0.001, "thorough": 0.01})
+#: The operations whose every answer costs GPU time (002, 004: an image "a few seconds", a chat answer about
+#: 0.4 s to its first token then tens of tokens a second, speech and transcripts in proportion to their
+#: audio, a video job tens of seconds; the mock's latency model, ``latency.operations`` of its shipped
+#: configuration, gives each of them its own), as against listings, token counts and usage records.
+GPU_BOUND = frozenset({
+    "createChatCompletion", "createResponse", "createMessage",  # text generation, per output token
+    "createImage", "createImageEdit", "createMultimodalImage",  # per megapixel
+    "createSpeech", "createMultimodalTts", "createTranscription", "createTranslation",  # per second of audio
+    "createImageToVideo", "createTextToVideo", "createCogVideoX",  # a job per video (1-2 a minute, 004)
+})
 #: profile name -> operationIds whose positive generated cases leave out schemathesis's coverage phase (its
-#: deterministic boundary cases, most of an operation's cases: 60 of 75 for createImage) and keep the
-#: profile's own generated ones (``PROFILES``): every answer of theirs costs seconds of GPU time (002 "a
-#: few seconds" an image; the mock's model: 1 s + 2.5 s per megapixel), so on a real gateway their boundary
-#: cases alone took minutes of a CI gate. Their negative cases (refused before any GPU work) keep every
-#: boundary case, and the thorough profile keeps all of them.
-WITHOUT_COVERAGE: Mapping[str, frozenset[str]] = MappingProxyType({
-    "quick": frozenset({"createImage", "createImageEdit", "createMultimodalImage"}), "thorough": frozenset()})
+#: deterministic boundary cases, most of an operation's cases: 60 of 75 for createImage, about 290 of 300
+#: for chat completions) and keep the profile's own generated ones (``PROFILES``): in ``quick``, the
+#: :data:`GPU_BOUND` operations. Against a real gateway (or the mock's real-time latency) their boundary
+#: cases queue on the model's few GPU slots: 1504 requests to /v1/chat/completions in one property phase,
+#: 74-83 s for each chat-like operation and minutes for the images, most of a CI gate's time, where the
+#: generated cases already send every schema's shapes. Their negative cases (refused before any GPU work)
+#: keep every boundary case, and the thorough profile keeps all of them.
+WITHOUT_COVERAGE: Mapping[str, frozenset[str]] = MappingProxyType({"quick": GPU_BOUND, "thorough": frozenset()})
 
 #: The profile :func:`activate` loaded in this process (None before).
 active: str | None = None

@@ -345,6 +345,40 @@ class ChargingRefusals:
         await self.app(scope, receive, charging)
 
 
+class I2VLimitOfThree:
+    """The mock, letting one I2V request past 004's 2 a minute through (a gateway whose limit is 3 a minute):
+    the first 429 of /api/v1/multimodal/video/i2v is answered 200 as a started wan22 job. Caught only by a
+    burst sent on a window nothing else used: one sent after the premium providers' jobs took two of its
+    calls would see 1 admitted, then a 429, and pass."""
+
+    PATH = "/api/v1/multimodal/video/i2v"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.let_through = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or self.let_through:
+            await self.app(scope, receive, send)
+            return
+        refused = False
+
+        async def admitting(message: dict[str, Any]) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 429:
+                refused = self.let_through = True
+            if not refused:
+                await send(message)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                body = json.dumps({"usage_id": "let-through", "status": "queued", "credits_used": 400,
+                                   "format": "mp4", "credits_remaining": 1000}).encode()
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, admitting)
+
+
 def _errors_as(status: int, content_type: bytes, body: bytes | None) -> Rewrite:
     """A gateway that answers every error (4xx, 5xx) with ``status``, ``content_type`` and ``body`` (None:
     the error's own body): a portal page, a 200 wrapping the error, bytes that are no JSON."""
@@ -516,6 +550,10 @@ BROKEN: dict[str, Broken] = {
                                 alone=True),
     "charges_refused_requests": Broken(_unchanged, "credits_reconcile_over_run", "behavioural", "credits_behaviour",
                                        wrap=ChargingRefusals, alone=True),
+    # the I2V burst with the premium providers' jobs it starts (their tests selected too: one window, one burst)
+    "i2v_limit_of_three": Broken(_unchanged, "credits_rate_limits_enforced", "behavioural",
+                                 "video_provider_facts or test_credits_endpoint_limit", wrap=I2VLimitOfThree,
+                                 alone=True),
 }
 
 

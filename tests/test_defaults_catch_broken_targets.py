@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from conformance.embedded import EMBEDDED_MODELS, embedded_app, serve
+from conformance.embedded import EMBEDDED_MODELS, LIMITED_KEY, embedded_app, serve
 from mock_server.config import RateLimitConfig
 from tests.broken_targets import RequestRewriting
 from tests.test_suite_catches_broken_targets import mock_like_target_file, run_suite
@@ -76,6 +76,14 @@ BREAKS: dict[str, DefaultBreak] = {
     "cogvideox_frames_default_17": DefaultBreak(
         lambda: RequestRewriting(embedded_app(), _filling({"num_frames": 17}), path=COGVIDEOX),
         "cogvideox_frames_default", "behavioural", "cogvideox_frames_default"),
+    # the same defaults when the run provokes their rate limits too: each job is the first request of its
+    # burst on the probes' key, started with the I2V jobs (conformance/suite/jobs.py: carried_video_defaults)
+    "t2v_duration_default_10_in_its_burst": DefaultBreak(
+        lambda: RequestRewriting(embedded_app(), _filling({"duration": 10}), path=T2V),
+        "t2v_duration_default", "behavioural", "t2v_duration_default or test_credits_endpoint_limit"),
+    "cogvideox_frames_default_17_in_its_burst": DefaultBreak(
+        lambda: RequestRewriting(embedded_app(), _filling({"num_frames": 17}), path=COGVIDEOX),
+        "cogvideox_frames_default", "behavioural", "cogvideox_frames_default or test_credits_endpoint_limit"),
     "usage_limit_default_20": DefaultBreak(lambda: QueryFilling(_unlimited(), USAGE, {"limit": "20"}),
                                            "usage_page_defaults", "behavioural", "usage_defaults", correct=_unlimited),
     "usage_skip_default_1": DefaultBreak(lambda: QueryFilling(_unlimited(), USAGE, {"skip": "1"}),
@@ -102,7 +110,8 @@ def test_default_break_is_reported_by_its_check_alone(name: str, tmp_path: Path)
     assert failure["expected"] and failure["received"]
 
 
-@pytest.mark.parametrize("name", ["image_size_default_512", "usage_limit_default_20"])
+@pytest.mark.parametrize("name", ["image_size_default_512", "usage_limit_default_20",
+                                  "t2v_duration_default_10_in_its_burst", "cogvideox_frames_default_17_in_its_burst"])
 def test_the_mock_passes_the_same_runs(name: str, tmp_path: Path) -> None:
     """No false alarm: the mock, whose defaults are the documented ones, passes those rows (the video defaults
     pass in the embedded mock's whole run)."""
@@ -111,3 +120,37 @@ def test_the_mock_passes_the_same_runs(name: str, tmp_path: Path) -> None:
     assert code == 0, output
     rows = [row for row in report["checks"] if row["check"] == broken.check and broken.row in row["id"]]
     assert rows and {row["outcome"] for row in rows} == {"passed"}, output
+
+
+class KeyRecording:
+    """ASGI wrapper recording the key (``Authorization``) of each request to ``path``, in order."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app, self.path, self.keys = app, path, list[str]()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            self.keys.append(dict(scope["headers"]).get(b"authorization", b"").decode().removeprefix("Bearer "))
+        await self.app(scope, receive, send)
+
+
+def test_a_video_default_is_the_first_request_of_its_burst(tmp_path: Path) -> None:
+    """One window, one burst: with its rate-limit burst in the run, the T2V default's job is that burst's first
+    request on the probes' key (the default's, then the burst's refused one: 2 requests in all), not a job of
+    its own on the main key before a burst that would then find its window spent."""
+    sent: list[Any] = []
+
+    def record(body: Any) -> Any:
+        sent.append(dict(body))
+        return body
+
+    app = KeyRecording(RequestRewriting(embedded_app(), record, path=T2V), T2V)
+    with serve(app) as url:
+        target = mock_like_target_file(url, tmp_path, models=dict(EMBEDDED_MODELS))
+        code, report, output = run_suite(target, tmp_path, "--phases", "behavioural",
+                                         "-k", "t2v_duration_default or test_credits_endpoint_limit")
+    assert code == 0, output
+    assert {row["id"]: row["outcome"] for row in report["checks"] if "TextToVideo" in row["id"] or "t2v" in row["id"]} \
+        == {"test_t2v_duration_default": "passed", "test_credits_endpoint_limit[createTextToVideo]": "passed"}
+    assert ["duration" in body for body in sent] == [False, True], sent
+    assert app.keys == [LIMITED_KEY, LIMITED_KEY]

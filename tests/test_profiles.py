@@ -27,22 +27,40 @@ def test_an_unusable_cache_home_falls_back_to_the_temporary_folder(monkeypatch: 
 
 
 @pytest.mark.parametrize("profile", ["quick", "thorough"])
-def test_quick_leaves_out_the_boundary_cases_of_seconds_long_answers_only(profile: str, tmp_path: Path) -> None:
+def test_quick_leaves_out_the_boundary_cases_of_gpu_bound_answers_only(profile: str, tmp_path: Path) -> None:
     profiles.activate(profile, tmp_path)
     try:
         import schemathesis
 
-        from spec import load_api
+        from spec import api_names, load_api
 
         def coverage(api: str, positive: bool) -> dict[str, bool]:
             schema = schemathesis.openapi.from_dict(load_api(api), config=profiles.schemathesis_config(positive))
             return {op.definition.raw["operationId"]: schema.config.phases_for(operation=op).coverage.enabled
                     for op in (result.ok() for result in schema.get_all_operations())}
 
-        positive, negative = coverage("openai_gateway", True), coverage("openai_gateway", False)
-        slow = {"createImage", "createImageEdit"} if profile == "quick" else set()
-        assert {op for op, enabled in positive.items() if not enabled} == slow
-        assert all(negative.values()) and len(negative) > 5
+        for api in api_names():
+            positive, negative = coverage(api, True), coverage(api, False)
+            slow = {op for op in positive if op in profiles.GPU_BOUND} if profile == "quick" else set()
+            assert {op for op, enabled in positive.items() if not enabled} == slow, api
+            assert all(negative.values()) and negative, api  # negative cases keep every boundary case
+        assert {"createImage", "createChatCompletion", "createSpeech"} <= set(coverage("openai_gateway", True))
+        assert coverage("multi_protocol", True)["countMessageTokens"]  # no GPU time: boundary cases kept
         assert coverage("credits_api", True)["createMultimodalImage"] == (profile != "quick")
     finally:
         profiles.activate("quick", tmp_path)
+
+
+def test_the_gpu_bound_operations_are_those_the_mocks_latency_model_times() -> None:
+    """The quick profile's list of operations answered with GPU time is the one the mock's shipped configuration
+    gives a latency model of its own (``latency.operations``), and names operations the specs have."""
+    import yaml
+
+    from mock_server.config import DEFAULT_CONFIG_FILE
+    from spec import api_names, load_api
+
+    timed = set(yaml.safe_load(DEFAULT_CONFIG_FILE.read_text())["latency"]["operations"])
+    assert timed == profiles.GPU_BOUND
+    known = {operation.get("operationId") for api in api_names()
+             for item in load_api(api)["paths"].values() for operation in item.values() if isinstance(operation, dict)}
+    assert known >= profiles.GPU_BOUND

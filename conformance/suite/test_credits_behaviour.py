@@ -9,6 +9,8 @@ module fixtures, so a concurrent run keeps it in order, alone.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,9 +19,9 @@ from conformance.checks import REGISTRY
 from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
-from conformance.http import Exchange, TargetClient
+from conformance.http import Exchange, TargetClient, retry_after_s
 from conformance.plugin import IssuedUrls
-from conformance.suite.jobs import poll_usage_record
+from conformance.suite.jobs import VideoJob, carried_burst, carried_video_defaults, poll_usage_record, selected
 from conformance.target import Target
 from spec import find_operation
 from spec.extensions import providers, rate_limit
@@ -105,37 +107,69 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
 
 
 I2V_PROVIDERS = providers(I2V)
+#: Longest wait for a key's I2V window when two of this module's jobs would share it (004: 2 a minute), in s.
+I2V_WINDOW_WAIT_S = 65.0
+
+
+def _i2v_body(provider: str) -> dict[str, Any]:
+    """An I2V request for ``provider``; wan22 is the documented default, asked for by omitting the field."""
+    body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
+    return body if provider == "wan22" else {**body, "provider": provider}
+
+
+def _i2v_style(provider: str, target: Target) -> str:
+    """The key an I2V job of ``provider`` is started and polled with: wan22 on the standard key when the target
+    has one, seedance and sora2 (premium) on the rate-limit probes' key (``limited``: a premium key set aside
+    for rate-limited calls, the main key when the target file names none; the golden fixtures spend the main
+    key's I2V window, 2 a minute in 004)."""
+    return "standard" if provider == "wan22" and target.standard_api_key else "limited" if provider != "wan22" \
+        else "bearer"
+
+
+def _start_i2v(client: TargetClient, provider: str, style: str) -> Exchange:
+    """Start an I2V job of ``provider`` on key ``style``, waiting out a 429's Retry-After when it is at most
+    :data:`I2V_WINDOW_WAIT_S` (another job of this module may hold the key's window)."""
+    started = client.request("POST", I2V.path, auth=style, json_body=_i2v_body(provider), honour_429=False)
+    wait = retry_after_s(started.headers) if started.status == 429 else None
+    if wait is not None and wait <= I2V_WINDOW_WAIT_S:
+        time.sleep(wait)
+        started = client.request("POST", I2V.path, auth=style, json_body=_i2v_body(provider))
+    return started
 
 
 @pytest.fixture(scope="module")
-def i2v_started(client: TargetClient, target: Target) -> dict[str, tuple[str, Exchange]]:
-    """I2V calls started once per provider for the module, as (key style, answer): wan22 (the default, so
-    without ``provider``) on the standard key when the target has one, seedance and sora2 (premium) on
-    the rate-limit probes' key when the target file declares one (a premium key set aside for
-    rate-limited calls: the golden fixtures spend the main key's I2V window, 2/min in 004), else on
-    the main key."""
-    return {}
+def i2v_jobs(request: pytest.FixtureRequest, client: TargetClient,
+             target: Target) -> Iterator[dict[str, Future[VideoJob]]]:
+    """The I2V jobs of the providers whose tests this session runs, started together when the first of their
+    tests runs and polled at the same time in threads, with the video defaults' jobs a burst carries
+    (``jobs.carried_video_defaults``): each job takes tens of seconds on a real GPU, and one after another
+    their waits added up. The starts (which charge) are all made here, before any test of the module goes
+    on (``test_credits_reconcile`` measures the keys' balances after); only the polls (which charge nothing)
+    run behind.
+
+    When this session also runs the I2V rate-limit burst on the probes' key (``test_rate_limits``), the premium
+    providers' starts are that burst's first requests (``jobs.carried_burst``): a burst sent after them would
+    find the key's window (2 a minute) spent, and judge a gateway that admits more as correct."""
+    session = request.session
+    wanted = {"wan22"} if selected(session, "video_job_completes") else set()
+    wanted |= {p for p in I2V_PROVIDERS if selected(session, "video_provider_cost_and_duration", provider=p)}
+    carried_video_defaults(session, client, target)
+    premium = sorted(p for p in wanted if _i2v_style(p, target) == "limited")
+    answers = carried_burst(session, client, target, I2V, [_i2v_body(p) for p in premium]) or []
+    started = {p: ("limited", answer) for p, answer in zip(premium, answers, strict=False)}
+    for provider in sorted(wanted - set(started)):
+        style = _i2v_style(provider, target)
+        started[provider] = style, _start_i2v(client, provider, style)
+    with ThreadPoolExecutor(max(len(started), 1), thread_name_prefix="i2v-job") as pool:
+        yield {provider: pool.submit(_poll, client, target, answer, style)
+               for provider, (style, answer) in started.items()}
 
 
-def _start_i2v(client: TargetClient, target: Target, started: dict[str, tuple[str, Exchange]],
-               provider: str) -> tuple[str, Exchange]:
-    """The answer of this module's I2V call with ``provider``, made on first use."""
-    if provider not in started:
-        probes_key = target.rate_limits is not None and target.rate_limits.api_key
-        style = ("standard" if provider == "wan22" and target.standard_api_key else
-                 "limited" if provider != "wan22" and probes_key else "bearer")
-        body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
-        if provider != "wan22":  # wan22 is the documented default: asked for by omitting the field
-            body["provider"] = provider
-        started[provider] = style, client.request("POST", I2V.path, auth=style, json_body=body)
-    return started[provider]
-
-
-def _poll(client: TargetClient, target: Target, started: Exchange,
-          style: str) -> tuple[list[Exchange], Exchange | None]:
-    """The usage records polled until the video job of ``started`` ends (bounded by the target's
-    ``job_timeout_s``), and the download of its video_url (None when the job never completed: its last
-    status is the verdict)."""
+def _poll(client: TargetClient, target: Target, started: Exchange, style: str) -> VideoJob:
+    """The video job of ``started``: (``started``, the usage records polled until the job ends, bounded by the
+    target's ``job_timeout_s``, the download of its video_url or None when the job never completed: its last
+    status is the verdict). A pytest skip when the start was rate limited; CheckFailure when it started no
+    job."""
     if started.status == 429:
         pytest.skip(f"rate limited (Retry-After {started.headers.get('retry-after')} s): nothing to poll")
     body: Any = started.json()
@@ -147,16 +181,13 @@ def _poll(client: TargetClient, target: Target, started: Exchange,
     final = records[-1].json() if isinstance(records[-1].json(), dict) else {}
     completed = final.get("status") == "completed"
     video_url = final.get("video_url") or body.get("video_url") if completed else None
-    return records, client.request("GET", str(video_url), auth=None) if video_url else None
+    return started, records, client.request("GET", str(video_url), auth=None) if video_url else None
 
 
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_job_completes")
-def test_video_job_polled_to_completion(client: TargetClient, target: Target,
-                                        i2v_started: dict[str, tuple[str, Exchange]],
-                                        hosted_urls: IssuedUrls) -> None:
-    style, started = _start_i2v(client, target, i2v_started, "wan22")
-    records, video = _poll(client, target, started, style)
+def test_video_job_polled_to_completion(i2v_jobs: dict[str, Future[VideoJob]], hosted_urls: IssuedUrls) -> None:
+    _, records, video = i2v_jobs["wan22"].result()
     if video is not None:  # hosted_urls_download_later fetches it again
         hosted_urls.append(IssuedUrl(API, video.url, "video", "getMultimodalUsage video_url", time.time()))
     wan22 = I2V_PROVIDERS["wan22"]
@@ -166,12 +197,10 @@ def test_video_job_polled_to_completion(client: TargetClient, target: Target,
 @pytest.mark.api(API, operation="createImageToVideo")
 @pytest.mark.check("video_provider_cost_and_duration")
 @pytest.mark.parametrize("provider", sorted(I2V_PROVIDERS))
-def test_video_provider_facts(provider: str, client: TargetClient, target: Target,
-                              i2v_started: dict[str, tuple[str, Exchange]]) -> None:
+def test_video_provider_facts(provider: str, i2v_jobs: dict[str, Future[VideoJob]]) -> None:
     """004's provider table: cost, duration and resolution per provider (seedance and sora2 cost 520 and
     800 credits on a paid API)."""
-    style, started = _start_i2v(client, target, i2v_started, provider)
-    records, video = _poll(client, target, started, style)
+    started, records, video = i2v_jobs[provider].result()
     REGISTRY["video_provider_cost_and_duration"](started, records, video, I2V_PROVIDERS[provider], I2V)
 
 

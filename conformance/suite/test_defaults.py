@@ -2,8 +2,10 @@
 answer, decoded, must be what the default makes.
 
 T2V (1000 credits, premium, 1/min) and CogVideoX (800 credits, 1/min) are skipped when the target file
-excludes them; CogVideoX uses the standard key when there is one (a rate-limit window the golden
-fixture did not use); their two jobs are started and polled at the same time. The usage list needs
+excludes them. When the run also provokes their rate limits on the probes' key, each job is the first
+request of that burst, started with the serial stage's I2V jobs (``jobs.carried_video_defaults``);
+otherwise T2V uses the main key and CogVideoX the standard key when there is one (a rate-limit window
+the golden fixture did not use). Their jobs are polled at the same time. The usage list needs
 more records than the default ``limit``: it is judged last in the phase, after the run made its own,
 and tops up with TTS and image calls (14 and 50 credits) when there are not enough, waiting out
 their rate limits (15 a minute) for at most 5 minutes.
@@ -21,7 +23,7 @@ import pytest
 from conformance.checks import REGISTRY
 from conformance.checks.defaults import documented_default
 from conformance.http import Exchange, TargetClient, retry_after_s
-from conformance.suite.jobs import poll_usage_record
+from conformance.suite.jobs import VIDEO_DEFAULTS, VideoJob, carried_video_defaults, poll_video, selected
 from conformance.target import Target
 from spec import find_operation
 
@@ -44,31 +46,7 @@ TOP_UP_DEADLINE_S = 300.0
 pytestmark = pytest.mark.api(API)
 
 
-def poll_video(client: TargetClient, started: Exchange, auth: str) -> tuple[list[Exchange], Exchange | None]:
-    """Poll the usage record of a video request until it is ``completed`` or ``failed``
-    (:func:`~conformance.suite.jobs.poll_usage_record`), then download its ``video_url``: (the polled
-    records, the download or None when the request started no job)."""
-    body: Any = started.json()
-    usage_id = body.get("usage_id") if isinstance(body, dict) else None
-    if started.status != 200 or not isinstance(usage_id, str):
-        return [], None
-    records = poll_usage_record(client, usage_id, auth)
-    final = records[-1].json() if records else None
-    url = (final.get("video_url") if isinstance(final, dict) else None) or body.get("video_url")
-    return records, client.request("GET", str(url), auth=None)
-
-
-#: The video defaults judged here: operationId -> (check, request body leaving the field out, key style for a
-#: target with a standard key). T2V is premium only; CogVideoX uses the standard key when there is one (a
-#: rate-limit window the golden fixture did not use).
-VIDEO_DEFAULTS = {
-    "createTextToVideo": ("t2v_duration_default", {"prompt": "A paper boat drifting down a stream"}, "bearer"),
-    "createCogVideoX": ("cogvideox_frames_default", {"prompt": "A kite rising over a hill"}, "standard"),
-}
-
-
-def _start_and_poll(operation_id: str, client: TargetClient, target: Target,
-                    profile: str) -> tuple[Exchange, list[Exchange], Exchange | None]:
+def _start_and_poll(operation_id: str, client: TargetClient, target: Target, profile: str) -> VideoJob:
     """Start the video of :data:`VIDEO_DEFAULTS` ``operation_id`` without the field, waiting out one 429 of the
     1/min window (a golden fixture may have used it): in the thorough profile for at most
     :data:`VIDEO_WINDOW_WAIT_S`, in the quick one (a CI gate) only within the target's ``max_retry_wait_s``,
@@ -91,21 +69,21 @@ def _start_and_poll(operation_id: str, client: TargetClient, target: Target,
 
 @pytest.fixture(scope="module")
 def video_defaults(request: pytest.FixtureRequest, client: TargetClient, target: Target,
-                   profile: str) -> Iterator[dict[str, Future[tuple[Exchange, list[Exchange], Exchange | None]]]]:
+                   profile: str) -> Iterator[dict[str, Future[VideoJob]]]:
     """The video defaults' jobs (:data:`VIDEO_DEFAULTS` whose tests this session runs, but those the target file
-    excludes), started and polled at the same time in threads when the first of their tests runs: each job
-    takes tens of seconds on a real GPU, and one after another their waits added up. Each test takes its own
-    job's result (a skip or a target error is raised there)."""
-    selected = {str(marker.args[0]) for item in request.session.items
-                if (marker := item.get_closest_marker("check")) is not None}
+    excludes), polled at the same time in threads: each job takes tens of seconds on a real GPU, and one
+    after another their waits added up. Those a rate-limit burst carries were started with the serial
+    stage's I2V jobs (``jobs.carried_video_defaults``); the others start here, when the first of their tests
+    runs. Each test takes its own job's result (a skip or a target error is raised there)."""
+    carried = carried_video_defaults(request.session, client, target)
     with ThreadPoolExecutor(len(VIDEO_DEFAULTS), thread_name_prefix="video-default") as pool:
-        yield {operation_id: pool.submit(_start_and_poll, operation_id, client, target, profile)
+        yield {operation_id: carried.get(operation_id) or pool.submit(_start_and_poll, operation_id, client, target,
+                                                                      profile)
                for operation_id, (check, _, _) in VIDEO_DEFAULTS.items()
-               if check in selected and operation_id not in target.exclude_operations}
+               if selected(request.session, check) and operation_id not in target.exclude_operations}
 
 
-def _video_default(operation_id: str, video_defaults: dict[str, Future[tuple[Exchange, list[Exchange],
-                                                                           Exchange | None]]]) -> None:
+def _video_default(operation_id: str, video_defaults: dict[str, Future[VideoJob]]) -> None:
     """Judge the video default of ``operation_id`` by its check, from its job in ``video_defaults``."""
     started, records, video = video_defaults[operation_id].result()
     check = VIDEO_DEFAULTS[operation_id][0]

@@ -7,7 +7,7 @@ rejected with a 4xx in the API's error envelope, never a 5xx or a 2xx.
 The number of generated cases per operation follows the active Hypothesis profile
 (``conformance run --profile``); schemathesis's deterministic coverage phase adds boundary cases
 (but to the positive cases of the quick profile's ``profiles.WITHOUT_COVERAGE`` operations, whose
-every answer costs seconds of GPU time).
+every answer costs GPU time: ``profiles.GPU_BOUND``).
 A 429 is honoured, never failed: the case is sent again after a short Retry-After, and otherwise
 judged only as a documented rejection. The cases of one operation are sent up to the target's
 ``concurrency`` at once (``conformance/batch.py``; the credits API's one by one, for its per-minute limits).

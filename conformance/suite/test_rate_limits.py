@@ -6,6 +6,9 @@ names. The tests run in file order and alone (``serial``): the TPM probe first (
 window's room), then the RPM burst, then the retry after its Retry-After. On a paid API the credits
 endpoints' bursts cost limit + 1 calls each (image 6 x 50 credits, I2V 3 x 400, T2V 2 x 1000,
 CogVideoX 2 x 800): list only those you accept in ``rate_limits.endpoints``, or exclude the operation.
+The I2V, T2V and CogVideoX bursts are sent earlier in the serial stage when their first requests start
+video jobs other checks of the run need (``jobs.carried_burst``: the premium I2V providers, the T2V and
+CogVideoX defaults), and judged here: their admitted calls are then those jobs, not calls of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.http import Exchange, TargetClient, retry_after_s
+from conformance.suite.jobs import BURST_BODIES, send_burst, sent_bursts
 from conformance.target import RateLimitProbes, Target
 from spec import find_operation
 from spec.extensions import rate_limit
@@ -32,18 +36,6 @@ TPM_PROBES = 3
 #: Longest prompt the TPM probe sends, in words: a larger declared TPM cannot be reached by two requests
 #: a chat model's context holds, so it is skipped rather than answered 400 for a too-long prompt.
 MAX_PROBE_WORDS = 50_000
-#: A burst starts no later than this many s before a clock boundary of its window (a fixed window aligned
-#: on the clock would otherwise see it in two windows).
-BOUNDARY_MARGIN_S = 5.0
-#: One request of each rate-limited credits endpoint (TTS's limit is ``rate_limit_enforced``'s).
-CREDITS_BODIES: dict[str, dict[str, Any]] = {
-    "createMultimodalImage": {"prompt": "A lighthouse at dusk", "width": 512, "height": 512},
-    "createImageToVideo": {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift by",
-                           "provider": "wan22"},
-    "createTextToVideo": {"prompt": "A wave on a beach", "duration": 1},
-    "createCogVideoX": {"prompt": "A robot in the rain", "num_frames": 17},
-}
-
 pytestmark = pytest.mark.serial
 
 
@@ -60,27 +52,9 @@ def _chat(target: Target, text: str) -> dict[str, Any]:
 
 
 def _burst(client: TargetClient, path: str, body: dict[str, Any], most: int, window_s: float = 60.0) -> list[Exchange]:
-    """At most ``most`` requests on the probes' key, one after another, stopping at the first 429.
-
-    A limit "per ``window_s`` s" may be a sliding window or a fixed one aligned on the clock (a minute from
-    :00), and neither may be judged on a burst that spans more than one window. So the burst does not start
-    in the last :data:`BOUNDARY_MARGIN_S` s before a clock boundary of the window (it waits that out), and a
-    burst that took longer than the window is skipped with that reason: a correct gateway may admit more
-    than the limit across two windows."""
-    left = window_s - time.time() % window_s
-    if left < BOUNDARY_MARGIN_S:
-        time.sleep(left + 0.5)
-    started = time.monotonic()
-    burst: list[Exchange] = []
-    for _ in range(most):
-        burst.append(client.request("POST", path, json_body=body, auth="limited", honour_429=False))
-        if burst[-1].status == 429:
-            break
-    took = time.monotonic() - started
-    if took > window_s - BOUNDARY_MARGIN_S:
-        pytest.skip(f"the burst of {len(burst)} requests took {took:.0f} s, more than its {window_s:g} s window "
-                    "allows to judge: declare a smaller limit for this target")
-    return burst
+    """At most ``most`` requests on the probes' key, one after another, stopping at the first 429, within one
+    window (:func:`~conformance.suite.jobs.send_burst`; skipped when it took longer than ``window_s`` allows)."""
+    return send_burst(client, path, [body] * most, window_s).judgeable()
 
 
 @pytest.mark.api("openai_gateway", operation="createChatCompletion")
@@ -132,14 +106,20 @@ def test_retry_after_the_advertised_wait(rpm_burst: list[Exchange], client: Targ
 
 @pytest.mark.api("credits_api")
 @pytest.mark.check("credits_rate_limits_enforced")
-@pytest.mark.parametrize("operation_id", sorted(CREDITS_BODIES))
-def test_credits_endpoint_limit(operation_id: str, client: TargetClient, target: Target) -> None:
+@pytest.mark.parametrize("operation_id", sorted(BURST_BODIES))
+def test_credits_endpoint_limit(operation_id: str, request: pytest.FixtureRequest, client: TargetClient,
+                                target: Target) -> None:
+    """The burst of limit + 1 requests on the probes' key; the one another test sent when its first requests
+    started jobs of that test's checks (``jobs.carried_burst``: I2V's premium providers, the T2V and CogVideoX
+    defaults), for a second burst in the same window would find it spent."""
     probes = _probes(target, "endpoints")
     if operation_id not in probes.endpoints:
         pytest.skip(f"rate_limits.endpoints does not list {operation_id}: its documented limit is not provoked")
     operation = find_operation("credits_api", operation_id)
     limit = rate_limit(operation)
     assert limit is not None and limit.requests is not None, f"the spec gives {operation_id} a rate limit"
-    burst = _burst(client, operation.path, CREDITS_BODIES[operation_id], limit.requests + 1,
-                   float(limit.window_s or 60))
+    sent = sent_bursts(request.session).pop(operation_id, None)
+    burst = (sent.judgeable() if sent is not None else
+             _burst(client, operation.path, BURST_BODIES[operation_id], limit.requests + 1,
+                    float(limit.window_s or 60)))
     REGISTRY["credits_rate_limits_enforced"](burst, operation)
