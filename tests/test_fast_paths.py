@@ -508,6 +508,41 @@ def test_the_direct_way_fails_as_starlettes_layers(handler: Any, observed: bool)
     assert [m["type"] for m in sent].count("http.response.start") == 1
 
 
+def test_the_endpoint_sends_a_plain_answer_as_its_own_call_would() -> None:
+    """The endpoint sends a plain ``Response``'s start and body messages itself, without the coroutine of
+    ``Response.__call__``: the same messages (status, the very header list, body), and an answer with a
+    background task still goes through ``Response.__call__``, which runs the task."""
+    from starlette.background import BackgroundTask
+
+    ran: list[str] = []
+
+    def answers() -> list[Any]:
+        return [JSONResponse({"a": 1}, headers={"x-one": "1"}), PlainTextResponse("no", status_code=404),
+                jsoncodec.json_bytes_response(b'{"b":2}'),
+                JSONResponse({"c": 3}, background=BackgroundTask(ran.append, "task"))]
+
+    app = create_app(MockConfig(observability=False))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    for response in answers():
+        async def handler(call: Any, response: Any = response) -> Any:
+            return response
+
+        endpoint.handler = handler
+        sent, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", CHAT))
+        own: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any], own: list[dict[str, Any]] = own) -> None:
+            own.append(message)
+
+        asyncio.run(response({"type": "http"}, _never_receive, send))  # the answer as the pipeline left it
+        assert error is None and sent == own and sent[0]["headers"] is response.raw_headers
+    assert ran == ["task", "task"]  # by the endpoint and by the direct call
+
+
+async def _never_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
 def test_an_exception_while_sending_the_start_counts_as_started_both_ways() -> None:
     """Starlette's layers note the start message before passing it on: a send that fails on it gets no
     second answer, and the error reaches the server, on the direct way too."""
@@ -560,10 +595,10 @@ def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer
     config = MockConfig(control=ControlConfig(enabled=True, key="sk-control"))
     app = create_app(config)
     endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
-    skippable = [after for needs, after in endpoint.afters if needs is not None]
+    skippable = [after for needs, _, after in endpoint.afters if needs is not None]
     assert {type(after.__self__).__name__ for after in skippable} >= {"Faults", "Scripted"}
     request = MockRequest({"type": "http", "headers": []})
-    for needs, after in endpoint.afters:
+    for needs, now, after in endpoint.afters:
         if needs is None:
             continue
 
@@ -574,7 +609,7 @@ def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer
             before = (dict(response.headers), getattr(response, "body_iterator", None), getattr(response, "body", None))
             call = Call(request, endpoint.operation, {}, "sk-test", app.state.services,
                         state={"rate_limits": (), "fault": None} if needs != "fault" else {"script_step": None})
-            assert asyncio.run(after(call, response)) is response
+            assert (after(call, response) if now else asyncio.run(after(call, response))) is response
             assert (dict(response.headers), getattr(response, "body_iterator", None),
                     getattr(response, "body", None)) == before
 
@@ -632,6 +667,34 @@ def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_or
                 asyncio.run(limits.before(call))
             state_by_way.append([d._replace(reset_s=round(d.reset_s)) for d in call.state["rate_limits"]])
         assert state_by_way[0] == state_by_way[1]
+
+
+def test_a_stage_that_never_awaits_after_the_handler_is_called_without_a_coroutine() -> None:
+    """The pipeline calls a stage's synchronous ``finish`` directly where its ``after`` is the base's (which
+    only calls ``finish``), and awaits any other ``after``: the same hooks, in reverse order, as awaiting
+    every ``after``; the rate limits' ``finish`` and ``after`` add the same headers to the same answer."""
+    from mock_server.stages.base import Stage
+
+    app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    kinds = [(needs, now, type(hook.__self__).__name__, hook.__name__) for needs, now, hook in endpoint.afters]
+    assert kinds == [(None, True, "RateLimits", "finish"), ("fault", False, "Faults", "after"),
+                     ("script_step", False, "Scripted", "after")]
+    for _, now, hook in endpoint.afters:
+        assert (type(hook.__self__).after is Stage.after) is now
+    services = app.state.services
+    limits = endpoint.afters[0][2].__self__
+    request = MockRequest({"type": "http", "headers": []})
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}
+    call = Call(request, endpoint.operation, body, "sk-test", services)
+    limits.check(call)
+    answers = []
+    for way in ("finish", "after"):
+        response = JSONResponse({"a": 1})
+        returned = limits.finish(call, response) if way == "finish" else asyncio.run(limits.after(call, response))
+        assert returned is response
+        answers.append(response.raw_headers)
+    assert answers[0] == answers[1] and any(name.startswith(b"x-ratelimit-") for name, _ in answers[0])
 
 
 _ANSWER_TEXT = st.text(max_size=60) | st.sampled_from(["", "A plain sentence.", 'quote " and \\ back', "\x00\x1f\x7f",
