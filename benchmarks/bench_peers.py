@@ -47,6 +47,7 @@ all streams are open, peak RSS, server CPU, and the mock/aimock lateness ratio p
     .venv/bin/python -m benchmarks.bench_peers --instructions  # bare and mock instructions/request in process
     .venv/bin/python -m benchmarks.bench_peers --served        # the same per served request (cachegrind)
     .venv/bin/python -m benchmarks.bench_peers --served --branches  # and branch mispredictions per request
+    .venv/bin/python -m benchmarks.bench_peers --served --last-level 2097152,16,64  # misses of a 2 MiB L2
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def run_sse(streams: int, gap_s: float, rounds: int) -> dict[str, Measure]:
     return measures
 
 
-def count_instructions(served: bool = False, branches: bool = False) -> None:
+def count_instructions(served: bool = False, branches: bool = False, last_level: str | None = None) -> None:
     """Instructions per request of the bare app and of the mock (:data:`MOCK_CONFIG`) on
     :data:`PEER_CHAT_BODY`, the noise-immune figures of their cost (7,000 minus 3,000 requests, past the
     journal's ring), and the ratio bare / mock that the goal of 0.6 of the bare app's req/s asks of them.
@@ -282,7 +283,9 @@ def count_instructions(served: bool = False, branches: bool = False) -> None:
     process (the mock under ``mock-server serve``, the bare app under uvicorn, both on uvloop + httptools)
     under cachegrind, so that uvicorn's per-request work, paid by both, is in the figures; with ``branches``
     cachegrind simulates the branch predictor too and the table adds mispredictions per request (the
-    interpreter's dispatch is an indirect branch: a cost instructions do not show)."""
+    interpreter's dispatch is an indirect branch: a cost instructions do not show); ``last_level``
+    (``size,associativity,line size``) simulates that last-level cache instead of the host's (the host's
+    L3 holds both whole: ``2097152,16,64``, the reference machine's L2 per core, counts what leaves it)."""
     from benchmarks.paired import estimated_cycles, instructions, served_events  # valgrind is only needed here
 
     if shutil.which("valgrind") is None:
@@ -292,7 +295,7 @@ def count_instructions(served: bool = False, branches: bool = False) -> None:
     per: dict[str, dict[str, float]] = {}
     if served:
         with ThreadPoolExecutor(2) as pool:
-            runs = {(name, n): pool.submit(served_events, config, n, 16, PEER_CHAT_BODY, branches)
+            runs = {(name, n): pool.submit(served_events, config, n, 16, PEER_CHAT_BODY, branches, last_level)
                     for name, config in configs.items() for n in (low, high)}
             totals = {key: run.result() for key, run in runs.items()}
         for name in configs:
@@ -312,6 +315,12 @@ def count_instructions(served: bool = False, branches: bool = False) -> None:
         rows.append(["estimated cycles", f"{per['bare']['cycles']:,.0f}", f"{per['mock']['cycles']:,.0f}",
                      f"{per['mock']['cycles'] - per['bare']['cycles']:+,.0f}",
                      f"{per['bare']['cycles'] / per['mock']['cycles']:.3f}"])
+    if served:
+        last = "last-level misses" + (f" ({last_level})" if last_level else "")
+        for label, events in (("first-level misses", ("I1mr", "D1mr", "D1mw")), (last, ("ILmr", "DLmr", "DLmw"))):
+            bare, mock = (sum(per[name][event] for event in events) for name in ("bare", "mock"))
+            rows.append([label, f"{bare:,.0f}", f"{mock:,.0f}", f"{mock - bare:+,.0f}",
+                         f"{bare / mock:.3f}" if mock else "-"])
     if served and branches:
         for label, event in (("conditional branches", "Bc"), ("  mispredicted", "Bcm"), ("indirect branches", "Bi"),
                              ("  mispredicted", "Bim")):
@@ -342,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="count them per served request, each a real server process under cachegrind")
     parser.add_argument("--branches", action="store_true",
                         help="with --served: simulate the branch predictor too (mispredictions per request)")
+    parser.add_argument("--last-level", default=None, metavar="SIZE,ASSOC,LINE",
+                        help="with --served: the last-level cache cachegrind simulates (e.g. 2097152,16,64: an L2)")
     args = parser.parse_args(argv)
     if args.instructions or args.served:
-        count_instructions(args.served, args.branches)
+        count_instructions(args.served, args.branches, args.last_level)
         return 0
     cli = setup_aimock()
     if args.setup:

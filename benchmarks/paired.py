@@ -219,9 +219,11 @@ def _send(url: str, requests: int, connections: int, body: Mapping[str, Any] = C
 
 
 def served_events(config: Mapping[str, Any] | None, requests: int, connections: int = 16,
-                  body: Mapping[str, Any] = CHAT_BODY, branches: bool = False) -> dict[str, float]:
+                  body: Mapping[str, Any] = CHAT_BODY, branches: bool = False,
+                  last_level: str | None = None) -> dict[str, float]:
     """Cachegrind's totals (:data:`CACHE_EVENTS`, and :data:`BRANCH_EVENTS` with ``branches``: its branch
-    predictor simulated too) for one ``mock-server serve`` process run under ``config``
+    predictor simulated too; ``last_level``, cachegrind's ``--LL=size,associativity,line size``, simulates
+    that last-level cache instead of the host's) for one ``mock-server serve`` process run under ``config``
     that starts, answers one probe and ``requests`` chat requests of ``body``, and stops on SIGINT.
     ``config`` None: the bare app (``benchmarks/bare_app.py``) under uvicorn on the mock's default stack
     (uvloop + httptools) instead, counted the same way."""
@@ -235,7 +237,7 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--branch-sim={'yes' if branches else 'no'}",
-                f"--cachegrind-out-file={tmp}/out", sys.executable]
+                *([f"--LL={last_level}"] if last_level else []), f"--cachegrind-out-file={tmp}/out", sys.executable]
         if config is None:
             stack = STACKS["uvloop"]
             argv += ["-m", "uvicorn", "benchmarks.bare_app:app", "--loop", stack["loop"], "--http", stack["http"]]
