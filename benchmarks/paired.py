@@ -40,7 +40,6 @@ from benchmarks.common import (
     CHAT_BODY,
     KEY,
     ROOT,
-    STACKS,
     WrkResult,
     free_port,
     mock_argv,
@@ -226,7 +225,7 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
     that last-level cache instead of the host's) for one ``mock-server serve`` process run under ``config``
     that starts, answers one probe and ``requests`` chat requests of ``body``, and stops on SIGINT.
     ``config`` None: the bare app (``benchmarks/bare_app.py``) under uvicorn on the mock's default stack
-    (uvloop + httptools) instead, counted the same way."""
+    (uvloop + httptools, the mock's protocol classes) instead, counted the same way."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
     import signal
@@ -238,9 +237,8 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
         port = free_port()
         argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--branch-sim={'yes' if branches else 'no'}",
                 *([f"--LL={last_level}"] if last_level else []), f"--cachegrind-out-file={tmp}/out", sys.executable]
-        if config is None:
-            stack = STACKS["uvloop"]
-            argv += ["-m", "uvicorn", "benchmarks.bare_app:app", "--loop", stack["loop"], "--http", stack["http"]]
+        if config is None:  # on the mock's protocol classes, as bare_argv serves it
+            argv += ["-m", "benchmarks.bare_app", "--stack", "uvloop"]
         else:
             if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
                 config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}

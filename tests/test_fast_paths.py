@@ -32,10 +32,11 @@ from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
 from mock_server.app import MockRequest, StaticPathRouter
-from mock_server.cli import STACKS, build_parser, default_stack
+from mock_server.cli import build_parser, default_stack
 from mock_server.config import ControlConfig
 from mock_server.context import Call
 from mock_server.handlers import chat
+from mock_server.http_stack import STACKS
 from mock_server.stages.body import BodyReader
 from mock_server.stages.limits import estimated_tokens
 from mock_server.stages.validation import BodyValidator, fast_validator
@@ -749,3 +750,131 @@ def test_a_stream_block_is_the_sha256_hashlib_gives(key: bytes, counter: int) ->
     from mock_server.textgen import _block
 
     assert _block(key, counter) == hashlib.sha256(key + counter.to_bytes(8, "big")).digest()
+
+
+class _Transport:
+    """What a response cycle writes and closes, as events: ("write", bytes) and ("close",)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def write(self, data: bytes) -> None:
+        self.events.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.events.append(("close",))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _cycle_run(cls: Any, method: str, messages: list[dict[str, Any]], keep_alive: bool, end: str
+               ) -> tuple[bytes, list[Any]]:
+    """Serve an app that sends ``messages`` (and then ``end``s: returns, raises, or returns a value) through a
+    response cycle of class ``cls`` on a recording transport; returns the bytes written (all writes
+    joined), and the outcome: each send's result or error, the closes, the on_response calls."""
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    transport = _Transport()
+    completed: list[str] = []
+    logger = logging.getLogger("test.cycle")
+    logger.disabled = True
+    cycle = cls(scope={"method": method, "http_version": "1.1", "type": "http"}, transport=transport,
+                flow=FlowControl(transport), logger=logger, access_logger=logger, access_log=False,
+                default_headers=[(b"date", b"Mon, 07 Dec 2026 00:00:00 GMT"), (b"server", b"x")],
+                message_event=asyncio.Event(), expect_100_continue=False, keep_alive=keep_alive,
+                on_response=lambda: completed.append("done"))
+    outcome: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> Any:
+        for message in messages:
+            try:
+                await send(message)
+                outcome.append("sent")
+            except Exception as error:  # what the app sees; it stops there, as a real one would
+                outcome.append(f"{type(error).__name__}: {error}")
+                raise
+        if end == "raise":
+            raise RuntimeError("app bug")
+        return 1 if end == "value" else None
+
+    asyncio.run(cycle.run_asgi(app))
+    writes = b"".join(event[1] for event in transport.events if event[0] == "write")
+    return writes, [outcome, [event[0] for event in transport.events if event[0] == "close"], completed]
+
+
+_HEADER_BYTES = st.binary(max_size=12) | st.sampled_from([b"content-type", b"x-ratelimit-remaining-tokens", b"a b",
+                                                         b"x\x00", b"ok\t", b"(", b"\x7f", b"caf\xc3\xa9"])
+_HEADERS = st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES), max_size=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(headers=_HEADERS, method=st.sampled_from(["POST", "GET", "HEAD"]), status=st.sampled_from([200, 204, 304, 429]),
+       length=st.sampled_from([None, "exact", "short", "long", b"x"]),
+       framing=st.sampled_from([None, b"chunked", b"gzip"]),
+       connection=st.sampled_from([None, b"close", b"keep-alive"]),
+       bodies=st.lists(st.binary(max_size=20), min_size=0, max_size=3), keep_alive=st.booleans(),
+       extra=st.sampled_from([None, "start", "other", "body"]), end=st.sampled_from(["return", "raise", "value"]))
+def test_the_lean_cycle_writes_and_fails_as_uvicorns(headers: list[tuple[bytes, bytes]], method: str, status: int,
+                                                     length: Any, framing: Any, connection: Any, bodies: list[bytes],
+                                                     keep_alive: bool, extra: Any, end: str) -> None:
+    """``http_stack.LeanCycle``'s ``send`` writes the same bytes as uvicorn's ``RequestResponseCycle`` (held
+    header block and all), closes and completes alike, and raises the same errors for the same messages:
+    any header bytes (bad names and values included), any framing, HEAD, 204/304, a body shorter or longer
+    than its Content-Length, a message out of order, and an app that stops, fails or returns a value after
+    any of them (``run_asgi``'s 500s and closes)."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from mock_server.http_stack import LeanCycle
+
+    total = sum(len(body) for body in bodies)
+    headers = list(headers)
+    if length is not None:
+        value = {"exact": total, "short": max(total - 1, 0), "long": total + 1}.get(length, length)
+        headers.append((b"Content-Length", b"%d" % value if isinstance(value, int) else value))
+    if framing is not None:
+        headers.append((b"transfer-encoding", framing))
+    if connection is not None:
+        headers.append((b"connection", connection))
+    messages: list[dict[str, Any]] = [{"type": "http.response.start", "status": status, "headers": headers}]
+    messages += [{"type": "http.response.body", "body": body, "more_body": index < len(bodies) - 1}
+                 for index, body in enumerate(bodies)]
+    if extra is not None:
+        messages.append({"type": {"start": "http.response.start", "other": "http.other",
+                                  "body": "http.response.body"}[extra], "status": 200, "headers": [], "body": b"z"})
+    assert (_cycle_run(LeanCycle, method, messages, keep_alive, end)
+            == _cycle_run(RequestResponseCycle, method, messages, keep_alive, end))
+
+
+def test_the_lean_cycle_writes_a_fixed_length_answer_once_and_the_mock_uses_it() -> None:
+    """The usual answer (Content-Length, then its body) goes out in one write, the same bytes as uvicorn's
+    two; ``mock-server serve``'s httptools protocol builds its cycles as LeanCycle, by uvicorn's own code."""
+    from uvicorn.protocols.http import httptools_impl
+
+    from mock_server.http_stack import PROTOCOLS, LeanCycle
+
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-length", b"7"), (b"content-type", b"application/json")]}
+    body = {"type": "http.response.body", "body": b'{"a":1}'}
+    lean, _ = _cycle_run(LeanCycle, "POST", [start, body], True, "return")
+    stock, _ = _cycle_run(httptools_impl.RequestResponseCycle, "POST", [start, body], True, "return")
+    assert lean == stock and lean.endswith(b'\r\n\r\n{"a":1}')
+    writes: list[bytes] = []
+
+    class Counting(_Transport):
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+
+    cycle = LeanCycle(scope={"method": "POST", "http_version": "1.1", "type": "http"}, transport=Counting(),
+                      flow=None, logger=None, access_logger=None, access_log=False, default_headers=[],
+                      message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
+                      on_response=lambda: None)
+    cycle.flow = type("Flow", (), {"write_paused": False})()
+    for message in (start, body):
+        asyncio.run(cycle.send(message))
+    assert len(writes) == 1
+    protocol = PROTOCOLS["httptools"]
+    assert protocol.on_headers_complete.__code__ is httptools_impl.HttpToolsProtocol.on_headers_complete.__code__
+    assert protocol.on_headers_complete.__globals__["RequestResponseCycle"] is LeanCycle
