@@ -2,7 +2,8 @@
 
 Three servers side by side on 127.0.0.1, one process each:
 
-- ``bare``: the bare Starlette app (``bare_app.py``) on the mock's stack (uvicorn, uvloop, httptools).
+- ``bare``: the bare Starlette app (``bare_app.py``) on the mock's stack (uvicorn, uvloop, httptools) and its
+  protocol classes (``mock_server/http_stack.py``), so that the ratio is the mock's own work.
 - ``mock``: ``mock-server serve`` with every feature a user would leave on: the key check, request
   validation, rate limits (RPM and TPM, high enough never to refuse), and the request journal and
   the metrics of issues 12 and 17 (control API on, so the journal records; observability on:
