@@ -5,11 +5,16 @@ body, a fixed stream of ``chat.completion.chunk`` events paced by ``BARE_GAP_S``
 0.05, and ``data: [DONE]``). No auth, no validation, no limits, no ledger: the fastest a Starlette
 app on this machine can answer, so "the mock reaches X% of it" measures the mock's own cost.
 
-Run: ``uvicorn benchmarks.bare_app:app --host 127.0.0.1 --port 8001``.
+Run: ``python -m benchmarks.bare_app --port 8001 [--stack uvloop|asyncio]``: under uvicorn on the mock's
+own server stack, the same event loop and the same HTTP protocol classes as ``mock-server serve``
+(``mock_server/http_stack.py``, which imports nothing else of the mock), so that a ratio against it
+measures the mock's own work and not a difference of protocol code. (``uvicorn benchmarks.bare_app:app``
+serves it on uvicorn's stock protocol classes instead.)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -60,3 +65,27 @@ async def chat_completions(request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve :data:`app` on 127.0.0.1 (``--host``, ``--port``) with the mock's stack (``--stack``, as
+    ``mock-server serve --stack``), one worker, no access log; returns 0 after a clean shutdown."""
+    import uvicorn
+
+    from mock_server.http_stack import PROTOCOLS, STACKS
+
+    parser = argparse.ArgumentParser(description="the bare app on the mock's server stack")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--stack", choices=sorted(STACKS), default="uvloop")
+    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--no-access-log", action="store_true", help="the access log is always off (uvicorn's flag)")
+    args = parser.parse_args(argv)
+    stack = STACKS[args.stack]
+    uvicorn.run(app, host=args.host, port=args.port, loop=stack["loop"], http=PROTOCOLS[stack["http"]],
+                log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

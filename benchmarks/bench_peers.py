@@ -2,7 +2,8 @@
 
 Three servers side by side on 127.0.0.1, one process each:
 
-- ``bare``: the bare Starlette app (``bare_app.py``) on the mock's stack (uvicorn, uvloop, httptools).
+- ``bare``: the bare Starlette app (``bare_app.py``) on the mock's stack (uvicorn, uvloop, httptools) and its
+  protocol classes (``mock_server/http_stack.py``), so that the ratio is the mock's own work.
 - ``mock``: ``mock-server serve`` with every feature a user would leave on: the key check, request
   validation, rate limits (RPM and TPM, high enough never to refuse), and the request journal and
   the metrics of issues 12 and 17 (control API on, so the journal records; observability on:
@@ -46,6 +47,8 @@ all streams are open, peak RSS, server CPU, and the mock/aimock lateness ratio p
         [--streams 1000] [--sse-rounds 3] [--skip-sse] [--skip-throughput]
     .venv/bin/python -m benchmarks.bench_peers --instructions  # bare and mock instructions/request in process
     .venv/bin/python -m benchmarks.bench_peers --served        # the same per served request (cachegrind)
+    .venv/bin/python -m benchmarks.bench_peers --served --branches  # and branch mispredictions per request
+    .venv/bin/python -m benchmarks.bench_peers --served --last-level 2097152,16,64  # misses of a 2 MiB L2
 """
 
 from __future__ import annotations
@@ -273,13 +276,17 @@ def run_sse(streams: int, gap_s: float, rounds: int) -> dict[str, Measure]:
     return measures
 
 
-def count_instructions(served: bool = False) -> None:
+def count_instructions(served: bool = False, branches: bool = False, last_level: str | None = None) -> None:
     """Instructions per request of the bare app and of the mock (:data:`MOCK_CONFIG`) on
     :data:`PEER_CHAT_BODY`, the noise-immune figures of their cost (7,000 minus 3,000 requests, past the
     journal's ring), and the ratio bare / mock that the goal of 0.6 of the bare app's req/s asks of them.
     In process (callgrind, the app called as ASGI without a server), or ``served``: each a real server
     process (the mock under ``mock-server serve``, the bare app under uvicorn, both on uvloop + httptools)
-    under cachegrind, so that uvicorn's per-request work, paid by both, is in the figures."""
+    under cachegrind, so that uvicorn's per-request work, paid by both, is in the figures; with ``branches``
+    cachegrind simulates the branch predictor too and the table adds mispredictions per request (the
+    interpreter's dispatch is an indirect branch: a cost instructions do not show); ``last_level``
+    (``size,associativity,line size``) simulates that last-level cache instead of the host's (the host's
+    L3 holds both whole: ``2097152,16,64``, the reference machine's L2 per core, counts what leaves it)."""
     from benchmarks.paired import estimated_cycles, instructions, served_events  # valgrind is only needed here
 
     if shutil.which("valgrind") is None:
@@ -289,7 +296,7 @@ def count_instructions(served: bool = False) -> None:
     per: dict[str, dict[str, float]] = {}
     if served:
         with ThreadPoolExecutor(2) as pool:
-            runs = {(name, n): pool.submit(served_events, config, n, 16, PEER_CHAT_BODY)
+            runs = {(name, n): pool.submit(served_events, config, n, 16, PEER_CHAT_BODY, branches, last_level)
                     for name, config in configs.items() for n in (low, high)}
             totals = {key: run.result() for key, run in runs.items()}
         for name in configs:
@@ -309,6 +316,18 @@ def count_instructions(served: bool = False) -> None:
         rows.append(["estimated cycles", f"{per['bare']['cycles']:,.0f}", f"{per['mock']['cycles']:,.0f}",
                      f"{per['mock']['cycles'] - per['bare']['cycles']:+,.0f}",
                      f"{per['bare']['cycles'] / per['mock']['cycles']:.3f}"])
+    if served:
+        last = "last-level misses" + (f" ({last_level})" if last_level else "")
+        for label, events in (("first-level misses", ("I1mr", "D1mr", "D1mw")), (last, ("ILmr", "DLmr", "DLmw"))):
+            bare, mock = (sum(per[name][event] for event in events) for name in ("bare", "mock"))
+            rows.append([label, f"{bare:,.0f}", f"{mock:,.0f}", f"{mock - bare:+,.0f}",
+                         f"{bare / mock:.3f}" if mock else "-"])
+    if served and branches:
+        for label, event in (("conditional branches", "Bc"), ("  mispredicted", "Bcm"), ("indirect branches", "Bi"),
+                             ("  mispredicted", "Bim")):
+            rows.append([label, f"{per['bare'][event]:,.0f}", f"{per['mock'][event]:,.0f}",
+                         f"{per['mock'][event] - per['bare'][event]:+,.0f}",
+                         f"{per['bare'][event] / per['mock'][event]:.3f}"])
     print(f"## Peers: {where}, {len(json.dumps(PEER_CHAT_BODY))}-byte chat request, mock with all features on")
     print_table([where, "bare", "mock", "mock's own", f"bare / mock (goal >= {MIN_BARE_RATIO:g})"], rows)
 
@@ -331,9 +350,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="count the bare app's and the mock's instructions per request in process (callgrind)")
     parser.add_argument("--served", action="store_true",
                         help="count them per served request, each a real server process under cachegrind")
+    parser.add_argument("--branches", action="store_true",
+                        help="with --served: simulate the branch predictor too (mispredictions per request)")
+    parser.add_argument("--last-level", default=None, metavar="SIZE,ASSOC,LINE",
+                        help="with --served: the last-level cache cachegrind simulates (e.g. 2097152,16,64: an L2)")
     args = parser.parse_args(argv)
     if args.instructions or args.served:
-        count_instructions(args.served)
+        count_instructions(args.served, args.branches, args.last_level)
         return 0
     cli = setup_aimock()
     if args.setup:

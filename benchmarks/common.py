@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from mock_server.cli import STACKS  # the server stacks compared: uvicorn's --loop and --http
+from mock_server.http_stack import STACKS as STACKS  # the server stacks compared: uvicorn's --loop and --http
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -148,10 +148,10 @@ def mock_argv(config: Path, port: int, stack: str | None = None) -> list[str]:
 
 
 def bare_argv(port: int, stack: str) -> list[str]:
-    """The bare app (``benchmarks/bare_app.py``) under uvicorn with the same stack and worker count (1)."""
-    loop, http = STACKS[stack]["loop"], STACKS[stack]["http"]
-    return [str(VENV_BIN / "uvicorn"), "benchmarks.bare_app:app", "--host", "127.0.0.1", "--port", str(port),
-            "--loop", loop, "--http", http, "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    """The bare app (``benchmarks/bare_app.py``) under uvicorn with the same stack, the same protocol classes
+    (``mock_server/http_stack.py``) and worker count (1) as ``mock-server serve``, access log off."""
+    return [sys.executable, "-m", "benchmarks.bare_app", "--host", "127.0.0.1", "--port", str(port),
+            "--stack", stack, "--log-level", "warning"]
 
 
 def write_config(directory: Path, name: str, config: Mapping[str, Any]) -> Path:

@@ -40,7 +40,6 @@ from benchmarks.common import (
     CHAT_BODY,
     KEY,
     ROOT,
-    STACKS,
     WrkResult,
     free_port,
     mock_argv,
@@ -181,6 +180,9 @@ def count_instructions(labels: tuple[str, str], configs: tuple[Mapping[str, Any]
 
 #: Cachegrind's events, in the order of its output file's ``events:`` line (valgrind 3.19, cache simulation on).
 CACHE_EVENTS = ("Ir", "I1mr", "ILmr", "Dr", "D1mr", "DLmr", "Dw", "D1mw", "DLmw")
+#: The events ``--branch-sim=yes`` adds: conditional branches and their mispredictions, indirect branches
+#: (the interpreter's dispatch among them) and theirs.
+BRANCH_EVENTS = ("Bc", "Bcm", "Bi", "Bim")
 #: Most time a server under cachegrind may take to start, in s (valgrind runs Python ~50x slower).
 VALGRIND_START_S = 1200.0
 
@@ -216,11 +218,14 @@ def _send(url: str, requests: int, connections: int, body: Mapping[str, Any] = C
 
 
 def served_events(config: Mapping[str, Any] | None, requests: int, connections: int = 16,
-                  body: Mapping[str, Any] = CHAT_BODY) -> dict[str, float]:
-    """Cachegrind's totals (:data:`CACHE_EVENTS`) for one ``mock-server serve`` process run under ``config``
+                  body: Mapping[str, Any] = CHAT_BODY, branches: bool = False,
+                  last_level: str | None = None) -> dict[str, float]:
+    """Cachegrind's totals (:data:`CACHE_EVENTS`, and :data:`BRANCH_EVENTS` with ``branches``: its branch
+    predictor simulated too; ``last_level``, cachegrind's ``--LL=size,associativity,line size``, simulates
+    that last-level cache instead of the host's) for one ``mock-server serve`` process run under ``config``
     that starts, answers one probe and ``requests`` chat requests of ``body``, and stops on SIGINT.
     ``config`` None: the bare app (``benchmarks/bare_app.py``) under uvicorn on the mock's default stack
-    (uvloop + httptools) instead, counted the same way."""
+    (uvloop + httptools, the mock's protocol classes) instead, counted the same way."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install -y valgrind (Debian's package)")
     import signal
@@ -230,10 +235,10 @@ def served_events(config: Mapping[str, Any] | None, requests: int, connections: 
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={tmp}/out", sys.executable]
-        if config is None:
-            stack = STACKS["uvloop"]
-            argv += ["-m", "uvicorn", "benchmarks.bare_app:app", "--loop", stack["loop"], "--http", stack["http"]]
+        argv = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--branch-sim={'yes' if branches else 'no'}",
+                *([f"--LL={last_level}"] if last_level else []), f"--cachegrind-out-file={tmp}/out", sys.executable]
+        if config is None:  # on the mock's protocol classes, as bare_argv serves it
+            argv += ["-m", "benchmarks.bare_app", "--stack", "uvloop"]
         else:
             if "state" in config:  # a fleet replica: a namespace of its own, so runs side by side share no windows
                 config = {**config, "state": {**config["state"], "namespace": f"served-{port}"}}

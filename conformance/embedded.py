@@ -129,8 +129,8 @@ def embedded_app(seed: int = 0, time_scale: float | None = None, **config: Any) 
 def server_stack() -> dict[str, Any]:
     """uvicorn's ``loop`` and ``http`` as ``mock-server serve`` runs by default (uvloop + httptools where
     installed, with the mock's own protocol classes: ``mock_server/http_stack.py``)."""
-    from mock_server.cli import STACKS, default_stack
-    from mock_server.http_stack import PROTOCOLS
+    from mock_server.cli import default_stack
+    from mock_server.http_stack import PROTOCOLS, STACKS
 
     stack = STACKS[default_stack()]
     return {"loop": stack["loop"], "http": PROTOCOLS[stack["http"]]}

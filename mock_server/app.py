@@ -321,8 +321,12 @@ class OperationEndpoint:
         self.befores: list[tuple[bool, Any]] = [
             (False, stage.before) if type(stage).before is not Stage.before else (True, stage.check)
             for stage in stages if type(stage).before is not Stage.before or type(stage).check is not Stage.check]
-        self.afters = [(stage.after_needs, stage.after) for stage in reversed(stages)
-                       if type(stage).after is not Stage.after]
+        # likewise an `after` that is the base's (its `finish`, which never awaits) is called directly
+        self.afters: list[tuple[str | None, bool, Any]] = [
+            (stage.after_needs, False, stage.after) if type(stage).after is not Stage.after
+            else (stage.after_needs, True, stage.finish)
+            for stage in reversed(stages)
+            if type(stage).after is not Stage.after or type(stage).finish is not Stage.finish]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -332,12 +336,18 @@ class OperationEndpoint:
         streaming = metrics is not None and isinstance(response, StreamingResponse)
         if streaming:
             metrics.streams += 1  # type: ignore[union-attr]  # streaming implies metrics
-        if type(response).__call__ is Response.__call__:
+        plain = type(response).__call__ is Response.__call__
+        if plain:
             scope[STARTED] = True  # Response's first act is to send the start message
         else:  # note when another kind of answer sends its start message
             send = _noting_start(scope, send)
         try:
-            await response(scope, receive, send)
+            if plain and response.background is None:  # Response.__call__'s two messages, without its coroutine
+                await send({"type": "http.response.start", "status": response.status_code,
+                            "headers": response.raw_headers})
+                await send({"type": "http.response.body", "body": response.body})
+            else:
+                await response(scope, receive, send)
         except StreamReset:  # a scripted reset: return with the body unfinished, uvicorn drops the connection
             log.info("scripted reset of %s %s mid-stream", scope["method"], scope["path"])
         finally:
@@ -368,9 +378,9 @@ class OperationEndpoint:
                         await before(call)
                 response = await self.handler(call)
                 state = call.state
-                for needs, after in self.afters:
+                for needs, now, after in self.afters:
                     if needs is None or needs in state:
-                        response = await after(call, response)
+                        response = after(call, response) if now else await after(call, response)
             except ApiError as error:
                 response = error.response(self.style)
             except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang

@@ -40,22 +40,11 @@ from mock_server.config import (
     MockConfig,
     load_config,
 )
-from mock_server.http_stack import PROTOCOLS
+from mock_server.http_stack import PROTOCOLS, STACKS
 from spec import project_version
 
 #: Exit code of a bad command line or configuration file (argparse's own usage code).
 EXIT_USAGE = 2
-#: Server stacks by name: uvicorn's event loop and HTTP parser. ``uvloop`` (uvloop + httptools) is the
-#: default where installed: on the 2-core reference machine it serves about twice the requests/s of
-#: ``asyncio`` (asyncio + h11) with a lower p99 at 256 connections (``benchmarks/RESULTS.md``). Each parser
-#: runs as the subclass of ``http_stack.PROTOCOLS`` (malformed HTTP answered in JSON; on h11, a request with
-#: both Content-Length and Transfer-Encoding refused and its connection closed).
-STACKS: Mapping[str, Mapping[str, str]] = {
-    "uvloop": {"loop": "uvloop", "http": "httptools"},
-    "asyncio": {"loop": "asyncio", "http": "h11"},
-}
-
-
 def default_stack() -> str:
     """``uvloop`` when uvloop and httptools are importable (the runtime dependencies), else ``asyncio``."""
     found = all(importlib.util.find_spec(name) is not None for name in ("uvloop", "httptools"))

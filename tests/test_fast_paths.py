@@ -32,10 +32,11 @@ from conformance.golden import load_cases, render
 from conformance.target import Target
 from mock_server import MockConfig, create_app, jsoncodec
 from mock_server.app import MockRequest, StaticPathRouter
-from mock_server.cli import STACKS, build_parser, default_stack
+from mock_server.cli import build_parser, default_stack
 from mock_server.config import ControlConfig
 from mock_server.context import Call
 from mock_server.handlers import chat
+from mock_server.http_stack import STACKS
 from mock_server.stages.body import BodyReader
 from mock_server.stages.limits import estimated_tokens
 from mock_server.stages.validation import BodyValidator, fast_validator
@@ -508,6 +509,41 @@ def test_the_direct_way_fails_as_starlettes_layers(handler: Any, observed: bool)
     assert [m["type"] for m in sent].count("http.response.start") == 1
 
 
+def test_the_endpoint_sends_a_plain_answer_as_its_own_call_would() -> None:
+    """The endpoint sends a plain ``Response``'s start and body messages itself, without the coroutine of
+    ``Response.__call__``: the same messages (status, the very header list, body), and an answer with a
+    background task still goes through ``Response.__call__``, which runs the task."""
+    from starlette.background import BackgroundTask
+
+    ran: list[str] = []
+
+    def answers() -> list[Any]:
+        return [JSONResponse({"a": 1}, headers={"x-one": "1"}), PlainTextResponse("no", status_code=404),
+                jsoncodec.json_bytes_response(b'{"b":2}'),
+                JSONResponse({"c": 3}, background=BackgroundTask(ran.append, "task"))]
+
+    app = create_app(MockConfig(observability=False))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    for response in answers():
+        async def handler(call: Any, response: Any = response) -> Any:
+            return response
+
+        endpoint.handler = handler
+        sent, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", CHAT))
+        own: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any], own: list[dict[str, Any]] = own) -> None:
+            own.append(message)
+
+        asyncio.run(response({"type": "http"}, _never_receive, send))  # the answer as the pipeline left it
+        assert error is None and sent == own and sent[0]["headers"] is response.raw_headers
+    assert ran == ["task", "task"]  # by the endpoint and by the direct call
+
+
+async def _never_receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
 def test_an_exception_while_sending_the_start_counts_as_started_both_ways() -> None:
     """Starlette's layers note the start message before passing it on: a send that fails on it gets no
     second answer, and the error reaches the server, on the direct way too."""
@@ -560,10 +596,10 @@ def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer
     config = MockConfig(control=ControlConfig(enabled=True, key="sk-control"))
     app = create_app(config)
     endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
-    skippable = [after for needs, after in endpoint.afters if needs is not None]
+    skippable = [after for needs, _, after in endpoint.afters if needs is not None]
     assert {type(after.__self__).__name__ for after in skippable} >= {"Faults", "Scripted"}
     request = MockRequest({"type": "http", "headers": []})
-    for needs, after in endpoint.afters:
+    for needs, now, after in endpoint.afters:
         if needs is None:
             continue
 
@@ -574,7 +610,7 @@ def test_an_after_hook_skipped_for_want_of_its_state_key_would_return_the_answer
             before = (dict(response.headers), getattr(response, "body_iterator", None), getattr(response, "body", None))
             call = Call(request, endpoint.operation, {}, "sk-test", app.state.services,
                         state={"rate_limits": (), "fault": None} if needs != "fault" else {"script_step": None})
-            assert asyncio.run(after(call, response)) is response
+            assert (after(call, response) if now else asyncio.run(after(call, response))) is response
             assert (dict(response.headers), getattr(response, "body_iterator", None),
                     getattr(response, "body", None)) == before
 
@@ -634,6 +670,34 @@ def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_or
         assert state_by_way[0] == state_by_way[1]
 
 
+def test_a_stage_that_never_awaits_after_the_handler_is_called_without_a_coroutine() -> None:
+    """The pipeline calls a stage's synchronous ``finish`` directly where its ``after`` is the base's (which
+    only calls ``finish``), and awaits any other ``after``: the same hooks, in reverse order, as awaiting
+    every ``after``; the rate limits' ``finish`` and ``after`` add the same headers to the same answer."""
+    from mock_server.stages.base import Stage
+
+    app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    kinds = [(needs, now, type(hook.__self__).__name__, hook.__name__) for needs, now, hook in endpoint.afters]
+    assert kinds == [(None, True, "RateLimits", "finish"), ("fault", False, "Faults", "after"),
+                     ("script_step", False, "Scripted", "after")]
+    for _, now, hook in endpoint.afters:
+        assert (type(hook.__self__).after is Stage.after) is now
+    services = app.state.services
+    limits = endpoint.afters[0][2].__self__
+    request = MockRequest({"type": "http", "headers": []})
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}
+    call = Call(request, endpoint.operation, body, "sk-test", services)
+    limits.check(call)
+    answers = []
+    for way in ("finish", "after"):
+        response = JSONResponse({"a": 1})
+        returned = limits.finish(call, response) if way == "finish" else asyncio.run(limits.after(call, response))
+        assert returned is response
+        answers.append(response.raw_headers)
+    assert answers[0] == answers[1] and any(name.startswith(b"x-ratelimit-") for name, _ in answers[0])
+
+
 _ANSWER_TEXT = st.text(max_size=60) | st.sampled_from(["", "A plain sentence.", 'quote " and \\ back', "\x00\x1f\x7f",
                                                        "é ü 中文 🎉", "\ud800 lone", "line\nbreak\ttab"])
 
@@ -686,3 +750,131 @@ def test_a_stream_block_is_the_sha256_hashlib_gives(key: bytes, counter: int) ->
     from mock_server.textgen import _block
 
     assert _block(key, counter) == hashlib.sha256(key + counter.to_bytes(8, "big")).digest()
+
+
+class _Transport:
+    """What a response cycle writes and closes, as events: ("write", bytes) and ("close",)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def write(self, data: bytes) -> None:
+        self.events.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.events.append(("close",))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _cycle_run(cls: Any, method: str, messages: list[dict[str, Any]], keep_alive: bool, end: str
+               ) -> tuple[bytes, list[Any]]:
+    """Serve an app that sends ``messages`` (and then ``end``s: returns, raises, or returns a value) through a
+    response cycle of class ``cls`` on a recording transport; returns the bytes written (all writes
+    joined), and the outcome: each send's result or error, the closes, the on_response calls."""
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    transport = _Transport()
+    completed: list[str] = []
+    logger = logging.getLogger("test.cycle")
+    logger.disabled = True
+    cycle = cls(scope={"method": method, "http_version": "1.1", "type": "http"}, transport=transport,
+                flow=FlowControl(transport), logger=logger, access_logger=logger, access_log=False,
+                default_headers=[(b"date", b"Mon, 07 Dec 2026 00:00:00 GMT"), (b"server", b"x")],
+                message_event=asyncio.Event(), expect_100_continue=False, keep_alive=keep_alive,
+                on_response=lambda: completed.append("done"))
+    outcome: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> Any:
+        for message in messages:
+            try:
+                await send(message)
+                outcome.append("sent")
+            except Exception as error:  # what the app sees; it stops there, as a real one would
+                outcome.append(f"{type(error).__name__}: {error}")
+                raise
+        if end == "raise":
+            raise RuntimeError("app bug")
+        return 1 if end == "value" else None
+
+    asyncio.run(cycle.run_asgi(app))
+    writes = b"".join(event[1] for event in transport.events if event[0] == "write")
+    return writes, [outcome, [event[0] for event in transport.events if event[0] == "close"], completed]
+
+
+_HEADER_BYTES = st.binary(max_size=12) | st.sampled_from([b"content-type", b"x-ratelimit-remaining-tokens", b"a b",
+                                                         b"x\x00", b"ok\t", b"(", b"\x7f", b"caf\xc3\xa9"])
+_HEADERS = st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES), max_size=6)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(headers=_HEADERS, method=st.sampled_from(["POST", "GET", "HEAD"]), status=st.sampled_from([200, 204, 304, 429]),
+       length=st.sampled_from([None, "exact", "short", "long", b"x"]),
+       framing=st.sampled_from([None, b"chunked", b"gzip"]),
+       connection=st.sampled_from([None, b"close", b"keep-alive"]),
+       bodies=st.lists(st.binary(max_size=20), min_size=0, max_size=3), keep_alive=st.booleans(),
+       extra=st.sampled_from([None, "start", "other", "body"]), end=st.sampled_from(["return", "raise", "value"]))
+def test_the_lean_cycle_writes_and_fails_as_uvicorns(headers: list[tuple[bytes, bytes]], method: str, status: int,
+                                                     length: Any, framing: Any, connection: Any, bodies: list[bytes],
+                                                     keep_alive: bool, extra: Any, end: str) -> None:
+    """``http_stack.LeanCycle``'s ``send`` writes the same bytes as uvicorn's ``RequestResponseCycle`` (held
+    header block and all), closes and completes alike, and raises the same errors for the same messages:
+    any header bytes (bad names and values included), any framing, HEAD, 204/304, a body shorter or longer
+    than its Content-Length, a message out of order, and an app that stops, fails or returns a value after
+    any of them (``run_asgi``'s 500s and closes)."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from mock_server.http_stack import LeanCycle
+
+    total = sum(len(body) for body in bodies)
+    headers = list(headers)
+    if length is not None:
+        value = {"exact": total, "short": max(total - 1, 0), "long": total + 1}.get(length, length)
+        headers.append((b"Content-Length", b"%d" % value if isinstance(value, int) else value))
+    if framing is not None:
+        headers.append((b"transfer-encoding", framing))
+    if connection is not None:
+        headers.append((b"connection", connection))
+    messages: list[dict[str, Any]] = [{"type": "http.response.start", "status": status, "headers": headers}]
+    messages += [{"type": "http.response.body", "body": body, "more_body": index < len(bodies) - 1}
+                 for index, body in enumerate(bodies)]
+    if extra is not None:
+        messages.append({"type": {"start": "http.response.start", "other": "http.other",
+                                  "body": "http.response.body"}[extra], "status": 200, "headers": [], "body": b"z"})
+    assert (_cycle_run(LeanCycle, method, messages, keep_alive, end)
+            == _cycle_run(RequestResponseCycle, method, messages, keep_alive, end))
+
+
+def test_the_lean_cycle_writes_a_fixed_length_answer_once_and_the_mock_uses_it() -> None:
+    """The usual answer (Content-Length, then its body) goes out in one write, the same bytes as uvicorn's
+    two; ``mock-server serve``'s httptools protocol builds its cycles as LeanCycle, by uvicorn's own code."""
+    from uvicorn.protocols.http import httptools_impl
+
+    from mock_server.http_stack import PROTOCOLS, LeanCycle
+
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-length", b"7"), (b"content-type", b"application/json")]}
+    body = {"type": "http.response.body", "body": b'{"a":1}'}
+    lean, _ = _cycle_run(LeanCycle, "POST", [start, body], True, "return")
+    stock, _ = _cycle_run(httptools_impl.RequestResponseCycle, "POST", [start, body], True, "return")
+    assert lean == stock and lean.endswith(b'\r\n\r\n{"a":1}')
+    writes: list[bytes] = []
+
+    class Counting(_Transport):
+        def write(self, data: bytes) -> None:
+            writes.append(data)
+
+    cycle = LeanCycle(scope={"method": "POST", "http_version": "1.1", "type": "http"}, transport=Counting(),
+                      flow=None, logger=None, access_logger=None, access_log=False, default_headers=[],
+                      message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
+                      on_response=lambda: None)
+    cycle.flow = type("Flow", (), {"write_paused": False})()
+    for message in (start, body):
+        asyncio.run(cycle.send(message))
+    assert len(writes) == 1
+    protocol = PROTOCOLS["httptools"]
+    assert protocol.on_headers_complete.__code__ is httptools_impl.HttpToolsProtocol.on_headers_complete.__code__
+    assert protocol.on_headers_complete.__globals__["RequestResponseCycle"] is LeanCycle

@@ -3,7 +3,8 @@
 A stage runs around the handler of every request of its operation: ``before`` (or ``check``, its
 synchronous form) after the request is authenticated and validated (it may raise
 :class:`~mock_server.errors.ApiError` to refuse it),
-``after`` on the handler's response (it may add headers, pace or cut a stream). Stages run in the
+``after`` (or ``finish``, its synchronous form) on the handler's response (it may add headers, pace or
+cut a stream). Stages run in the
 order of :data:`mock_server.stages.pipeline.FACTORIES` before the handler and in reverse after it.
 Per-request data a stage
 keeps for its ``after`` goes in ``call.state``.
@@ -35,9 +36,15 @@ class Stage:
         """Judge the request before its handler runs; raise ApiError to refuse it (by default :meth:`check`)."""
         self.check(call)
 
-    async def after(self, call: Call, response: Response) -> Response:
-        """Return the response to send (the handler's, changed or wrapped)."""
+    def finish(self, call: Call, response: Response) -> Response:
+        """Return the response to send (the handler's, changed or wrapped), without awaiting anything. A
+        stage whose ``after`` never awaits overrides this rather than :meth:`after`: the pipeline then
+        calls it directly, as it calls :meth:`check`."""
         return response
+
+    async def after(self, call: Call, response: Response) -> Response:
+        """Return the response to send (the handler's, changed or wrapped; by default :meth:`finish`)."""
+        return self.finish(call, response)
 
 
 StageFactory = Callable[[Operation, Services], Stage | None]

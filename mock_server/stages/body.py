@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from mock_server import jsoncodec, offload
 from mock_server.errors import ApiError, excerpt, field_path
@@ -75,7 +76,11 @@ class BodyReader:
         if self.multipart and (not self.json or _media_type(request) == "multipart/form-data"):
             self._check_declared(request)
             return await self._multipart(request)
-        raw = await self._bytes(request)
+        # the body as it arrives, counted (``_bytes``); the usual one, in a single ASGI message, taken here
+        message = await request.receive()
+        raw = message.get("body", b"") if message["type"] == "http.request" else None
+        if raw is None or len(raw) > self.limit or message.get("more_body", False):
+            raw = await self._bytes(request, message)
         if offload.is_complex(raw):  # judged in the worker process first: refusing it never holds the loop
             try:
                 refusal = await offload.run(judge_json, self.api, self.operation_id, raw)
@@ -103,10 +108,10 @@ class BodyReader:
                 raise self._too_large()
             yield chunk
 
-    async def _bytes(self, request: Request) -> bytes:
-        """The whole body, counted as it arrives. A body that came in one ASGI message (the usual JSON
-        request) is taken straight from ``receive``, without ``Request.stream``'s generator."""
-        message = await request.receive()
+    async def _bytes(self, request: Request, message: Message) -> bytes:
+        """The whole body, counted as it arrives, from its first ASGI ``message`` on (received by the
+        caller). A body that came in one message (the usual JSON request) is taken straight from
+        ``receive``, without ``Request.stream``'s generator."""
         if message["type"] != "http.request":  # the client went away before sending a body
             raise ClientDisconnect()
         first: bytes = message.get("body", b"")

@@ -146,7 +146,7 @@ class RateLimits(Stage):
                             f"Retry-After header's seconds.", code="rate_limit_exceeded",
                        headers={"Retry-After": retry_after_header(refused), **headers(decisions)})
 
-    async def after(self, call: Call, response: Response) -> Response:
+    def finish(self, call: Call, response: Response) -> Response:
         """Adds the ``x-ratelimit-*`` headers (appended to the raw list: no other part sets them, and
         ``MutableHeaders`` would rescan the list for each one)."""
         decisions = call.state.get("rate_limits")
