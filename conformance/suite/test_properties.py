@@ -16,6 +16,7 @@ judged only as a documented rejection. The cases of one operation are sent up to
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import HealthCheck
 from schemathesis.core.failures import FailureGroup
+from schemathesis.transport.requests import ManagedCookiesSession
 
 from conformance import batch, profiles
 from conformance.budget import RunState, call_cost
@@ -49,6 +51,20 @@ MODEL_FOR = {
 }
 
 load_all_checks()
+
+#: This thread's HTTP session for sending generated cases (see :func:`_session`).
+_SESSIONS = threading.local()
+
+
+def _session() -> ManagedCookiesSession:
+    """The requests session this thread sends generated cases with: the one schemathesis makes for a call without
+    a session (redirects followed only to the same host, the answer's cookies dropped before the next case), kept
+    for the thread's cases so that its connection to the target is reused (keep-alive) instead of a new TCP
+    connection and session per case. schemathesis resends a case whose kept connection the target had closed."""
+    session: ManagedCookiesSession | None = getattr(_SESSIONS, "session", None)
+    if session is None:
+        session = _SESSIONS.session = ManagedCookiesSession()
+    return session
 
 
 def _for_generation(document: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +140,8 @@ def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange
     for _ in range(MAX_RETRIES):
         run_state.reserve(call_cost(case.method, case.formatted_path, case.body))
         try:
-            response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
+            response = case.call(base_url=target.base_url, session=_session(), headers=headers,
+                                 timeout=target.timeout_s)
         except OSError as exc:  # requests' errors (refused, timeout) are OSErrors
             sent = redact_headers({**(case.headers or {}), **headers}, secrets_of(target))
             raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {excerpt(str(exc))}",
