@@ -52,12 +52,13 @@ FAULT_HEADER = "X-Mock-Fault"
 #: A fifth key of the embedded mock, whose gateway spend limit is 0 USD, for the 402 billing_error check.
 BILLING_KEY = "sk-test-over-limit"
 #: A sixth key of the embedded mock, for the rate-limit probes: :data:`LIMITED_RPM` requests and
-#: :data:`LIMITED_TPM` tokens of chat per :data:`LIMITED_WINDOW_S` s (short, so a retry after the
-#: Retry-After is quick), and the credits API's documented per-minute limits.
+#: :data:`LIMITED_TPM` tokens of chat per :data:`LIMITED_WINDOW_S` s (short, so that the retry after the
+#: Retry-After waits 2 s, most of the quick run's idle time at 5 s; a probe's burst of at most 4 requests
+#: takes milliseconds against the embedded mock), and the credits API's documented per-minute limits.
 LIMITED_KEY = "sk-test-limited"
 LIMITED_RPM = 3
 LIMITED_TPM = 600
-LIMITED_WINDOW_S = 5.0
+LIMITED_WINDOW_S = 2.0
 #: Credits of :data:`LIMITED_KEY`: enough for limit + 1 calls of each rate-limited credits endpoint.
 LIMITED_CREDITS = 100_000
 #: The word the embedded mock's safety filter refuses (``faults.blocklist``), and a prompt holding it.
