@@ -162,12 +162,23 @@ def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange
 
 def _validate(api: str, case: Any, response: Any, exchange: Exchange, names: tuple[str, ...],
               target: Target) -> None:
-    """Run each schemathesis check by name; the first failure becomes a :class:`CheckFailure` of that name."""
+    """Run each schemathesis check by name; the first failure becomes a :class:`CheckFailure` of that name.
+
+    The checks run together first, in one ``validate_response`` (each call resolves the operation's check
+    configuration again: most of the judging's CPU when run check by check); only an answer that fails
+    them is judged again check by check, to name the first that fails."""
     headers = _auth(case, target)
-    for name in names:
+    transport = {"base_url": target.base_url, "headers": headers}
+    try:
+        case.validate_response(response, checks=[CHECKS.get_one(name) for name in names], headers=headers,
+                               transport_kwargs=transport)
+        passed = True
+    except Exception:  # a failure or a check's error: raised as before by the loop below
+        passed = False
+    for name in () if passed else names:
         try:
             case.validate_response(response, checks=[CHECKS.get_one(name)], headers=headers,
-                                   transport_kwargs={"base_url": target.base_url, "headers": headers})
+                                   transport_kwargs=transport)
         except FailureGroup as group:
             first = group.exceptions[0]
             raise CheckFailure(name, f"{name} to hold ({case.meta.generation.mode.value} case)",
