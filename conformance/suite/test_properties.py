@@ -173,7 +173,7 @@ def _validate(api: str, case: Any, response: Any, exchange: Exchange, names: tup
         case.validate_response(response, checks=[CHECKS.get_one(name) for name in names], headers=headers,
                                transport_kwargs=transport)
         passed = True
-    except Exception:  # a failure or a check's error: raised as before by the loop below
+    except (FailureGroup, Exception):  # a failure or a check's error: raised as before by the loop below
         passed = False
     for name in () if passed else names:
         try:
