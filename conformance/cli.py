@@ -332,6 +332,12 @@ def _pytest_args(args: argparse.Namespace, modules: list[str], marks: str, worke
     pytest_args = [*modules, "-c", str(SUITE_DIR / "pytest.ini"), "--rootdir", str(SUITE_DIR),
                    # anyio's plugin is imported already (httpx): keep pytest from warning about it
                    "-p", "no:anyio", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+                   # no assert rewriting: the suite's asserts are invariants with their own messages (its checks
+                   # raise CheckFailure), and pytest would otherwise rewrite every module of each installed plugin's
+                   # distribution imported in the session (schemathesis, faker, xdist: about 300 modules, a
+                   # second of CPU in each session and worker; done again by every run when bytecode is not
+                   # written, PYTHONDONTWRITEBYTECODE)
+                   "--assert=plain",
                    "-p", "conformance.plugin",  # xdist workers register the run's plugin from it
                    # the console (conformance/console.py) shows progress and the summary; pytest's own lines
                    # per check, tracebacks and short summary only with --verbose

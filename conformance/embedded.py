@@ -52,12 +52,13 @@ FAULT_HEADER = "X-Mock-Fault"
 #: A fifth key of the embedded mock, whose gateway spend limit is 0 USD, for the 402 billing_error check.
 BILLING_KEY = "sk-test-over-limit"
 #: A sixth key of the embedded mock, for the rate-limit probes: :data:`LIMITED_RPM` requests and
-#: :data:`LIMITED_TPM` tokens of chat per :data:`LIMITED_WINDOW_S` s (short, so a retry after the
-#: Retry-After is quick), and the credits API's documented per-minute limits.
+#: :data:`LIMITED_TPM` tokens of chat per :data:`LIMITED_WINDOW_S` s (short, so that the retry after the
+#: Retry-After waits 2 s, most of the quick run's idle time at 5 s; a probe's burst of at most 4 requests
+#: takes milliseconds against the embedded mock), and the credits API's documented per-minute limits.
 LIMITED_KEY = "sk-test-limited"
 LIMITED_RPM = 3
 LIMITED_TPM = 600
-LIMITED_WINDOW_S = 5.0
+LIMITED_WINDOW_S = 2.0
 #: Credits of :data:`LIMITED_KEY`: enough for limit + 1 calls of each rate-limited credits endpoint.
 LIMITED_CREDITS = 100_000
 #: The word the embedded mock's safety filter refuses (``faults.blocklist``), and a prompt holding it.
@@ -72,8 +73,9 @@ EMBEDDED_MODELS = MappingProxyType({
 
 #: What a target file would say of the embedded mock beside its URL and main key (``conformance.target``).
 TARGET_FILE_OPTIONS: dict[str, Any] = {
-    # its hosted URLs live an hour like any: 2 s later is "later" enough, and keeps the headline run short
-    "hosted_url_recheck_s": 2.0,
+    # its hosted URLs live an hour like any: 1 s later is "later" enough, and keeps the headline run short (the
+    # check waits until the last URL issued is that old)
+    "hosted_url_recheck_s": 1.0,
     "standard_api_key": STANDARD_KEY, "empty_api_key": EMPTY_KEY, "scoped_api_key": SCOPED_KEY,
     "billing_api_key": BILLING_KEY, "fault_header": FAULT_HEADER, "refused_prompt": REFUSED_PROMPT,
     "rate_limits": {"api_key": LIMITED_KEY, "rpm": LIMITED_RPM, "tpm": LIMITED_TPM,

@@ -16,6 +16,7 @@ judged only as a documented rejection. The cases of one operation are sent up to
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import HealthCheck
 from schemathesis.core.failures import FailureGroup
+from schemathesis.transport.requests import ManagedCookiesSession
 
 from conformance import batch, profiles
 from conformance.budget import RunState, call_cost
@@ -49,6 +51,20 @@ MODEL_FOR = {
 }
 
 load_all_checks()
+
+#: This thread's HTTP session for sending generated cases (see :func:`_session`).
+_SESSIONS = threading.local()
+
+
+def _session() -> ManagedCookiesSession:
+    """The requests session this thread sends generated cases with: the one schemathesis makes for a call without
+    a session (redirects followed only to the same host, the answer's cookies dropped before the next case), kept
+    for the thread's cases so that its connection to the target is reused (keep-alive) instead of a new TCP
+    connection and session per case. schemathesis resends a case whose kept connection the target had closed."""
+    session: ManagedCookiesSession | None = getattr(_SESSIONS, "session", None)
+    if session is None:
+        session = _SESSIONS.session = ManagedCookiesSession()
+    return session
 
 
 def _for_generation(document: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +140,8 @@ def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange
     for _ in range(MAX_RETRIES):
         run_state.reserve(call_cost(case.method, case.formatted_path, case.body))
         try:
-            response = case.call(base_url=target.base_url, headers=headers, timeout=target.timeout_s)
+            response = case.call(base_url=target.base_url, session=_session(), headers=headers,
+                                 timeout=target.timeout_s)
         except OSError as exc:  # requests' errors (refused, timeout) are OSErrors
             sent = redact_headers({**(case.headers or {}), **headers}, secrets_of(target))
             raise TargetError("target_reachable", "an HTTP answer", f"{type(exc).__name__}: {excerpt(str(exc))}",
@@ -145,12 +162,23 @@ def _call(case: Any, target: Target, run_state: RunState) -> tuple[Any, Exchange
 
 def _validate(api: str, case: Any, response: Any, exchange: Exchange, names: tuple[str, ...],
               target: Target) -> None:
-    """Run each schemathesis check by name; the first failure becomes a :class:`CheckFailure` of that name."""
+    """Run each schemathesis check by name; the first failure becomes a :class:`CheckFailure` of that name.
+
+    The checks run together first, in one ``validate_response`` (each call resolves the operation's check
+    configuration again: most of the judging's CPU when run check by check); only an answer that fails
+    them is judged again check by check, to name the first that fails."""
     headers = _auth(case, target)
-    for name in names:
+    transport = {"base_url": target.base_url, "headers": headers}
+    try:
+        case.validate_response(response, checks=[CHECKS.get_one(name) for name in names], headers=headers,
+                               transport_kwargs=transport)
+        passed = True
+    except (FailureGroup, Exception):  # a failure or a check's error: raised as before by the loop below
+        passed = False
+    for name in () if passed else names:
         try:
             case.validate_response(response, checks=[CHECKS.get_one(name)], headers=headers,
-                                   transport_kwargs={"base_url": target.base_url, "headers": headers})
+                                   transport_kwargs=transport)
         except FailureGroup as group:
             first = group.exceptions[0]
             raise CheckFailure(name, f"{name} to hold ({case.meta.generation.mode.value} case)",
