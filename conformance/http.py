@@ -204,6 +204,18 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
+#: Methods RFC 9110 (9.2.2) calls idempotent: a client may send them again when the connection closed
+#: before any answer came.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _closed_while_idle(method: str, exc: httpx.RemoteProtocolError) -> bool:
+    """Whether ``exc`` is a keep-alive connection the server closed just as the request went out (no byte of
+    an answer came: a server's idle timeout, uvicorn's 5 s, met a poll sent after 5 s), for a request that
+    may be sent again (:data:`IDEMPOTENT_METHODS`). A POST is never resent: it may have started a job."""
+    return method.upper() in IDEMPOTENT_METHODS and "without sending a response" in str(exc)
+
+
 class TargetClient:
     """Sends requests to a :class:`Target` with its key; use as a context manager.
 
@@ -257,7 +269,8 @@ class TargetClient:
         multipart/form-data. ``honour_429=False`` returns a 429 as it is (for the rate-limit checks).
         Raises :class:`TargetError` when the target does not answer within ``timeout_s`` (refused,
         timeout, protocol error), and :class:`~conformance.budget.BudgetExhausted` (a pytest skip)
-        when the call would pass the run's budget.
+        when the call would pass the run's budget. A GET (any of :data:`IDEMPOTENT_METHODS`) whose keep-alive
+        connection the target closed before answering is sent once more, on a new connection.
         """
         merged: dict[str, str | None] = {**(self.target.auth_headers(auth) if auth else {}), **(headers or {})}
         sent = {name: value for name, value in merged.items() if value is not None}
@@ -340,13 +353,19 @@ class TargetClient:
 
     def _send(self, method: str, path: str, json_body: Any, headers: Mapping[str, str], content: bytes | None,
               files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:
-        self.before_call(method, path, json_body)
         url = str(self._client.base_url.join(path))
         form = form_parts(data, files)
         try:
-            exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
-                json=json_body, content=content, headers=headers, files=files, data=data, params=params))
-            return exchange
+            for attempt in range(2):
+                self.before_call(method, path, json_body)
+                try:
+                    exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
+                        json=json_body, content=content, headers=headers, files=files, data=data, params=params))
+                    return exchange
+                except httpx.RemoteProtocolError as exc:
+                    if attempt or not _closed_while_idle(method, exc):
+                        raise
+            raise AssertionError("unreachable: the second attempt returns or raises")
         except (httpx.HTTPError, TimeoutError) as exc:
             raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
                               Evidence(method, url, json_body if json_body is not None else data,

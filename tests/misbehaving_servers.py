@@ -45,6 +45,17 @@ def dripping(gap_s: float = 0.5) -> Callable[[socket.socket], None]:
     return handle
 
 
+def closes_idle_connections(sock: socket.socket) -> None:
+    """Answers the first request of each connection 200 JSON (keep-alive), then reads the next one and closes
+    the connection without answering: a keep-alive connection whose server's idle timeout met the request."""
+    _read_request(sock)
+    body = b'{"object": "list", "data": []}'
+    with contextlib.suppress(OSError):
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+    _read_request(sock)
+
+
 def garbage(sock: socket.socket) -> None:
     """Answers bytes that are not HTTP."""
     _read_request(sock)
