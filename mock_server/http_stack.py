@@ -223,10 +223,12 @@ class LeanCycle(httptools_impl.RequestResponseCycle):
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
 
     def _release(self) -> None:
-        """Write the held header block, if any (uvicorn had written it on the start message)."""
+        """Write the held header block, if any (uvicorn had written it on the start message), unless the client
+        has gone (uvloop raises on a write to a closed transport)."""
         if self._held:
             held, self._held = self._held, b""
-            self.transport.write(held)
+            if not self.disconnected:
+                self.transport.write(held)
 
 
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):

@@ -878,3 +878,34 @@ def test_the_lean_cycle_writes_a_fixed_length_answer_once_and_the_mock_uses_it()
     protocol = PROTOCOLS["httptools"]
     assert protocol.on_headers_complete.__code__ is httptools_impl.HttpToolsProtocol.on_headers_complete.__code__
     assert protocol.on_headers_complete.__globals__["RequestResponseCycle"] is LeanCycle
+
+
+def test_the_lean_cycle_writes_nothing_held_once_the_client_has_gone() -> None:
+    """An app that started a fixed-length answer (its header block held for the body) and then failed after the
+    client disconnected: the held block is dropped, not written to the closed transport (uvloop raises
+    RuntimeError there, which surfaced as "Task exception was never retrieved")."""
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    from mock_server.http_stack import LeanCycle
+
+    class Closed(_Transport):
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    logger = logging.getLogger("test.cycle.gone")
+    logger.disabled = True
+    transport = Closed()
+    cycle = LeanCycle(scope={"method": "POST", "http_version": "1.1", "type": "http"}, transport=transport,
+                      flow=FlowControl(transport), logger=logger, access_logger=logger, access_log=False,
+                      default_headers=[], message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
+                      on_response=lambda: None)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"7")]})
+        cycle.disconnected = True  # the client goes (uvicorn's protocol sets this on connection_lost)
+        raise RuntimeError("app bug after the client left")
+
+    asyncio.run(cycle.run_asgi(app))  # raised RuntimeError from the write before the fix
+    assert cycle._held == b"" and ("write",) not in {event[:1] for event in transport.events}
