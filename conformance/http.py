@@ -209,11 +209,21 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
-def _closed_while_idle(method: str, exc: httpx.RemoteProtocolError) -> bool:
-    """Whether ``exc`` is a keep-alive connection the server closed just as the request went out (no byte of
-    an answer came: a server's idle timeout, uvicorn's 5 s, met a poll sent after 5 s), for a request that
-    may be sent again (:data:`IDEMPOTENT_METHODS`). A POST is never resent: it may have started a job."""
-    return method.upper() in IDEMPOTENT_METHODS and "without sending a response" in str(exc)
+#: How long the suite's client keeps an idle connection, in s: less than the common servers' idle timeouts
+#: (uvicorn's and Node's 5 s, httpx's own default), so a request rarely meets the server closing it.
+KEEPALIVE_EXPIRY_S = 2.0
+
+
+def _closed_while_idle(method: str, exc: httpx.TransportError) -> bool:
+    """Whether ``exc`` may be a keep-alive connection the server closed just as the request went out (its idle
+    timeout met the request: a clean close, "Server disconnected without sending a response", or a reset when
+    the request's bytes were unread), for a request that may be sent again (:data:`IDEMPOTENT_METHODS`).
+    A POST is never resent: it may have started a job."""
+    if method.upper() not in IDEMPOTENT_METHODS:
+        return False
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "without sending a response" in str(exc)
+    return isinstance(exc, httpx.ReadError | httpx.WriteError)  # a reset: the message may be empty
 
 
 class TargetClient:
@@ -235,7 +245,9 @@ class TargetClient:
         self.state = state
         self._portal_context = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_context.__enter__()
-        self._client = httpx.AsyncClient(base_url=target.base_url, timeout=target.timeout_s)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20,  # httpx's defaults
+                              keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        self._client = httpx.AsyncClient(base_url=target.base_url, timeout=target.timeout_s, limits=limits)
         self._last_sent = 0.0
 
     def __enter__(self) -> TargetClient:
@@ -362,7 +374,7 @@ class TargetClient:
                     exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
                         json=json_body, content=content, headers=headers, files=files, data=data, params=params))
                     return exchange
-                except httpx.RemoteProtocolError as exc:
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                     if attempt or not _closed_while_idle(method, exc):
                         raise
             raise AssertionError("unreachable: the second attempt returns or raises")

@@ -56,6 +56,21 @@ def closes_idle_connections(sock: socket.socket) -> None:
     _read_request(sock)
 
 
+def resets_idle_connections(sock: socket.socket) -> None:
+    """As :func:`closes_idle_connections`, but the second request is met by a reset (RST: the server closed the
+    socket with the request's bytes unread), which the client reads as "Connection reset by peer"."""
+    import struct
+
+    _read_request(sock)
+    body = b'{"object": "list", "data": []}'
+    with contextlib.suppress(OSError):
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        sock.settimeout(5)
+        sock.recv(1)  # the next request has begun to arrive: close at once, its bytes unread
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 def garbage(sock: socket.socket) -> None:
     """Answers bytes that are not HTTP."""
     _read_request(sock)
