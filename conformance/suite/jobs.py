@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conformance.failures import TargetError
 from conformance.http import Exchange, TargetClient
 from conformance.target import Target
 from spec import Operation, find_operation
@@ -54,15 +55,21 @@ def poll_usage_record(client: TargetClient, usage_id: str, auth: str,
 @dataclass(frozen=True)
 class Burst:
     """Requests sent one after another on the probes' key, up to the first 429: their answers (``exchanges``),
-    how long they took (``took_s``, s) and the window they were sent in (``window_s``, s)."""
+    how long they took (``took_s``, s) and the window they were sent in (``window_s``, s); ``broken`` says why
+    a burst stopped before its end without a 429 (a request got no answer), None for a whole burst."""
 
     exchanges: list[Exchange]
     took_s: float
     window_s: float
+    broken: str | None = None
 
     def judgeable(self) -> list[Exchange]:
-        """The answers, or a pytest skip when the burst took longer than its window allows to judge: a correct
-        gateway may admit more than the limit across two windows."""
+        """The answers, or a pytest skip when the burst broke off (its window is spent, and a second burst
+        there would judge a lone 429) or took longer than its window allows to judge: a correct gateway may
+        admit more than the limit across two windows."""
+        if self.broken is not None:
+            pytest.skip(f"the burst broke off after {len(self.exchanges)} answers ({self.broken}); its window is "
+                        "spent, so no second burst is sent")
         if self.took_s > self.window_s - BOUNDARY_MARGIN_S:
             pytest.skip(f"the burst of {len(self.exchanges)} requests took {self.took_s:.0f} s, more than its "
                         f"{self.window_s:g} s window allows to judge: declare a smaller limit for this target")
@@ -132,11 +139,24 @@ def carried_burst(session: pytest.Session, client: TargetClient, target: Target,
     if (probes is None or operation.operation_id not in probes.endpoints or limit is None or limit.requests is None
             or not selected(session, "credits_rate_limits_enforced", operation_id=operation.operation_id)):
         return None
+    attempted = session.stash.setdefault(_CARRIED, set())
+    if operation.operation_id in attempted:  # a caller that failed before recording what it started asks again
+        return None
+    attempted.add(operation.operation_id)
     leading = list(leading)[:limit.requests]
     bodies = leading + [BURST_BODIES[operation.operation_id]] * (limit.requests + 1 - len(leading))
-    burst = send_burst(client, operation.path, bodies, float(limit.window_s or 60))
+    window_s = float(limit.window_s or 60)
+    try:
+        burst = send_burst(client, operation.path, bodies, window_s)
+    except TargetError as error:
+        sent_bursts(session)[operation.operation_id] = Burst([], 0.0, window_s, broken=error.received)
+        raise
     sent_bursts(session)[operation.operation_id] = burst
     return burst.exchanges[:len(leading)]
+
+
+#: The operationIds whose burst :func:`carried_burst` sent (or began) in this session: one burst a window.
+_CARRIED = pytest.StashKey[set[str]]()
 
 
 #: One video job: (its start's answer, the usage records polled, the download of its video or None).
@@ -180,12 +200,12 @@ def carried_video_defaults(session: pytest.Session, client: TargetClient,
         return session.stash[_CARRIED_DEFAULTS]
     pool = ThreadPoolExecutor(len(VIDEO_DEFAULTS), thread_name_prefix="video-default")
     session.config.add_cleanup(pool.shutdown)
-    jobs: dict[str, Future[VideoJob]] = {}
+    # kept before any start: if one fails, a later caller gets the jobs started so far, not a second burst
+    jobs: dict[str, Future[VideoJob]] = session.stash.setdefault(_CARRIED_DEFAULTS, {})
     for operation_id, (check, body, _) in VIDEO_DEFAULTS.items():
         if operation_id in target.exclude_operations or not selected(session, check):
             continue
         answers = carried_burst(session, client, target, find_operation(API, operation_id), [body])
         if answers and answers[0].status != 429:  # else test_defaults starts it, waiting out the window
             jobs[operation_id] = pool.submit(_polled, client, answers[0], "limited")
-    session.stash[_CARRIED_DEFAULTS] = jobs
     return jobs
