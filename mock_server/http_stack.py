@@ -21,12 +21,16 @@ with the body's first bytes in one socket write instead of two, and the response
 checked with two ``bytes.translate`` over all names and all values joined instead of two regex
 searches per header (the same verdict: both patterns are classes of single characters; on a bad
 header the per-header checks run, so the error raised is uvicorn's own, for the same header).
-``tests/test_fast_paths.py`` proves the bytes written and the errors raised equal to uvicorn's.
+``tests/test_fast_paths.py`` proves the bytes written and the errors raised equal to uvicorn's. It is a
+copy of uvicorn 0.55's code, used only with that code (:data:`CYCLE`); any other uvicorn answers through
+its own cycle.
 The benchmarks serve the bare app on these same classes (``benchmarks/bare_app.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import types
 from typing import Any
 
@@ -231,16 +235,36 @@ class LeanCycle(httptools_impl.RequestResponseCycle):
                 self.transport.write(held)
 
 
+#: SHA-256 of the source of uvicorn 0.55's ``RequestResponseCycle.send`` and ``run_asgi`` (httptools), the
+#: code :class:`LeanCycle` copies with its two changes.
+COPIED_CYCLE_SHA256 = "ea1dc0f0dc7952fd65d0e67ca22b62259bbb5acc759596e6979bb0ff831ddadf"
+
+
+def copies(cycle: type[Any]) -> bool:
+    """Whether :class:`LeanCycle` is a copy of ``cycle``'s ``send`` and ``run_asgi`` (their source hashes to
+    :data:`COPIED_CYCLE_SHA256`); False for another uvicorn's, or when the source cannot be read."""
+    try:
+        source = inspect.getsource(cycle.send) + inspect.getsource(cycle.run_asgi)
+    except (OSError, TypeError):
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == COPIED_CYCLE_SHA256
+
+
+#: Each request's cycle on the httptools stack: :class:`LeanCycle` with the uvicorn it was copied from;
+#: with any other, uvicorn's own (a copy of older code would silently keep its behaviour).
+CYCLE: type[Any] = LeanCycle if copies(httptools_impl.RequestResponseCycle) else httptools_impl.RequestResponseCycle
+
+
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol, its 400 for malformed HTTP in JSON, answering through
     :class:`LeanCycle` (module docstring)."""
 
     #: uvicorn's own ``on_headers_complete`` (its code object, unchanged) with its module's globals but
-    #: for ``RequestResponseCycle``, which names :class:`LeanCycle`: each request's cycle is built as one,
+    #: for ``RequestResponseCycle``, which names :data:`CYCLE`: each request's cycle is built as one,
     #: with no copy of uvicorn's code to drift from it.
     on_headers_complete = types.FunctionType(
         httptools_impl.HttpToolsProtocol.on_headers_complete.__code__,
-        {**vars(httptools_impl), "RequestResponseCycle": LeanCycle}, "on_headers_complete")
+        {**vars(httptools_impl), "RequestResponseCycle": CYCLE}, "on_headers_complete")
 
     def send_400_response(self, msg: str) -> None:
         """Write the JSON 400 and close (``msg``, uvicorn's plain text, is not sent)."""

@@ -880,6 +880,23 @@ def test_the_lean_cycle_writes_a_fixed_length_answer_once_and_the_mock_uses_it()
     assert protocol.on_headers_complete.__globals__["RequestResponseCycle"] is LeanCycle
 
 
+def test_the_lean_cycle_is_used_only_with_the_uvicorn_it_copies() -> None:
+    """LeanCycle copies uvicorn 0.55's ``send`` and ``run_asgi``: with a uvicorn whose cycle differs, the
+    protocol builds uvicorn's own cycle (a copy would silently keep the old behaviour)."""
+    from uvicorn.protocols.http import httptools_impl
+
+    from mock_server import http_stack
+
+    assert http_stack.copies(httptools_impl.RequestResponseCycle)
+    assert http_stack.CYCLE is http_stack.LeanCycle
+
+    class Changed(httptools_impl.RequestResponseCycle):
+        async def send(self, message: Any) -> None:  # another uvicorn's send
+            await super().send(message)
+
+    assert not http_stack.copies(Changed)
+
+
 def test_the_lean_cycle_writes_nothing_held_once_the_client_has_gone() -> None:
     """An app that started a fixed-length answer (its header block held for the body) and then failed after the
     client disconnected: the held block is dropped, not written to the closed transport (uvloop raises
