@@ -367,17 +367,18 @@ class TargetClient:
               files: Any, data: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Exchange:
         url = str(self._client.base_url.join(path))
         form = form_parts(data, files)
+        options = dict(json=json_body, content=content, headers=headers, files=files, data=data, params=params)
         try:
-            for attempt in range(2):
+            try:
                 self.before_call(method, path, json_body)
-                try:
-                    exchange: Exchange = self._portal.call(self._fetch, method, path, form, dict(
-                        json=json_body, content=content, headers=headers, files=files, data=data, params=params))
-                    return exchange
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                    if attempt or not _closed_while_idle(method, exc):
-                        raise
-            raise AssertionError("unreachable: the second attempt returns or raises")
+                exchange: Exchange = self._portal.call(self._fetch, method, path, form, options)
+                return exchange
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if not _closed_while_idle(method, exc):
+                    raise
+            self.before_call(method, path, json_body)  # once more, on a new connection
+            exchange = self._portal.call(self._fetch, method, path, form, options)
+            return exchange
         except (httpx.HTTPError, TimeoutError) as exc:
             raise TargetError("target_reachable", "an HTTP answer", self._reason(exc),
                               Evidence(method, url, json_body if json_body is not None else data,
