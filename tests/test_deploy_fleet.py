@@ -119,6 +119,30 @@ def replica_argv(service: Mapping[str, Any]) -> list[str]:
     return [*dockerfile.exec_form("ENTRYPOINT"), *command]
 
 
+def image_user(dockerfile: Dockerfile) -> tuple[int, int] | None:
+    """The ``(uid, gid)`` of the image's last numeric ``USER uid:gid``; None when it sets none (root)."""
+    users = dockerfile.all("USER")
+    if not users:
+        return None
+    uid, _, gid = users[-1].partition(":")
+    return int(uid), int(gid or uid)
+
+
+def image_user_popen(dockerfile: Dockerfile) -> dict[str, Any]:
+    """Popen arguments running a replica as the image's user, when the tests run as root (CI) and that user
+    can run this interpreter (a pyenv under /root cannot be): what the user cannot write, the replica must
+    not need. Else ``{}`` (as is)."""
+    user = image_user(dockerfile)
+    if os.geteuid() != 0 or user is None:
+        return {}
+    as_user = {"user": user[0], "group": user[1], "extra_groups": []}
+    try:
+        subprocess.run([sys.executable, "-c", ""], check=True, capture_output=True, timeout=30, **as_user)
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return as_user
+
+
 def compose_env(service: Mapping[str, Any]) -> dict[str, str]:
     """A service's ``environment`` (a mapping or a list of ``NAME=value``)."""
     environment = service.get("environment") or {}
@@ -184,6 +208,22 @@ def test_the_image_installs_the_mock_extra_and_serves_the_port_it_exposes() -> N
         assert config.state.shared, f"{name} does not share its state: {config.state.url}"
         assert args.host == "0.0.0.0", f"{name} must listen on the container's network, not {args.host}"
         assert [int(port) for port in dockerfile.one("EXPOSE").split()] == [args.port], name
+
+
+def test_the_image_serves_as_an_unprivileged_user() -> None:
+    for name, service in mock_services().items():
+        _, dockerfile = image_of(service)
+        user = image_user(dockerfile)
+        assert user is not None and 0 not in user, f"{name}: the image serves as root ({dockerfile.all('USER')})"
+        # the user comes after the install (pip writes as root) and before what runs
+        order = [instruction for instruction, _ in dockerfile.instructions]
+        assert order.index("RUN") < len(order) - order[::-1].index("USER") - 1 < order.index("ENTRYPOINT"), order
+
+
+def test_every_service_comes_back_after_it_exits() -> None:
+    for name, service in compose()["services"].items():
+        assert service.get("restart") in ("always", "unless-stopped", "on-failure"), \
+            f"{name}: no restart policy, so a replica that exits stays down"
 
 
 def test_the_balancer_proxies_every_replica_on_the_port_it_serves() -> None:
@@ -352,15 +392,18 @@ class LocalFleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+def fleet() -> Iterator[LocalFleet]:
     if not Path(REDIS_SERVER).exists() or not Path(NGINX).exists():
         pytest.skip("redis-server or nginx is not installed (.ci/run installs Debian's redis-server and nginx-light)")
-    work = tmp_path_factory.mktemp("deploy")
+    # readable by the image's user, as an image's /usr/local is (pytest's own temp dirs are the owner's only)
     services = compose()["services"]
     replicas = mock_services()
     context, dockerfile = image_of(next(iter(replicas.values())))
-    site = stage_image(context, dockerfile, work)
     with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="deploy-fleet-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)  # the last thing done on exit
+        work.chmod(0o755)
+        site = stage_image(context, dockerfile, work)
         # redis: the service's command on Debian's redis-server, its /data in a temp dir
         redis_port = free_port()
         (work / "redis").mkdir()
@@ -379,8 +422,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
             argv[argv.index("--host") + 1] = "127.0.0.1"
             argv[argv.index("--port") + 1] = str(ports[name])
             env = {**os.environ, **image_env(dockerfile), **compose_env(service), "PYTHONPATH": str(site)}
+            as_user = image_user_popen(dockerfile)
             process = stack.enter_context(started([str(site / "bin" / argv[0]), *argv[1:]], work / f"{name}.log",
-                                                  env=env, cwd=work / "app"))
+                                                  env=env, cwd=work / "app", **as_user))
             wait_http(f"http://127.0.0.1:{ports[name]}/health", process, work / f"{name}.log")
         assert redis.poll() is None
         # nginx: the project's nginx.conf, upstream hosts and listen port on loopback, as nobody under root
