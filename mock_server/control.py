@@ -7,7 +7,8 @@ Mounted only when ``control.enabled`` (off by default), and then guarded by its 
 - ``POST /_mock/reset``: forget every rate-limit window and every key's gateway spend, empty the
   credits ledger (each key starts again from its starting balance, usage records dropped), restore
   the configured fault rates and re-seed the fault RNG. Hosted media and stored files are kept (they
-  are bounded and expire).
+  are bounded and expire), and so is the id sequence: video jobs and hosted media outlive a reset,
+  so an id issued after it must not repeat one issued before.
 - ``POST /_mock/credits`` ``{"api_key", "credits"}``: top a configured key up by ``credits`` (1 ..
   :data:`MAX_TOP_UP`); answers ``{"api_key", "credits_added", "balance"}``.
 - ``GET /_mock/faults``: the fault rates ``{operationId: {kind: probability}}``;
