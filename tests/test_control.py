@@ -178,6 +178,18 @@ def test_reset_reseeds_the_fault_draws(app: TestClient) -> None:
     assert sequence() == first
 
 
+def test_reset_keeps_the_id_sequence(app: TestClient) -> None:
+    """Hosted media and video jobs outlive a reset, so the ids issued after it continue the sequence: a
+    re-seeded sequence would hand out ``chatcmpl-`` and job ids already in use."""
+    def ids() -> list[str]:
+        return [app.post("/v1/chat/completions", json=CHAT, headers=AUTH).json()["id"] for _ in range(2)]
+
+    before = ids()
+    assert app.post("/_mock/reset", headers=CONTROL).status_code == 200
+    after = ids()
+    assert len(set(before + after)) == 4, (before, after)
+
+
 @pytest.mark.parametrize(("rates", "param"), [
     ({"noSuchOperation": {"500": 0.5}}, "noSuchOperation"), ({"createChatCompletion": {"418": 0.5}},
                                                              "createChatCompletion.418"),
