@@ -267,9 +267,11 @@ def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
 
 def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages: list[Stage],
                 args: argparse.Namespace, received: list[str]) -> list[int]:
-    """Probe the target, run each stage's pytest session (with the ``console`` showing progress over all
-    of them, None: pytest's own lines), and write the final reports whatever happens (marked incomplete
-    when a signal, a budget or an unreachable target ended the run early), then the console's summary."""
+    """Probe the target, start the serial stage's video jobs when a stage runs before it
+    (``ConformancePlugin.start_video_jobs``), run each stage's pytest session (with the ``console`` showing
+    progress over all of them, None: pytest's own lines), and write the final reports whatever happens
+    (marked incomplete when a signal, a budget or an unreachable target ended the run early), then the
+    console's summary."""
     codes: list[int] = []
     try:
         plugin.write_report(None)
@@ -279,6 +281,9 @@ def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages
             plugin.record(report.Row(id=preflight.CHECK, check=preflight.CHECK, api="all",
                                      capability=preflight.CAPABILITY, source=preflight.SOURCE, outcome="failed",
                                      duration_s=0.0, failure=failure.as_dict(), phase="preflight"))
+        later = [(modules, marks) for modules, marks, _ in stages[1:] if marks == ALONE]
+        if later and not plugin.state.read()["stopped"]:  # the serial stage's video jobs run during the first
+            plugin.start_video_jobs(_pytest_args(args, *later[0], 0))
         for modules, marks, workers in stages:
             if received:
                 break
