@@ -168,6 +168,8 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "serial: measures state other tests change (balances, rate-limit "
                                            "windows, credits sequences): runs alone, with no other test in flight")
         config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
+        config.addinivalue_line("markers", f"{AFTER_SERIAL}: runs after the serial stage in a concurrent run "
+                                           "(added to the upstream phase's tests and the credits API's generated ones)")
         self.worker = hasattr(config, "workerinput")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
@@ -242,6 +244,12 @@ class ConformancePlugin:
                 jobs.start_video_jobs(self.carry, items, client, self.run.target)
             except (Exception, pytest.skip.Exception) as error:  # a signal's Interrupted goes on
                 self.carry.error = error
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """Mark :data:`AFTER_SERIAL` the tests a concurrent run keeps for its stage after the serial one
+        (:func:`runs_after_serial`), for the CLI's ``-m`` expressions."""
+        if runs_after_serial(item):
+            item.add_marker(AFTER_SERIAL)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Run the phases in order: golden fixtures, behavioural checks, upstream, then the property-based
@@ -413,6 +421,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: The ``-m`` expression of the tests that run alone, after the concurrent tests of their stage.
 ALONE = "serial or last_in_phase"
+
+
+#: The marker of the tests a concurrent run starts after its serial stage (:func:`runs_after_serial`).
+AFTER_SERIAL = "after_serial"
+
+
+def runs_after_serial(item: pytest.Item) -> bool:
+    """Whether a concurrent run keeps a test for its stage after the serial one: the upstream phase's tests (the
+    phase order), and the credits API's generated cases, which spend the per-minute windows and the balance the
+    serial stage's credits sequences and bursts measure (004: 1-10 calls a minute per key and operation). The
+    other generated cases (the gateways' APIs: no credits, and the probes' key is not theirs) run with the
+    golden and behavioural checks."""
+    phase = phase_of(item)
+    return phase == "upstream" or (phase == "property" and is_rate_limited(item.nodeid))
 
 
 def runs_alone(item: pytest.Item) -> bool:
