@@ -3,7 +3,8 @@
 ``quick`` is for CI gates (seconds against a local target); ``thorough`` for a nightly or a
 vendor's full report. Both are derandomised, so the same target gets the same cases. ``quick``
 spends fewer positive cases on the operations whose every answer costs GPU time (:data:`GPU_BOUND`:
-no boundary cases for them, :data:`WITHOUT_COVERAGE`).
+no boundary cases for them, :data:`WITHOUT_COVERAGE`), and its positive image cases ask for fewer images
+(:data:`CASE_LIMITS`).
 """
 
 from __future__ import annotations
