@@ -237,7 +237,9 @@ class ConformancePlugin:
                 collected.extend(session.items)
 
         with contextlib.redirect_stdout(io.StringIO()):  # pytest's list of the collected tests
-            pytest.main([*alone_stage, "--collect-only"], plugins=[self, Collected()])
+            code = pytest.main([*alone_stage, "--collect-only"], plugins=[self, Collected()])
+        if code == pytest.ExitCode.INTERRUPTED:  # a signal came while collecting (pytest stops on it): no start
+            return
         items = [item for item in collected if self.target_skips(item) is None]
         with TargetClient(self.run.target, self.state) as client:
             try:

@@ -101,3 +101,18 @@ def test_what_broke_the_early_start_is_raised_to_the_first_test_that_asks() -> N
     with pytest.raises(TargetError):
         jobs.start_video_jobs(carried, [], None, target)  # type: ignore[arg-type]
     assert jobs.start_video_jobs(carried, [], None, target) == {}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("collected", "starts"), [(pytest.ExitCode.OK, 1), (pytest.ExitCode.INTERRUPTED, 0)])
+def test_a_signal_while_the_serial_stage_is_collected_starts_no_job(
+        collected: pytest.ExitCode, starts: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from conformance.plugin import ConformancePlugin, RunConfig
+
+    probes = RateLimitProbes(api_key="sk-limited", endpoints=frozenset({"createTextToVideo"}))
+    plugin = ConformancePlugin(RunConfig(Target("t", "http://127.0.0.1:9", "k", rate_limits=probes,
+                                                standard_api_key="sk-std"), tmp_path, tmp_path))
+    monkeypatch.setattr(pytest, "main", lambda *args, **kwargs: collected)
+    called: list[Any] = []
+    monkeypatch.setattr(jobs, "start_video_jobs", lambda *args: called.append(args))
+    plugin.start_video_jobs([])
+    assert len(called) == starts
