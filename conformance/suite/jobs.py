@@ -265,10 +265,10 @@ def start_video_jobs(carried: Carried, items: Iterable[pytest.Item], client: Tar
     if carried.error is not None:
         error, carried.error = carried.error, None
         raise error
+    items = list(items)  # read more than once
     carried_video_defaults(carried, items, client, target)
     if carried.i2v is not None:
         return carried.i2v
-    items = list(items)
     wanted = {"wan22"} if selected(items, "video_job_completes") else set()
     wanted |= {p for p in I2V_PROVIDERS if selected(items, "video_provider_cost_and_duration", provider=p)}
     started: dict[str, tuple[str, Exchange]] = {}
