@@ -30,7 +30,7 @@ import yaml
 from conformance import pages, preflight, report
 from conformance.budget import Limits
 from conformance.console import PLAIN_INTERVAL_S, ConsoleReport
-from conformance.plugin import ALONE, PHASES, ConformancePlugin, RunConfig, phase_of_module
+from conformance.plugin import AFTER_SERIAL, ALONE, PHASES, ConformancePlugin, RunConfig, phase_of_module
 from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
 from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
 from spec import load_yaml, project_version
@@ -246,30 +246,37 @@ Stage = tuple[list[str], str, int]
 def _stages(args: argparse.Namespace, target: Target) -> list[Stage]:
     """The pytest sessions of a run, in order. Without concurrency, one session (the plugin orders its
     tests: golden, behavioural, upstream, property, each phase's ``serial`` and ``last_in_phase`` tests
-    after its others). With it, three: golden and behavioural tests on pytest-xdist workers, then the
-    ``serial`` and ``last_in_phase`` tests alone in this process (a quiet key; what the others left; the
-    property module is not collected there: its generated tests are never serial),
-    then upstream and property tests on workers. Raises TargetFileError for the upstream phase asked for
-    without an upstream section (:func:`_phase_modules`)."""
+    after its others). With it, three: golden and behavioural tests and the gateways' generated cases on
+    pytest-xdist workers; then the ``serial`` and ``last_in_phase`` tests alone in this process (a quiet
+    key; what the others left; the property module is not collected there: its generated tests are never
+    serial); then the tests marked ``after_serial`` (``plugin.runs_after_serial``: the upstream phase, and
+    the credits API's generated cases, which spend the windows and balance the serial stage measures), on
+    workers when the upstream phase is among them, else in this process (the credits API's cases go one at
+    a time: workers would only add their start-up). Raises TargetFileError for the upstream phase asked
+    for without an upstream section (:func:`_phase_modules`)."""
     modules = _phase_modules(args.phases, target, explicit=args.phases != ",".join(PHASES))
     if target.concurrency <= 1:
         return [(modules, "", 0)]
-    early = [m for m in modules if phase_of_module(m) in ("golden", "behavioural")]
-    late = [m for m in modules if m not in early]
-    stages: list[Stage] = [(early, f"not ({ALONE})", target.concurrency)] if early else []
+    early = [m for m in modules if phase_of_module(m) != "upstream"]
+    late = [m for m in modules if phase_of_module(m) in ("upstream", "property")]
+    stages: list[Stage] = [(early, f"not ({ALONE}) and not {AFTER_SERIAL}", target.concurrency)] if early else []
     # generated (property) tests are never serial: the stage of those alone does not collect them (building
     # their schemathesis tests costs seconds of start-up)
     alone = [m for m in modules if phase_of_module(m) != "property"]
     if alone:
         stages.append((alone, ALONE, 0))
-    return stages + ([(late, f"not ({ALONE})", target.concurrency)] if late else [])
+    upstream = any(phase_of_module(m) == "upstream" for m in late)
+    return stages + ([(late, f"not ({ALONE}) and {AFTER_SERIAL}", target.concurrency if upstream else 0)]
+                     if late else [])
 
 
 def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages: list[Stage],
                 args: argparse.Namespace, received: list[str]) -> list[int]:
-    """Probe the target, run each stage's pytest session (with the ``console`` showing progress over all
-    of them, None: pytest's own lines), and write the final reports whatever happens (marked incomplete
-    when a signal, a budget or an unreachable target ended the run early), then the console's summary."""
+    """Probe the target, start the serial stage's video jobs when a stage runs before it
+    (``ConformancePlugin.start_video_jobs``), run each stage's pytest session (with the ``console`` showing
+    progress over all of them, None: pytest's own lines), and write the final reports whatever happens
+    (marked incomplete when a signal, a budget or an unreachable target ended the run early), then the
+    console's summary."""
     codes: list[int] = []
     try:
         plugin.write_report(None)
@@ -279,6 +286,9 @@ def _run_stages(plugin: ConformancePlugin, console: ConsoleReport | None, stages
             plugin.record(report.Row(id=preflight.CHECK, check=preflight.CHECK, api="all",
                                      capability=preflight.CAPABILITY, source=preflight.SOURCE, outcome="failed",
                                      duration_s=0.0, failure=failure.as_dict(), phase="preflight"))
+        later = [(modules, marks) for modules, marks, _ in stages[1:] if marks == ALONE]
+        if later and not plugin.state.read()["stopped"]:  # the serial stage's video jobs run during the first
+            plugin.start_video_jobs(_pytest_args(args, *later[0], 0))
         for modules, marks, workers in stages:
             if received:
                 break

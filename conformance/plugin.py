@@ -15,8 +15,10 @@ plugin collects the rows (``pytest_runtest_logreport``) and rewrites report.json
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import gc
+import io
 import json
 import pickle
 import time
@@ -36,6 +38,7 @@ from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
 from conformance.golden import GoldenCase, load_cases
 from conformance.http import TargetClient
+from conformance.suite import jobs
 from conformance.target import Target
 
 #: The suite's phases, in the order they run.
@@ -115,6 +118,8 @@ class ConformancePlugin:
         self.expected: dict[str, str] = {}
         """Collected test ids -> phase, over the run's pytest sessions (to tell which phases finished)."""
         self.state = RunState(run.state_path or run.report_dir / ".run-state.json", run.limits)
+        self.carry = jobs.Carried()
+        """The rate-limit bursts and video jobs the run carries across its sessions (``suite/jobs.py``)."""
         self.worker = False
         self._started = datetime.now(UTC)
         self._clock = time.monotonic()
@@ -145,6 +150,11 @@ class ConformancePlugin:
             yield client
 
     @pytest.fixture(scope="session")
+    def carried(self) -> jobs.Carried:
+        """The run's carried bursts and video jobs (:class:`~conformance.suite.jobs.Carried`), across its sessions."""
+        return self.carry
+
+    @pytest.fixture(scope="session")
     def run_state(self) -> RunState:
         """The run's budgets and pacing (:class:`~conformance.budget.RunState`), for requests not sent by
         the ``client`` (schemathesis' cases, the SDKs)."""
@@ -158,6 +168,8 @@ class ConformancePlugin:
         config.addinivalue_line("markers", "serial: measures state other tests change (balances, rate-limit "
                                            "windows, credits sequences): runs alone, with no other test in flight")
         config.addinivalue_line("markers", "last_in_phase: runs after its phase's other tests (judges what they left)")
+        config.addinivalue_line("markers", f"{AFTER_SERIAL}: runs after the serial stage in a concurrent run "
+                                           "(added to the upstream phase's tests and the credits API's generated ones)")
         self.worker = hasattr(config, "workerinput")
         profiles.activate(self.run.profile, profiles.cache_dir())
 
@@ -195,11 +207,51 @@ class ConformancePlugin:
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self.state.check()  # a stopped run, or one out of time, skips the test
+        reason = self.target_skips(item)
+        if reason is not None:
+            pytest.skip(reason)
+
+    def target_skips(self, item: pytest.Item) -> str | None:
+        """Why the target file skips a test (an API it does not claim, an operation it excludes); None: it runs."""
         api, operation = _api(item)
         if api and not self.run.target.claims(api):
-            pytest.skip(f"{NOT_CLAIMED}: the target does not claim {api}")
+            return f"{NOT_CLAIMED}: the target does not claim {api}"
         if operation and operation in self.run.target.exclude_operations:
-            pytest.skip(f"{operation} is excluded by the target file")
+            return f"{operation} is excluded by the target file"
+        return None
+
+    def start_video_jobs(self, alone_stage: list[str]) -> None:
+        """Start the serial stage's video jobs and the bursts that carry them now, before the run's first
+        session (``jobs.start_video_jobs``), when their keys allow it (``jobs.starts_before_the_run``): they
+        then run on the target while the golden and behavioural checks do. ``alone_stage`` is the serial
+        stage's pytest argv; a collection of it (nothing runs) tells which tests it runs, so ``-k``,
+        ``--phases`` and the target file's exclusions decide which jobs start, as in that stage. What breaks a
+        start is kept and raised to the first test that asks for the jobs (``Carried.error``)."""
+        if not jobs.starts_before_the_run(self.run.target):
+            return
+        collected: list[pytest.Item] = []
+
+        class Collected:
+            @staticmethod
+            def pytest_collection_finish(session: pytest.Session) -> None:
+                collected.extend(session.items)
+
+        with contextlib.redirect_stdout(io.StringIO()):  # pytest's list of the collected tests
+            code = pytest.main([*alone_stage, "--collect-only"], plugins=[self, Collected()])
+        if code == pytest.ExitCode.INTERRUPTED:  # a signal came while collecting (pytest stops on it): no start
+            return
+        items = [item for item in collected if self.target_skips(item) is None]
+        with TargetClient(self.run.target, self.state) as client:
+            try:
+                jobs.start_video_jobs(self.carry, items, client, self.run.target)
+            except (Exception, pytest.skip.Exception) as error:  # a signal's Interrupted goes on
+                self.carry.error = error
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """Mark :data:`AFTER_SERIAL` the tests a concurrent run keeps for its stage after the serial one
+        (:func:`runs_after_serial`), for the CLI's ``-m`` expressions."""
+        if runs_after_serial(item):
+            item.add_marker(AFTER_SERIAL)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Run the phases in order: golden fixtures, behavioural checks, upstream, then the property-based
@@ -371,6 +423,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: The ``-m`` expression of the tests that run alone, after the concurrent tests of their stage.
 ALONE = "serial or last_in_phase"
+
+
+#: The marker of the tests a concurrent run starts after its serial stage (:func:`runs_after_serial`).
+AFTER_SERIAL = "after_serial"
+
+
+def runs_after_serial(item: pytest.Item) -> bool:
+    """Whether a concurrent run keeps a test for its stage after the serial one: the upstream phase's tests (the
+    phase order), and the credits API's generated cases, which spend the per-minute windows and the balance the
+    serial stage's credits sequences and bursts measure (004: 1-10 calls a minute per key and operation). The
+    other generated cases (the gateways' APIs: no credits, and the probes' key is not theirs) run with the
+    golden and behavioural checks."""
+    phase = phase_of(item)
+    return phase == "upstream" or (phase == "property" and is_rate_limited(item.nodeid))
 
 
 def runs_alone(item: pytest.Item) -> bool:

@@ -3,7 +3,8 @@
 ``quick`` is for CI gates (seconds against a local target); ``thorough`` for a nightly or a
 vendor's full report. Both are derandomised, so the same target gets the same cases. ``quick``
 spends fewer positive cases on the operations whose every answer costs GPU time (:data:`GPU_BOUND`:
-no boundary cases for them, :data:`WITHOUT_COVERAGE`).
+no boundary cases for them, :data:`WITHOUT_COVERAGE`), and its positive image cases ask for fewer images
+(:data:`CASE_LIMITS`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ GPU_BOUND = frozenset({
 #: keep every boundary case, and the thorough profile keeps all of them.
 WITHOUT_COVERAGE: Mapping[str, frozenset[str]] = MappingProxyType({"quick": GPU_BOUND, "thorough": frozenset()})
 
+#: profile name -> operationId -> {request body field: most}: what a positive generated case of the operation asks
+#: for at most in that profile (a drawn value above it is lowered to it). In ``quick``, at most 2 images per
+#: request (``n``, 1-10 in the spec) for the OpenAI image operations: each image is GPU time (2.5 s per
+#: megapixel on the mock's real-time latency, one request's images one after another on one GPU slot), and a
+#: drawn ``n`` of 10 at 1792x1024 made one case 46 s, most of a CI gate's property phase. The cases still send
+#: every drawn size, quality, style and format, and answers of more than one image (``data`` of 2); golden
+#: fixtures send their own ``n``, and the thorough profile keeps every drawn value.
+CASE_LIMITS: Mapping[str, Mapping[str, Mapping[str, int]]] = MappingProxyType({
+    "quick": MappingProxyType({"createImage": MappingProxyType({"n": 2}),
+                               "createImageEdit": MappingProxyType({"n": 2})}),
+    "thorough": MappingProxyType({}),
+})
+
 #: The profile :func:`activate` loaded in this process (None before).
 active: str | None = None
 
@@ -60,6 +74,22 @@ def schemathesis_config(positive: bool) -> Any:
         return schemathesis.Config()
     return schemathesis.Config.from_dict({"operations": [{"include-operation-id": slow,
                                                           "phases": {"coverage": {"enabled": False}}}]})
+
+
+def limited_case(operation_id: str, body: Any) -> Any:
+    """The request body of a positive generated case of ``operation_id`` within the active profile's
+    :data:`CASE_LIMITS`: a new dict with each limited number field above its most lowered to it; any other
+    body (no limits, not a dict) as it is."""
+    limits = CASE_LIMITS.get(active or "", {}).get(operation_id)
+    if not limits or not isinstance(body, dict):
+        return body
+    lowered = {name: most for name, most in limits.items() if _above(body.get(name), most)}
+    return {**body, **lowered} if lowered else body
+
+
+def _above(value: Any, most: int) -> bool:
+    """Whether ``value`` is a number (a JSON integer may be drawn as 3.0; not a bool) above ``most``."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > most
 
 
 def cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """A rate-limit burst that starts other checks' jobs (``conformance/suite/jobs.carried_burst``) is sent once a
-session: a burst that broke off (a request got no answer) is recorded as broken, its check skips with that
+run: a burst that broke off (a request got no answer) is recorded as broken, its check skips with that
 reason, and a caller that asks again (a fixture that failed before recording its jobs) sends nothing, where a
 second burst would meet the spent window's 429 and judge a gateway that admits too many as correct."""
 
@@ -42,8 +42,8 @@ class _Client:
         return Exchange(method, path, None, 200, {"content-type": "application/json"}, b'{"usage_id": "u"}', {})
 
 
-def _session() -> Any:
-    return SimpleNamespace(items=[_Item("createTextToVideo")], stash=pytest.Stash())
+def _items() -> list[Any]:
+    return [_Item("createTextToVideo")]
 
 
 def _target() -> Target:
@@ -56,20 +56,20 @@ def _no_boundary_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_burst_that_broke_off_is_not_judged_and_not_sent_again() -> None:
-    session, client = _session(), _Client(answered=1)
+    carried, client = jobs.Carried(), _Client(answered=1)
     with pytest.raises(TargetError):
-        jobs.carried_burst(session, client, _target(), T2V, [{"prompt": "a boat"}])
+        jobs.carried_burst(carried, _items(), client, _target(), T2V, [{"prompt": "a boat"}])
     assert client.sent == 2
     with pytest.raises(pytest.skip.Exception, match="broke off after 0 answers \\(ReadError\\)"):
-        jobs.sent_bursts(session)[T2V.operation_id].judgeable()
-    assert jobs.carried_burst(session, client, _target(), T2V, [{"prompt": "a boat"}]) is None
+        carried.bursts[T2V.operation_id].judgeable()
+    assert jobs.carried_burst(carried, _items(), client, _target(), T2V, [{"prompt": "a boat"}]) is None
     assert client.sent == 2  # nothing more was sent into the spent window
 
 
 def test_a_whole_burst_is_kept_for_its_check() -> None:
-    session, client = _session(), _Client(answered=10)
-    answers = jobs.carried_burst(session, client, _target(), T2V, [{"prompt": "a boat"}])
+    carried, client = jobs.Carried(), _Client(answered=10)
+    answers = jobs.carried_burst(carried, _items(), client, _target(), T2V, [{"prompt": "a boat"}])
     limit = jobs.rate_limit(T2V)
     assert limit is not None and limit.requests is not None
     assert answers is not None and len(answers) == 1 and client.sent == limit.requests + 1
-    assert len(jobs.sent_bursts(session)[T2V.operation_id].judgeable()) == limit.requests + 1
+    assert len(carried.bursts[T2V.operation_id].judgeable()) == limit.requests + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,57 @@ def test_the_gpu_bound_operations_are_those_the_mocks_latency_model_times() -> N
     known = {operation.get("operationId") for api in api_names()
              for item in load_api(api)["paths"].values() for operation in item.values() if isinstance(operation, dict)}
     assert known >= profiles.GPU_BOUND
+
+
+@pytest.fixture
+def suite_markers(pytestconfig: pytest.Config) -> None:
+    """The suite's markers (``conformance/plugin.py``), which its property module applies as it is imported."""
+    for name in ("api", "check", "capability"):
+        pytestconfig.addinivalue_line("markers", f"{name}: the suite's")
+
+
+def _drawn(profile: str, operation_id: str, mode: str, storage: Path) -> list[Any]:
+    """The ``n`` of 60 cases of ``operation_id`` (openai_gateway) drawn as the property tests draw them in ``mode``."""
+    profiles.activate(profile, storage)
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
+
+    from conformance.suite import test_properties
+
+    generation = GenerationMode(mode)
+    schema = test_properties._schema("openai_gateway", generation)
+    operation = next(result.ok() for result in schema.get_all_operations()
+                     if result.ok().definition.raw.get("operationId") == operation_id)
+    seen: list[Any] = []
+
+    @settings(max_examples=60, derandomize=True, database=None, suppress_health_check=list(HealthCheck),
+              phases=[Phase.generate])
+    @given(operation.as_strategy(generation_mode=generation))
+    def draw(case: Any) -> None:
+        seen.append(case.body.get("n") if isinstance(case.body, dict) else None)
+
+    draw()
+    return seen
+
+
+@pytest.mark.parametrize("operation_id", ["createImage", "createImageEdit"])
+@pytest.mark.usefixtures("suite_markers")
+def test_quick_asks_for_at_most_two_images_in_a_positive_case(operation_id: str, tmp_path: Path) -> None:
+    try:
+        quick = [n for n in _drawn("quick", operation_id, "positive", tmp_path) if n is not None]
+        assert quick and max(quick) == 2 and 1 in quick  # one and several images are still asked for
+        thorough = [n for n in _drawn("thorough", operation_id, "positive", tmp_path) if n is not None]
+        assert max(thorough) > 2  # the thorough profile keeps every drawn value
+        negative = _drawn("quick", operation_id, "negative", tmp_path)
+        assert any(not isinstance(n, int) or n > 10 or n < 1 for n in negative if n is not None)  # invalid kept
+    finally:
+        profiles.activate("quick", tmp_path)
+
+
+def test_a_limited_case_keeps_what_it_does_not_limit(tmp_path: Path) -> None:
+    profiles.activate("quick", tmp_path)
+    body = {"prompt": "x", "n": 7.0, "size": "1792x1024"}
+    assert profiles.limited_case("createImage", body) == {"prompt": "x", "n": 2, "size": "1792x1024"}
+    assert profiles.limited_case("createImage", {"n": True}) == {"n": True}  # not a number: as drawn
+    assert profiles.limited_case("createChatCompletion", {"n": 7}) == {"n": 7}  # not limited
+    assert profiles.limited_case("createImage", "raw") == "raw"

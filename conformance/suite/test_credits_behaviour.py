@@ -19,12 +19,12 @@ from conformance.checks import REGISTRY
 from conformance.checks.credits import Measured
 from conformance.checks.hosted import IssuedUrl
 from conformance.failures import CheckFailure
-from conformance.http import Exchange, TargetClient, retry_after_s
+from conformance.http import Exchange, TargetClient
 from conformance.plugin import IssuedUrls
-from conformance.suite.jobs import VideoJob, carried_burst, carried_video_defaults, poll_usage_record, selected
+from conformance.suite.jobs import I2V, I2V_PROVIDERS, Carried, VideoJob, poll_usage_record, start_video_jobs
 from conformance.target import Target
 from spec import find_operation
-from spec.extensions import providers, rate_limit
+from spec.extensions import rate_limit
 
 API = "credits_api"
 TTS = find_operation(API, "createMultimodalTts")
@@ -32,7 +32,6 @@ IMAGE = find_operation(API, "createMultimodalImage")
 USAGE = find_operation(API, "listMultimodalUsage")
 RECORD = find_operation(API, "getMultimodalUsage")
 T2V = find_operation(API, "createTextToVideo")
-I2V = find_operation(API, "createImageToVideo")
 MANAGED = find_operation(API, "getManagedUsage")
 
 pytestmark = [pytest.mark.api(API), pytest.mark.serial]
@@ -106,60 +105,17 @@ def test_premium_only_refuses_standard_key(client: TargetClient, target: Target)
     REGISTRY["tier_rejected"](exchange, T2V)
 
 
-I2V_PROVIDERS = providers(I2V)
-#: Longest wait for a key's I2V window when two of this module's jobs would share it (004: 2 a minute), in s.
-I2V_WINDOW_WAIT_S = 65.0
-
-
-def _i2v_body(provider: str) -> dict[str, Any]:
-    """An I2V request for ``provider``; wan22 is the documented default, asked for by omitting the field."""
-    body = {"image_url": "https://example.com/photo.jpg", "motion_prompt": "Clouds drift across the sky"}
-    return body if provider == "wan22" else {**body, "provider": provider}
-
-
-def _i2v_style(provider: str, target: Target) -> str:
-    """The key an I2V job of ``provider`` is started and polled with: wan22 on the standard key when the target
-    has one, seedance and sora2 (premium) on the rate-limit probes' key (``limited``: a premium key set aside
-    for rate-limited calls, the main key when the target file names none; the golden fixtures spend the main
-    key's I2V window, 2 a minute in 004)."""
-    return "standard" if provider == "wan22" and target.standard_api_key else "limited" if provider != "wan22" \
-        else "bearer"
-
-
-def _start_i2v(client: TargetClient, provider: str, style: str) -> Exchange:
-    """Start an I2V job of ``provider`` on key ``style``, waiting out a 429's Retry-After when it is at most
-    :data:`I2V_WINDOW_WAIT_S` (another job of this module may hold the key's window)."""
-    started = client.request("POST", I2V.path, auth=style, json_body=_i2v_body(provider), honour_429=False)
-    wait = retry_after_s(started.headers) if started.status == 429 else None
-    if wait is not None and wait <= I2V_WINDOW_WAIT_S:
-        time.sleep(wait)
-        started = client.request("POST", I2V.path, auth=style, json_body=_i2v_body(provider))
-    return started
-
-
 @pytest.fixture(scope="module")
-def i2v_jobs(request: pytest.FixtureRequest, client: TargetClient,
-             target: Target) -> Iterator[dict[str, Future[VideoJob]]]:
-    """The I2V jobs of the providers whose tests this session runs, started together when the first of their
-    tests runs and polled at the same time in threads, with the video defaults' jobs a burst carries
-    (``jobs.carried_video_defaults``): each job takes tens of seconds on a real GPU, and one after another
-    their waits added up. The starts (which charge) are all made here, before any test of the module goes
-    on (``test_credits_reconcile`` measures the keys' balances after); only the polls (which charge nothing)
-    run behind.
-
-    When this session also runs the I2V rate-limit burst on the probes' key (``test_rate_limits``), the premium
-    providers' starts are that burst's first requests (``jobs.carried_burst``): a burst sent after them would
-    find the key's window (2 a minute) spent, and judge a gateway that admits more as correct."""
-    session = request.session
-    wanted = {"wan22"} if selected(session, "video_job_completes") else set()
-    wanted |= {p for p in I2V_PROVIDERS if selected(session, "video_provider_cost_and_duration", provider=p)}
-    carried_video_defaults(session, client, target)
-    premium = sorted(p for p in wanted if _i2v_style(p, target) == "limited")
-    answers = carried_burst(session, client, target, I2V, [_i2v_body(p) for p in premium]) or []
-    started = {p: ("limited", answer) for p, answer in zip(premium, answers, strict=False)}
-    for provider in sorted(wanted - set(started)):
-        style = _i2v_style(provider, target)
-        started[provider] = style, _start_i2v(client, provider, style)
+def i2v_jobs(request: pytest.FixtureRequest, client: TargetClient, target: Target,
+             carried: Carried) -> Iterator[dict[str, Future[VideoJob]]]:
+    """The I2V jobs of the providers whose tests this session runs, polled at the same time in threads: each
+    job takes tens of seconds on a real GPU, and one after another their waits added up. They were started
+    together with the video defaults' jobs a burst carries (``jobs.start_video_jobs``: before the run's first
+    session in a concurrent run, else here, when the first of their tests runs; the premium providers' starts
+    are the I2V burst's first requests). The starts (which charge) are all made before any test of the
+    module goes on (``test_credits_reconcile`` measures the keys' balances after); only the polls (which
+    charge nothing) run behind."""
+    started = start_video_jobs(carried, request.session.items, client, target)
     with ThreadPoolExecutor(max(len(started), 1), thread_name_prefix="i2v-job") as pool:
         yield {provider: pool.submit(_poll, client, target, answer, style)
                for provider, (style, answer) in started.items()}

@@ -3,7 +3,7 @@ answer, decoded, must be what the default makes.
 
 T2V (1000 credits, premium, 1/min) and CogVideoX (800 credits, 1/min) are skipped when the target file
 excludes them. When the run also provokes their rate limits on the probes' key, each job is the first
-request of that burst, started with the serial stage's I2V jobs (``jobs.carried_video_defaults``);
+request of that burst, started with the I2V jobs (``jobs.start_video_jobs``, before the run's first session);
 otherwise T2V uses the main key and CogVideoX the standard key when there is one (a rate-limit window
 the golden fixture did not use). Their jobs are polled at the same time. The usage list needs
 more records than the default ``limit``: it is judged last in the phase, after the run made its own,
@@ -23,7 +23,15 @@ import pytest
 from conformance.checks import REGISTRY
 from conformance.checks.defaults import documented_default
 from conformance.http import Exchange, TargetClient, retry_after_s
-from conformance.suite.jobs import VIDEO_DEFAULTS, VideoJob, carried_video_defaults, poll_video, selected
+from conformance.suite.jobs import (
+    VIDEO_DEFAULTS,
+    Carried,
+    VideoJob,
+    poll_video,
+    polled,
+    selected,
+    start_video_jobs,
+)
 from conformance.target import Target
 from spec import find_operation
 
@@ -68,19 +76,21 @@ def _start_and_poll(operation_id: str, client: TargetClient, target: Target, pro
 
 
 @pytest.fixture(scope="module")
-def video_defaults(request: pytest.FixtureRequest, client: TargetClient, target: Target,
-                   profile: str) -> Iterator[dict[str, Future[VideoJob]]]:
+def video_defaults(request: pytest.FixtureRequest, client: TargetClient, target: Target, profile: str,
+                   carried: Carried) -> Iterator[dict[str, Future[VideoJob]]]:
     """The video defaults' jobs (:data:`VIDEO_DEFAULTS` whose tests this session runs, but those the target file
     excludes), polled at the same time in threads: each job takes tens of seconds on a real GPU, and one
-    after another their waits added up. Those a rate-limit burst carries were started with the serial
-    stage's I2V jobs (``jobs.carried_video_defaults``); the others start here, when the first of their tests
-    runs. Each test takes its own job's result (a skip or a target error is raised there)."""
-    carried = carried_video_defaults(request.session, client, target)
+    after another their waits added up. Those a rate-limit burst carries were started with the I2V jobs
+    (``jobs.start_video_jobs``: before the run's first session in a concurrent run); the others start here,
+    when the first of their tests runs. Each test takes its own job's result (a skip or a target error is
+    raised there)."""
+    start_video_jobs(carried, request.session.items, client, target)
+    starts = carried.video_defaults or {}
     with ThreadPoolExecutor(len(VIDEO_DEFAULTS), thread_name_prefix="video-default") as pool:
-        yield {operation_id: carried.get(operation_id) or pool.submit(_start_and_poll, operation_id, client, target,
-                                                                      profile)
+        yield {operation_id: pool.submit(polled, client, starts[operation_id], "limited") if operation_id in starts
+               else pool.submit(_start_and_poll, operation_id, client, target, profile)
                for operation_id, (check, _, _) in VIDEO_DEFAULTS.items()
-               if selected(request.session, check) and operation_id not in target.exclude_operations}
+               if selected(request.session.items, check) and operation_id not in target.exclude_operations}
 
 
 def _video_default(operation_id: str, video_defaults: dict[str, Future[VideoJob]]) -> None:

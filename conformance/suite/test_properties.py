@@ -98,6 +98,10 @@ def _schema(api: str, mode: GenerationMode) -> Any:
         # may take as the key and refuse: not the contract under test.
         if case.headers and case.operation.definition.raw.get("x-mirrors") == "anthropic":
             case.headers = {name: value for name, value in case.headers.items() if name.lower() != "authorization"}
+        # the profile's most for a positive case's GPU-bound fields (profiles.CASE_LIMITS: quick asks for fewer
+        # images); a negative case keeps what it drew (the invalid value may be the one limited)
+        if mode == GenerationMode.POSITIVE:
+            case.body = profiles.limited_case(case.operation.definition.raw.get("operationId", ""), case.body)
         return case
 
     return schema

@@ -6,9 +6,10 @@ names. The tests run in file order and alone (``serial``): the TPM probe first (
 window's room), then the RPM burst, then the retry after its Retry-After. On a paid API the credits
 endpoints' bursts cost limit + 1 calls each (image 6 x 50 credits, I2V 3 x 400, T2V 2 x 1000,
 CogVideoX 2 x 800): list only those you accept in ``rate_limits.endpoints``, or exclude the operation.
-The I2V, T2V and CogVideoX bursts are sent earlier in the serial stage when their first requests start
-video jobs other checks of the run need (``jobs.carried_burst``: the premium I2V providers, the T2V and
-CogVideoX defaults), and judged here: their admitted calls are then those jobs, not calls of their own.
+The I2V, T2V and CogVideoX bursts are sent earlier in the run (before its first session in a concurrent
+run, else at the serial stage's first video test) when their first requests start video jobs other checks
+of the run need (``jobs.carried_burst``: the premium I2V providers, the T2V and CogVideoX defaults), and
+judged here: their admitted calls are then those jobs, not calls of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.http import Exchange, TargetClient, retry_after_s
-from conformance.suite.jobs import BURST_BODIES, send_burst, sent_bursts
+from conformance.suite.jobs import BURST_BODIES, Carried, send_burst
 from conformance.target import RateLimitProbes, Target
 from spec import find_operation
 from spec.extensions import rate_limit
@@ -107,8 +108,7 @@ def test_retry_after_the_advertised_wait(rpm_burst: list[Exchange], client: Targ
 @pytest.mark.api("credits_api")
 @pytest.mark.check("credits_rate_limits_enforced")
 @pytest.mark.parametrize("operation_id", sorted(BURST_BODIES))
-def test_credits_endpoint_limit(operation_id: str, request: pytest.FixtureRequest, client: TargetClient,
-                                target: Target) -> None:
+def test_credits_endpoint_limit(operation_id: str, carried: Carried, client: TargetClient, target: Target) -> None:
     """The burst of limit + 1 requests on the probes' key; the one another test sent when its first requests
     started jobs of that test's checks (``jobs.carried_burst``: I2V's premium providers, the T2V and CogVideoX
     defaults), for a second burst in the same window would find it spent."""
@@ -118,7 +118,7 @@ def test_credits_endpoint_limit(operation_id: str, request: pytest.FixtureReques
     operation = find_operation("credits_api", operation_id)
     limit = rate_limit(operation)
     assert limit is not None and limit.requests is not None, f"the spec gives {operation_id} a rate limit"
-    sent = sent_bursts(request.session).pop(operation_id, None)
+    sent = carried.bursts.pop(operation_id, None)
     burst = (sent.judgeable() if sent is not None else
              _burst(client, operation.path, BURST_BODIES[operation_id], limit.requests + 1,
                     float(limit.window_s or 60)))
