@@ -926,3 +926,35 @@ def test_the_lean_cycle_writes_nothing_held_once_the_client_has_gone() -> None:
 
     asyncio.run(cycle.run_asgi(app))  # raised RuntimeError from the write before the fix
     assert cycle._held == b"" and ("write",) not in {event[:1] for event in transport.events}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=st.lists(st.tuples(st.sampled_from(["ok", "invalid", "unauthorised"]),
+                          st.one_of(st.sampled_from([0.0, 0.001, 0.005, 0.0050001, 120.0, 121.0]),
+                                    st.floats(0, 300, allow_nan=False))), min_size=1, max_size=6))
+def test_the_endpoint_counts_an_answer_as_operation_metrics_answered_does(
+        requests: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline counts each answer in ``/metrics`` in place; its counts, buckets and sum are those
+    :meth:`OperationMetrics.answered` keeps for the same statuses and durations (the pipeline's clock faked)."""
+    import types
+
+    from mock_server import app as app_module
+    from mock_server.metrics import OperationMetrics
+
+    app = create_app(MockConfig())
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    bodies = {"ok": (CHAT, ()), "invalid": (b'{"model": "gpt-4o-mini", "messages": "x"}', ()),
+              "unauthorised": (CHAT, ((b"authorization", b"Bearer nope"),))}
+    expected = OperationMetrics("createChatCompletion")
+    for kind, seconds in requests:
+        ticks = iter([1000.0, 1000.0 + seconds])  # the pipeline's two readings: the request taken, answered
+        monkeypatch.setattr(app_module, "time", types.SimpleNamespace(perf_counter=lambda ticks=ticks: next(ticks),
+                                                                      monotonic=app_module.time.monotonic))
+        body, headers = bodies[kind]
+        sent, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", body, headers))
+        assert error is None and next(ticks, None) is None
+        expected.answered(sent[0]["status"], (1000.0 + seconds) - 1000.0)
+    counted = endpoint.metrics
+    assert counted.statuses == expected.statuses and len(counted.statuses) >= 1
+    assert counted.duration.counts == expected.duration.counts
+    assert counted.duration.sum_s == expected.duration.sum_s
