@@ -958,3 +958,44 @@ def test_the_endpoint_counts_an_answer_as_operation_metrics_answered_does(
     assert counted.statuses == expected.statuses and len(counted.statuses) >= 1
     assert counted.duration.counts == expected.duration.counts
     assert counted.duration.sum_s == expected.duration.sum_s
+
+
+_CHAT_MESSAGES = st.lists(st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant"]),
+     "content": st.one_of(st.text(max_size=40), st.just([{"type": "text", "text": "look"},
+                                                          {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]))}),
+    min_size=1, max_size=3)
+_CHAT_OPTIONS = st.fixed_dictionaries({}, optional={
+    "max_tokens": st.one_of(st.none(), st.integers(1, 40)), "max_completion_tokens": st.integers(20, 30),
+    "n": st.one_of(st.none(), st.integers(1, 2)), "stream": st.booleans(), "temperature": st.floats(0, 2),
+    "response_format": st.sampled_from([{}, {"type": "text"}, {"type": "json_object"}]),
+    "tools": st.sampled_from([[], [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]]),
+    "tool_choice": st.sampled_from(["none", "auto"])})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(["gpt-4o-mini", "gemini-2.5-flash-image-generation", "text-only-mini", "no-such-model",
+                              "gpt-image-1", "stand-in-\udcff"]),
+       messages=_CHAT_MESSAGES, options=_CHAT_OPTIONS, capped=st.booleans())
+def test_the_usual_chat_request_is_answered_as_the_general_way_answers_it(
+        model: str, messages: list[dict[str, Any]], options: dict[str, Any], capped: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``handlers/chat._usual`` (one plain text choice, in process) gives the bytes, status, headers, spend
+    and id sequence of the general way, for the requests it takes and the ones it leaves (refusals included)."""
+    from mock_server.config import KeyConfig, UnknownModelsConfig
+
+    body = json.dumps({"model": model, "messages": messages, **options}).encode()
+    # a capped key pays for about one chat answer (24 output tokens of gpt-4o-mini: 14.4e-6 USD): then 402
+    stand_ins = UnknownModelsConfig(serve=True, stand_ins={"createChatCompletion": "gpt-4o-mini"})
+    config = MockConfig(keys=(KeyConfig("sk-test", spend_limit_usd=0.00002 if capped else None),),
+                        unknown_models=stand_ins if model.startswith("stand-in") else UnknownModelsConfig())
+    outcomes = []
+    for usual in (True, False):
+        monkeypatch.setattr(chat, "USUAL_WAY", usual)
+        app = create_app(config)
+        sent = []
+        for _ in range(2):  # a second request: the spend and the id sequence carry on alike
+            answer, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", body))
+            sent.append((_comparable(answer), error))
+        outcomes.append((sent, app.state.services.spend.spent_usd("sk-test")))
+    assert outcomes[0] == outcomes[1]
