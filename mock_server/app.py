@@ -345,7 +345,9 @@ class OperationEndpoint:
                 call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
                 for now, before in self.befores:
                     if now:
-                        before(call)
+                        waiting = before(call)  # Stage.check: None, or its awaiting part
+                        if waiting is not None:
+                            await waiting
                     else:
                         await before(call)
                 response = await self.handler(call)

@@ -648,7 +648,7 @@ def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_or
     app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
     endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
     kinds = [(now, type(hook.__self__).__name__, hook.__name__) for now, hook in endpoint.befores]
-    assert kinds == [(True, "Access", "check"), (False, "Scripted", "before"), (True, "Faults", "check"),
+    assert kinds == [(True, "Access", "check"), (True, "Scripted", "check"), (True, "Faults", "check"),
                      (True, "RateLimits", "check")]
     for now, hook in endpoint.befores:  # a direct check is what awaiting its stage's before would run
         stage = hook.__self__
