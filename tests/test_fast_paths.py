@@ -999,3 +999,43 @@ def test_the_usual_chat_request_is_answered_as_the_general_way_answers_it(
             sent.append((_comparable(answer), error))
         outcomes.append((sent, app.state.services.spend.spent_usd("sk-test")))
     assert outcomes[0] == outcomes[1]
+
+
+_HEADER_BYTES = st.binary(max_size=12).map(lambda raw: raw.replace(b"\n", b"_"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES), max_size=80),
+       form=st.sampled_from(["tuples", "lists", "iterator", "mixed"]))
+def test_the_journal_keeps_request_headers_as_sent_whatever_their_form(pairs: list[tuple[bytes, bytes]],
+                                                                        form: str) -> None:
+    """``Journal.record`` flattens the headers with ``sum`` for a few tuples and with ``chain`` otherwise: the
+    entry's headers are the pairs sent, in order, for any number of them and any iterable ASGI allows."""
+    from starlette.responses import Response
+
+    from mock_server.journal import Journal
+    from mock_server.stages.body import Body
+
+    headers: Any = {"tuples": pairs, "lists": [list(pair) for pair in pairs], "iterator": iter(pairs),
+                    "mixed": [list(pair) if index % 2 else pair for index, pair in enumerate(pairs)]}[form]
+    journal = Journal(size=4)
+    scope = {"method": "POST", "path": "/v1/chat/completions", "query_string": b"", "headers": headers}
+    journal.record(scope, "createChatCompletion", Body({"a": 1}, raw=b'{"a":1}'), 0.0, Response(b"ok"))
+    assert journal.entries[0].headers == tuple(pairs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bits=st.integers(0, 2**96 - 1))
+def test_a_fresh_request_id_is_req_and_24_hex_digits_of_its_96_bits(bits: int,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``observability.new_request_id`` writes its fresh id without %-formatting: ``b"req_%024x" % bits``."""
+    from mock_server import observability
+
+    class Bits:
+        def getrandbits(self, k: int) -> int:
+            assert k == 96
+            return bits
+
+    with monkeypatch.context() as patch:
+        patch.setattr(observability, "_ids", Bits())
+        assert observability.new_request_id({"headers": [(b"x-request-id", b"bad id")]}) == b"req_%024x" % bits
