@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from mock_server.errors import ApiError, excerpt, state_unavailable, style_of
 from mock_server.fleet.store import StateUnavailable
 from mock_server.handlers import HANDLERS
 from mock_server.hosted import PREFIX as HOSTED_PREFIX
+from mock_server.metrics import BUCKETS_S
 from mock_server.stages.auth import authenticate, key_sources
 from mock_server.stages.base import Stage
 from mock_server.stages.body import NO_BODY, Body, BodyReader
@@ -104,7 +106,7 @@ class MockStarlette(Starlette):
     Straight to the endpoint: a request whose (path, method) is in the router's static table and
     names an :class:`OperationEndpoint` skips Starlette's layers (the app, its two exception
     middlewares, which each wrap ``send``, the router and the route: about 15% of a chat request in
-    process) and gets from :meth:`_direct` what they would have done: the same scope keys, the
+    process) and gets from :meth:`__call__` what they would have done: the same scope keys, the
     request id, and on an exception the same answer (ClientDisconnect and HTTPException to their
     handlers, anything else to the 500 handler and re-raised). With user middleware, a body-size
     middleware, a router-level middleware, debug mode, no 500 handler or a ``root_path``, every
@@ -139,28 +141,24 @@ class MockStarlette(Starlette):
         if scope["type"] == "http" and not scope.get("root_path"):
             found = self.direct.get((scope["path"], scope["method"]))
             if found is not None:
-                await self._direct(found[0], found[1], scope, receive, send)
+                # the direct way: what Starlette's layers do for the route (``Starlette.__call__``,
+                # ``ServerErrorMiddleware``, ``ExceptionMiddleware``, ``Router.app``, ``Route.handle``), in
+                # this coroutine and without their ``send`` wrappers on the way out: the endpoint reports
+                # whether it began an answer (``scope[STARTED]``)
+                scope["app"] = self
+                if self.observed:
+                    scope[observability.SCOPE_KEY] = observability.new_request_id(scope)
+                scope["starlette.exception_handlers"] = self._handlers
+                scope.setdefault("router", self.router)
+                scope["route"], scope["endpoint"] = found
+                scope["path_params"] = dict(scope.get("path_params", {}))
+                try:
+                    await found[1](scope, receive, send)
+                except Exception as exc:
+                    await self._failed(exc, scope, receive, send)
                 return
         scope["app"] = self
         await self.middleware_stack(scope, receive, send)
-
-    async def _direct(self, route: Route, endpoint: OperationEndpoint, scope: Scope, receive: Receive,
-                      send: Send) -> None:
-        """What Starlette's layers do for ``route`` (``Starlette.__call__``, ``ServerErrorMiddleware``,
-        ``ExceptionMiddleware``, ``Router.app``, ``Route.handle``), without their ``send`` wrappers on
-        the way out: the endpoint reports whether it began an answer (``scope[STARTED]``)."""
-        scope["app"] = self
-        if self.observed:
-            scope[observability.SCOPE_KEY] = observability.new_request_id(scope)
-        scope["starlette.exception_handlers"] = self._handlers
-        scope.setdefault("router", self.router)
-        scope["route"] = route
-        scope["endpoint"] = endpoint
-        scope["path_params"] = dict(scope.get("path_params", {}))
-        try:
-            await endpoint(scope, receive, send)
-        except Exception as exc:
-            await self._failed(exc, scope, receive, send)
 
     async def _failed(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
         """Starlette's answer to an exception out of a directly called endpoint, as its two middlewares
@@ -329,9 +327,49 @@ class OperationEndpoint:
             if type(stage).after is not Stage.after or type(stage).finish is not Stage.finish]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # one coroutine for the whole pipeline (the answer, the journal, sending, the metrics): every layer
+        # of calls costs a served request its frame run cold (benchmarks/RESULTS.md, "Sixth session")
         started = time.perf_counter()
-        response = await self.answer(MockRequest(scope, receive))
-        observability.tag(scope, response)
+        request = MockRequest(scope, receive)
+        journal = self.services.journal
+        clock = time.monotonic() if journal is not None else 0.0
+        body = NO_BODY
+        call = None
+        try:
+            try:
+                api_key = authenticate(request, self.sources, self.keys) if self.sources else None
+                params = self.parameters.read(request)
+                body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
+                if not self.validator.is_valid(body.data):
+                    await self.validator.refuse(body.data)  # the 400, worded off the event loop
+                call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
+                for now, before in self.befores:
+                    if now:
+                        waiting = before(call)  # Stage.check: None, or its awaiting part
+                        if waiting is not None:
+                            await waiting
+                    else:
+                        await before(call)
+                response = await self.handler(call)
+                state = call.state
+                for needs, now, after in self.afters:
+                    if needs is None or needs in state:
+                        response = after(call, response) if now else await after(call, response)
+            except ApiError as error:
+                response = error.response(self.style)
+            except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang
+                response = state_unavailable(error).response(self.style)
+            if journal is not None:  # before the uploads close: the journal keeps their digests
+                response = journal.record(scope, self.operation.operation_id, body, clock, response,
+                                          call.state.get("script") if call is not None else None)
+        finally:
+            if body.files:  # an upload over 1 MiB is a temporary file: close it
+                for uploads in body.files.values():
+                    for upload in uploads:
+                        await upload.close()
+        request_id = scope.get(observability.SCOPE_KEY)  # observability.tag, in place
+        if request_id is not None:
+            response.raw_headers.append((observability.HEADER, request_id))
         metrics = self.metrics
         streaming = metrics is not None and isinstance(response, StreamingResponse)
         if streaming:
@@ -354,46 +392,12 @@ class OperationEndpoint:
             if metrics is not None:
                 if streaming:
                     metrics.streams -= 1
-                metrics.answered(response.status_code, time.perf_counter() - started)
-
-    async def answer(self, request: Request) -> Response:
-        """The response to ``request``: the handler's, or the error envelope of an :class:`ApiError`;
-        recorded in the request journal when it is on (``journal.py``)."""
-        journal = self.services.journal
-        clock = time.monotonic() if journal is not None else 0.0
-        body = NO_BODY
-        call = None
-        try:
-            try:
-                api_key = authenticate(request, self.sources, self.keys) if self.sources else None
-                params = self.parameters.read(request)
-                body = await self.reader.read(request) if self.reader.expects_body else NO_BODY
-                if not self.validator.is_valid(body.data):
-                    await self.validator.refuse(body.data)  # the 400, worded off the event loop
-                call = Call(request, self.operation, body.data, api_key, self.services, params, body.files)
-                for now, before in self.befores:
-                    if now:
-                        before(call)
-                    else:
-                        await before(call)
-                response = await self.handler(call)
-                state = call.state
-                for needs, now, after in self.afters:
-                    if needs is None or needs in state:
-                        response = after(call, response) if now else await after(call, response)
-            except ApiError as error:
-                response = error.response(self.style)
-            except StateUnavailable as error:  # a fleet's Redis is away: 503, never a 500 or a hang
-                response = state_unavailable(error).response(self.style)
-            if journal is not None:  # before the uploads close: the journal keeps their digests
-                response = journal.record(request.scope, self.operation.operation_id, body, clock, response,
-                                          call.state.get("script") if call is not None else None)
-            return response
-        finally:
-            if body.files:  # an upload over 1 MiB is a temporary file: close it
-                for uploads in body.files.values():
-                    for upload in uploads:
-                        await upload.close()
+                # OperationMetrics.answered, in place (tests/test_fast_paths.py compares the two)
+                statuses, duration, seconds = metrics.statuses, metrics.duration, time.perf_counter() - started
+                status = response.status_code
+                statuses[status] = statuses.get(status, 0) + 1
+                duration.counts[bisect_left(BUCKETS_S, seconds)] += 1
+                duration.sum_s += seconds
 
 
 def _noting_start(scope: Scope, send: Send) -> Send:

@@ -49,6 +49,8 @@ DEFAULT_BODY_BYTES = 32 * 1024 * 1024
 EVENT_TEXT_CHARS = 4000
 
 
+#: Most request headers flattened with ``sum`` (its copying grows with the square of their number).
+SUMMED_HEADERS = 32
 #: The side tables are pruned of entries the ring let go once per this many + 1 records (a mask).
 PRUNE_EVERY = 255
 #: Fields of a ring record, in order (a plain tuple: see the module docstring).
@@ -188,9 +190,15 @@ class Journal:
         entry_id = next(self._ids)
         raw = body.raw
         # the headers as one bytes object (names and values joined by LF, which neither may hold): a ring
-        # of thousands of requests' header tuples kept 20 objects each alive, and cost ~5% of throughput
+        # of thousands of requests' header tuples kept 20 objects each alive, and cost ~5% of throughput.
+        # Flattened by sum() where they are a few tuples (ASGI's usual form): twice as fast as chain's iterator
+        headers = scope["headers"]
+        try:
+            flat = sum(headers, ()) if len(headers) <= SUMMED_HEADERS else chain.from_iterable(headers)
+        except TypeError:  # an iterable that is no list, or pairs that are no tuples (ASGI allows both)
+            flat = chain.from_iterable(headers)
         self.records.append((entry_id, clock, time.monotonic(), scope["method"], scope["path"],
-                             scope["query_string"], b"\n".join(chain.from_iterable(scope["headers"])), operation_id,
+                             scope["query_string"], b"\n".join(flat), operation_id,
                              raw,
                              body.data if raw is None else None, response.status_code,
                              response.media_type or _content_type(response), script))

@@ -128,11 +128,6 @@ def json_response(content: Any, status_code: int = 200, headers: dict[str, str] 
     return _JsonBody(dumps(content))
 
 
-def json_bytes_response(body: bytes) -> Response:
-    """A 200 ``application/json`` answer of ``body``, JSON already encoded (as :func:`json_response` sends it)."""
-    return _JsonBody(body)
-
-
 class _JsonBody(Response):
     """A 200 ``application/json`` answer of ready bytes and no extra header: the two headers Starlette's
     ``init_headers`` would work out (the same names, values and order), set at once."""
@@ -144,3 +139,8 @@ class _JsonBody(Response):
         self.background = None
         self.body = body
         self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+
+
+#: ``json_bytes_response(body)``: a 200 ``application/json`` answer of ``body`` (bytes, JSON already encoded),
+#: as :func:`json_response` sends it; the class itself, so that building one is a single call.
+json_bytes_response = _JsonBody

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+from binascii import hexlify
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -72,7 +73,8 @@ def new_request_id(scope: Scope) -> bytes:
             if _visible(value):
                 return bytes(value)
             break
-    return b"req_%024x" % _ids.getrandbits(96)
+    # b"req_%024x" % bits, written without bytes' %-formatting of an int (about twice as slow)
+    return b"req_" + hexlify(_ids.getrandbits(96).to_bytes(12, "big"))
 
 
 def tag(scope: Scope, response: Response) -> Response:

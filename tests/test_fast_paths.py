@@ -648,7 +648,7 @@ def test_a_stage_that_never_awaits_is_checked_without_a_coroutine_in_the_same_or
     app = create_app(MockConfig(control=ControlConfig(enabled=True, key="sk-control")))
     endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
     kinds = [(now, type(hook.__self__).__name__, hook.__name__) for now, hook in endpoint.befores]
-    assert kinds == [(True, "Access", "check"), (False, "Scripted", "before"), (True, "Faults", "check"),
+    assert kinds == [(True, "Access", "check"), (True, "Scripted", "check"), (True, "Faults", "check"),
                      (True, "RateLimits", "check")]
     for now, hook in endpoint.befores:  # a direct check is what awaiting its stage's before would run
         stage = hook.__self__
@@ -926,3 +926,116 @@ def test_the_lean_cycle_writes_nothing_held_once_the_client_has_gone() -> None:
 
     asyncio.run(cycle.run_asgi(app))  # raised RuntimeError from the write before the fix
     assert cycle._held == b"" and ("write",) not in {event[:1] for event in transport.events}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=st.lists(st.tuples(st.sampled_from(["ok", "invalid", "unauthorised"]),
+                          st.one_of(st.sampled_from([0.0, 0.001, 0.005, 0.0050001, 120.0, 121.0]),
+                                    st.floats(0, 300, allow_nan=False))), min_size=1, max_size=6))
+def test_the_endpoint_counts_an_answer_as_operation_metrics_answered_does(
+        requests: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline counts each answer in ``/metrics`` in place; its counts, buckets and sum are those
+    :meth:`OperationMetrics.answered` keeps for the same statuses and durations (the pipeline's clock faked)."""
+    import types
+
+    from mock_server import app as app_module
+    from mock_server.metrics import OperationMetrics
+
+    app = create_app(MockConfig())
+    endpoint = app.router.static[("/v1/chat/completions", "POST")].endpoint
+    bodies = {"ok": (CHAT, ()), "invalid": (b'{"model": "gpt-4o-mini", "messages": "x"}', ()),
+              "unauthorised": (CHAT, ((b"authorization", b"Bearer nope"),))}
+    expected = OperationMetrics("createChatCompletion")
+    for kind, seconds in requests:
+        ticks = iter([1000.0, 1000.0 + seconds])  # the pipeline's two readings: the request taken, answered
+        monkeypatch.setattr(app_module, "time", types.SimpleNamespace(perf_counter=lambda ticks=ticks: next(ticks),
+                                                                      monotonic=app_module.time.monotonic))
+        body, headers = bodies[kind]
+        sent, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", body, headers))
+        assert error is None and next(ticks, None) is None
+        expected.answered(sent[0]["status"], (1000.0 + seconds) - 1000.0)
+    counted = endpoint.metrics
+    assert counted.statuses == expected.statuses and len(counted.statuses) >= 1
+    assert counted.duration.counts == expected.duration.counts
+    assert counted.duration.sum_s == expected.duration.sum_s
+
+
+_CHAT_MESSAGES = st.lists(st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant"]),
+     "content": st.one_of(st.text(max_size=40), st.just([{"type": "text", "text": "look"},
+                                                          {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]))}),
+    min_size=1, max_size=3)
+_CHAT_OPTIONS = st.fixed_dictionaries({}, optional={
+    "max_tokens": st.one_of(st.none(), st.integers(1, 40)), "max_completion_tokens": st.integers(20, 30),
+    "n": st.one_of(st.none(), st.integers(1, 2)), "stream": st.booleans(), "temperature": st.floats(0, 2),
+    "response_format": st.sampled_from([{}, {"type": "text"}, {"type": "json_object"}]),
+    "tools": st.sampled_from([[], [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]]),
+    "tool_choice": st.sampled_from(["none", "auto"])})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(["gpt-4o-mini", "gemini-2.5-flash-image-generation", "text-only-mini", "no-such-model",
+                              "gpt-image-1", "stand-in-\udcff"]),
+       messages=_CHAT_MESSAGES, options=_CHAT_OPTIONS, capped=st.booleans())
+def test_the_usual_chat_request_is_answered_as_the_general_way_answers_it(
+        model: str, messages: list[dict[str, Any]], options: dict[str, Any], capped: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``handlers/chat._usual`` (one plain text choice, in process) gives the bytes, status, headers, spend
+    and id sequence of the general way, for the requests it takes and the ones it leaves (refusals included)."""
+    from mock_server.config import KeyConfig, UnknownModelsConfig
+
+    body = json.dumps({"model": model, "messages": messages, **options}).encode()
+    # a capped key pays for about one chat answer (24 output tokens of gpt-4o-mini: 14.4e-6 USD): then 402
+    stand_ins = UnknownModelsConfig(serve=True, stand_ins={"createChatCompletion": "gpt-4o-mini"})
+    config = MockConfig(keys=(KeyConfig("sk-test", spend_limit_usd=0.00002 if capped else None),),
+                        unknown_models=stand_ins if model.startswith("stand-in") else UnknownModelsConfig())
+    outcomes = []
+    for usual in (True, False):
+        monkeypatch.setattr(chat, "USUAL_WAY", usual)
+        app = create_app(config)
+        sent = []
+        for _ in range(2):  # a second request: the spend and the id sequence carry on alike
+            answer, error, _ = asyncio.run(_exchange(app, "POST", "/v1/chat/completions", body))
+            sent.append((_comparable(answer), error))
+        outcomes.append((sent, app.state.services.spend.spent_usd("sk-test")))
+    assert outcomes[0] == outcomes[1]
+
+
+_HEADER_BYTES = st.binary(max_size=12).map(lambda raw: raw.replace(b"\n", b"_"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES), max_size=80),
+       form=st.sampled_from(["tuples", "lists", "iterator", "mixed"]))
+def test_the_journal_keeps_request_headers_as_sent_whatever_their_form(pairs: list[tuple[bytes, bytes]],
+                                                                        form: str) -> None:
+    """``Journal.record`` flattens the headers with ``sum`` for a few tuples and with ``chain`` otherwise: the
+    entry's headers are the pairs sent, in order, for any number of them and any iterable ASGI allows."""
+    from starlette.responses import Response
+
+    from mock_server.journal import Journal
+    from mock_server.stages.body import Body
+
+    headers: Any = {"tuples": pairs, "lists": [list(pair) for pair in pairs], "iterator": iter(pairs),
+                    "mixed": [list(pair) if index % 2 else pair for index, pair in enumerate(pairs)]}[form]
+    journal = Journal(size=4)
+    scope = {"method": "POST", "path": "/v1/chat/completions", "query_string": b"", "headers": headers}
+    journal.record(scope, "createChatCompletion", Body({"a": 1}, raw=b'{"a":1}'), 0.0, Response(b"ok"))
+    assert journal.entries[0].headers == tuple(pairs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bits=st.integers(0, 2**96 - 1))
+def test_a_fresh_request_id_is_req_and_24_hex_digits_of_its_96_bits(bits: int,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``observability.new_request_id`` writes its fresh id without %-formatting: ``b"req_%024x" % bits``."""
+    from mock_server import observability
+
+    class Bits:
+        def getrandbits(self, k: int) -> int:
+            assert k == 96
+            return bits
+
+    with monkeypatch.context() as patch:
+        patch.setattr(observability, "_ids", Bits())
+        assert observability.new_request_id({"headers": [(b"x-request-id", b"bad id")]}) == b"req_%024x" % bits

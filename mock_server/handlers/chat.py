@@ -39,6 +39,9 @@ IMAGE_SIDE = 1024
 SCHEMA_PARAM = "response_format.json_schema.schema"
 #: Tokens of a plain text answer when max_tokens does not cut it shorter.
 ANSWER_TOKENS = 24
+#: Whether the usual request takes :func:`_usual`'s short way (off: every request the general way, which
+#: ``tests/test_fast_paths.py`` compares it with).
+USUAL_WAY = True
 
 
 @dataclass(slots=True)
@@ -83,6 +86,10 @@ async def create_chat_completion(call: Call) -> Response:
     choices = int(body.get("n") or 1)
     response_format = body.get("response_format") or {}
     wanted = response_format.get("json_schema") if response_format.get("type") == "json_schema" else None
+    if (USUAL_WAY and choices == 1 and response_format.get("type", "text") == "text" and not body.get("tools")
+            and "tool_choice" not in body and (limit is None or limit >= ANSWER_TOKENS)
+            and "image" not in model.output and not body.get("stream") and call.services.fleet is None):
+        return _usual(call, model, body, messages)
     if wanted is not None:  # before the keys, which hash the schema
         require_support(model, "json_schema", "response_format")
         check_nesting(wanted.get("schema"), SCHEMA_PARAM)
@@ -106,6 +113,26 @@ async def create_chat_completion(call: Call) -> Response:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return sse_response(_chunks(completion_id, created, model.id, answers, usage if include_usage else None))
     return json_bytes_response(_rendered(completion_id, created, model.id, answers, usage))
+
+
+def _usual(call: Call, model: Model, body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> Response:
+    """The answer to the usual request in process (one choice, plain text, no tool, no image output, not
+    streamed, max_tokens at least :data:`ANSWER_TOKENS` or none), as the general way gives it but without
+    its per-choice lists, :class:`Answer` and usage dicts: a sentence of :data:`ANSWER_TOKENS` tokens,
+    finish_reason ``stop``. Raises ApiError 402 as :func:`bill` does. ``tests/test_fast_paths.py``
+    compares the two ways."""
+    services = call.services
+    key = key_for(services.config.seed, model.id, messages, body.get("tools"), body.get("response_format"), 0)
+    content = sentence_for(key, ANSWER_TOKENS)
+    prompt = _prompt_tokens(messages)
+    if model.price is not None:  # 002 "Pricing"; in process the charge is made at once (None to await)
+        bill(call, model.price.tokens_usd(prompt, ANSWER_TOKENS))
+    completion_id, created = services.new_id("chatcmpl"), int(time.time())
+    rendered = _one_text_choice(completion_id, created, model.id, content, "stop", prompt, ANSWER_TOKENS, 0)
+    if rendered is None:  # a model id orjson refuses: the general rendering
+        answer = Answer(content, "stop", content_tokens=ANSWER_TOKENS)
+        rendered = _rendered(completion_id, created, model.id, [answer], _usage(messages, [answer]))
+    return json_bytes_response(rendered)
 
 
 def _completion(completion_id: str, created: int, model_id: str, answers: Sequence[Answer],
@@ -139,21 +166,31 @@ _ONE_TEXT_CHOICE = (
 def _rendered(completion_id: str, created: int, model_id: str, answers: Sequence[Answer],
               usage: dict[str, Any]) -> bytes:
     """``jsoncodec.dumps(_completion(...))``; the usual answer (one text choice, no tool call, no image)
-    filled into :data:`_ONE_TEXT_CHOICE` instead of built as nested dicts and serialised (about 6,600
-    instructions fewer a request). ``completion_id`` and ``finish_reason`` are plain ASCII ids (no
-    character JSON escapes); the model id and the content are encoded by orjson, as in the whole.
-    ``tests/test_fast_paths.py`` compares the two."""
+    filled into :data:`_ONE_TEXT_CHOICE` (:func:`_one_text_choice`) instead of built as nested dicts and
+    serialised (about 6,600 instructions fewer a request). ``tests/test_fast_paths.py`` compares the two."""
     if len(answers) == 1:
         answer = answers[0]
         if answer.content is not None and not answer.tool_calls and not answer.images:
-            try:
-                model, content = orjson.dumps(model_id), orjson.dumps(answer.content)
-            except orjson.JSONEncodeError:  # what only the stdlib encodes (a lone surrogate): the whole way
-                return dumps(_completion(completion_id, created, model_id, answers, usage))
-            return _ONE_TEXT_CHOICE % (completion_id.encode(), created, model, content, answer.finish_reason.encode(),
-                                       usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"],
-                                       usage["completion_tokens_details"]["image_tokens"])
+            rendered = _one_text_choice(completion_id, created, model_id, answer.content, answer.finish_reason,
+                                        usage["prompt_tokens"], usage["completion_tokens"],
+                                        usage["completion_tokens_details"]["image_tokens"])
+            if rendered is not None:
+                return rendered
     return dumps(_completion(completion_id, created, model_id, answers, usage))
+
+
+def _one_text_choice(completion_id: str, created: int, model_id: str, content: str, finish_reason: str,
+                     prompt_tokens: int, completion_tokens: int, image_tokens: int) -> bytes | None:
+    """:data:`_ONE_TEXT_CHOICE` filled in (``created`` in s since the epoch); None when orjson refuses the
+    model id or the content (a lone surrogate, which only the stdlib encodes). ``completion_id`` and
+    ``finish_reason`` are plain ASCII ids (no character JSON escapes); the model id and the content are
+    encoded by orjson, as in the whole."""
+    try:
+        model, text = orjson.dumps(model_id), orjson.dumps(content)
+    except orjson.JSONEncodeError:
+        return None
+    return _ONE_TEXT_CHOICE % (completion_id.encode(), created, model, text, finish_reason.encode(), prompt_tokens,
+                               completion_tokens, prompt_tokens + completion_tokens, image_tokens)
 
 
 def _model(services: Services, model_id: str, operation_id: str) -> Model:

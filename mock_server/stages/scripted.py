@@ -31,7 +31,7 @@ scripted error charges nothing and counts against no limit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.responses import Response, StreamingResponse
 
@@ -86,10 +86,13 @@ class Scripted(Stage):
         self.book = services.scripts
         self.protocol = style_of(operation.spec)
 
-    async def before(self, call: Call) -> None:
+    def check(self, call: Call) -> Awaitable[None] | None:
+        """None while no script is set (no coroutine per request); else :meth:`scripted`'s, which the pipeline
+        awaits."""
+        return self.scripted(call) if self.book.scripts else None
+
+    async def scripted(self, call: Call) -> None:
         """Raises the scripted error (ApiError, RawAnswer), sleeps a delay, or notes a stream answer."""
-        if not self.book.scripts:
-            return
         taken = await self.book.take_async(self.operation_id, call.body)
         if taken is None:
             return
