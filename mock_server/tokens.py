@@ -32,8 +32,8 @@ def pieces(text: str) -> list[str]:
 def _ascii_classes() -> bytes:
     """A ``bytes.translate`` table for ASCII: word characters (``\\w``) to ``a``, white space (``\\s``) to
     a space, every other character to ``.``; taken from the regex engine's own classes."""
-    return bytes(ord("a") if re.match(r"\w", chr(b)) else ord(" ") if re.match(r"\s", chr(b)) else ord(".")
-                 for b in range(256))
+    return bytes([ord("a") if re.match(r"\w", chr(b)) else ord(" ") if re.match(r"\s", chr(b)) else ord(".")
+                  for b in range(256)])
 
 
 _CLASSES = _ascii_classes()

@@ -256,8 +256,8 @@ class _Group:
 def header_names(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
     """The raw ``x-ratelimit-limit-<dimension>`` header name and value of ``limit``, and the names of its
     ``-remaining-`` and ``-reset-`` headers (the same on every answer: built once per limit)."""
-    limit_name, remaining, reset = (f"x-ratelimit-{part}-{limit.dimension}".encode("latin-1")
-                                    for part in ("limit", "remaining", "reset"))
+    limit_name, remaining, reset = [f"x-ratelimit-{part}-{limit.dimension}".encode("latin-1")
+                                    for part in ("limit", "remaining", "reset")]
     return limit_name, b"%d" % limit.limit, remaining, reset
 
 
