@@ -14,8 +14,15 @@ Servers (``--servers``, comma-separated; default all):
 - ``mock-no-journal``, ``mock-no-metrics``, ``mock-no-limits``: the same without the request journal,
   without observability (``/metrics`` counting and ``X-Request-Id``), without rate limits (the RPM and
   TPM stage and its six headers). The difference to ``mock`` is that feature's served cost.
+- ``mock-pure``: ``mock`` with ``MOCK_SERVER_PURE_PYTHON=1``: the modules ``setup.py`` compiles with mypyc
+  run from their Python source (``mock_server/compiled.py``); the difference is what compiling saves.
+- ``mock-baseline`` (with ``--baseline DIR``): ``mock`` run from the source tree ``DIR`` (another checkout,
+  e.g. ``git worktree add /tmp/main main``) on ``PYTHONPATH``: a change against the code before it.
 
     .venv/bin/python -m benchmarks.bench_cpu [--servers bare,mock] [--rounds 3] [--duration 3] [--connections 64]
+                                             [--baseline DIR]
+
+The header says which modules the mock ran compiled (``mock-server --version``).
 
 Figures are printed, never asserted; every wrk run is bounded by ``--duration``.
 """
@@ -26,6 +33,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +41,7 @@ from typing import Any
 
 from benchmarks.bench_peers import CONTROL, MOCK_CONFIG, PATH, PEER_CHAT_BODY
 from benchmarks.common import (
+    VENV_BIN,
     Server,
     bare_argv,
     base_config,
@@ -44,6 +53,7 @@ from benchmarks.common import (
     write_config,
     wrk,
 )
+from mock_server.compiled import PURE_PYTHON_ENV
 
 #: Each server's configuration (None: the bare app).
 CONFIGS: Mapping[str, Mapping[str, Any] | None] = {
@@ -52,7 +62,11 @@ CONFIGS: Mapping[str, Mapping[str, Any] | None] = {
     "mock-no-journal": base_config(control=CONTROL, journal={"enabled": False}, observability={"enabled": True}),
     "mock-no-metrics": base_config(control=CONTROL, journal={"enabled": True}, observability={"enabled": False}),
     "mock-no-limits": {**MOCK_CONFIG, "rate_limits": {"enabled": False}},
+    "mock-pure": MOCK_CONFIG,
+    "mock-baseline": MOCK_CONFIG,
 }
+#: Environment of a server beside ``os.environ`` (``mock-baseline``'s is ``--baseline``'s PYTHONPATH).
+ENVIRONMENTS: dict[str, dict[str, str]] = {"mock-pure": {PURE_PYTHON_ENV: "1"}}
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -73,7 +87,7 @@ def run(names: list[str], rounds: int, duration_s: float, connections: int) -> d
             config = CONFIGS[name]
             argv = (bare_argv(port, "uvloop") if config is None
                     else mock_argv(write_config(Path(tmp), name, config), port))
-            servers[name] = stack.enter_context(serve(argv, port, probe=PATH))
+            servers[name] = stack.enter_context(serve(argv, port, probe=PATH, env=ENVIRONMENTS.get(name)))
         for server in servers.values():  # warm-up: connections, caches, the journal's ring filled
             wrk(server.url + PATH, PEER_CHAT_BODY, connections, 2, 2)
         for index in range(rounds):
@@ -111,14 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rotating rounds (default 3)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="source tree of mock-baseline (another checkout; put it in --servers)")
     args = parser.parse_args(argv)
     names = args.servers.split(",")
+    if ("mock-baseline" in names) != (args.baseline is not None):
+        parser.error("mock-baseline and --baseline DIR go together")
+    if args.baseline is not None:
+        ENVIRONMENTS["mock-baseline"] = {"PYTHONPATH": str(args.baseline.resolve())}
     unknown = [name for name in names if name not in CONFIGS]
     if unknown:
         parser.error(f"unknown server(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     print(f"## CPU per served request: POST {PATH} (323-byte body), wrk -t2 -c{args.connections}, "
           f"{args.rounds} x {args.duration:g} s, order rotated each round")
     print(f"machine: {machine()}")
+    version = subprocess.run([str(VENV_BIN / "mock-server"), "--version"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.strip()
+    pure = "; mock-pure: the same modules from their Python source" if "mock-pure" in names else ""
+    print(f"mock: {version}{pure}")
     run(names, args.rounds, args.duration, args.connections)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
