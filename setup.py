@@ -75,7 +75,8 @@ class BuildExt(build_ext):
 
 def remove_stale_extensions() -> None:
     """Delete extensions of the compiled modules built in the source tree before (an editable install builds
-    them there): a build that compiles nothing must not leave an older build to be imported."""
+    them there): an editable install that compiles nothing must not leave an older build to be imported.
+    Other builds (a wheel) leave the source tree alone."""
     for name in COMPILED["MODULES"]:
         package, _, leaf = name.rpartition(".")
         for pattern in (f"{leaf}.*", f"{leaf}__mypyc.*"):  # the module's shim and its library
@@ -85,5 +86,6 @@ def remove_stale_extensions() -> None:
 
 
 if __name__ == "__main__":  # as pip's build backend runs it (tests import BuildExt without building)
-    remove_stale_extensions()
+    if {"editable_wheel", "develop"} & set(sys.argv):  # only an editable install builds into the source tree
+        remove_stale_extensions()
     setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
