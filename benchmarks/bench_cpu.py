@@ -14,12 +14,15 @@ Servers (``--servers``, comma-separated; default all):
 - ``mock-no-journal``, ``mock-no-metrics``, ``mock-no-limits``: the same without the request journal,
   without observability (``/metrics`` counting and ``X-Request-Id``), without rate limits (the RPM and
   TPM stage and its six headers). The difference to ``mock`` is that feature's served cost.
-- ``mock-base``: the mock of :data:`MOCK_CONFIG` run from another copy of the code (``--baseline DIR``, for
-  example ``git archive main | tar -x -C DIR``), so that a change is measured side by side with the code
-  it replaces (``python -P``: DIR's code, not this tree's, is what runs).
+- ``mock-pure``: ``mock`` with ``MOCK_SERVER_PURE_PYTHON=1``: the modules ``setup.py`` compiles with mypyc
+  run from their Python source (``mock_server/compiled.py``); the difference is what compiling saves.
+- ``mock-baseline`` (with ``--baseline DIR``): ``mock`` run from the source tree ``DIR`` (another checkout,
+  e.g. ``git worktree add /tmp/main main``) on ``PYTHONPATH``: a change against the code before it.
 
     .venv/bin/python -m benchmarks.bench_cpu [--servers bare,mock] [--rounds 3] [--duration 3] [--connections 64]
-    .venv/bin/python -m benchmarks.bench_cpu --servers mock-base,mock --baseline /tmp/main-copy
+                                             [--baseline DIR]
+
+The header says which modules the mock ran compiled (``mock-server --version``).
 
 Figures are printed, never asserted; every wrk run is bounded by ``--duration``.
 """
@@ -30,7 +33,7 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +41,7 @@ from typing import Any
 
 from benchmarks.bench_peers import CONTROL, MOCK_CONFIG, PATH, PEER_CHAT_BODY
 from benchmarks.common import (
+    VENV_BIN,
     Server,
     bare_argv,
     base_config,
@@ -49,6 +53,7 @@ from benchmarks.common import (
     write_config,
     wrk,
 )
+from mock_server.compiled import PURE_PYTHON_ENV
 
 #: Each server's configuration (None: the bare app).
 CONFIGS: Mapping[str, Mapping[str, Any] | None] = {
@@ -57,16 +62,11 @@ CONFIGS: Mapping[str, Mapping[str, Any] | None] = {
     "mock-no-journal": base_config(control=CONTROL, journal={"enabled": False}, observability={"enabled": True}),
     "mock-no-metrics": base_config(control=CONTROL, journal={"enabled": True}, observability={"enabled": False}),
     "mock-no-limits": {**MOCK_CONFIG, "rate_limits": {"enabled": False}},
-    "mock-base": MOCK_CONFIG,
+    "mock-pure": MOCK_CONFIG,
+    "mock-baseline": MOCK_CONFIG,
 }
-#: The server that runs the code of ``--baseline`` rather than this tree's.
-BASELINE = "mock-base"
-
-
-def baseline_argv(tree: Path, config: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    """``mock-server serve`` of ``config`` on ``port`` run from the code in ``tree`` (argv, environment)."""
-    argv = mock_argv(config, port)
-    return [sys.executable, "-P", "-m", "mock_server", *argv[1:]], {"PYTHONPATH": str(tree)}
+#: Environment of a server beside ``os.environ`` (``mock-baseline``'s is ``--baseline``'s PYTHONPATH).
+ENVIRONMENTS: dict[str, dict[str, str]] = {"mock-pure": {PURE_PYTHON_ENV: "1"}}
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -76,27 +76,18 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def run(names: list[str], rounds: int, duration_s: float, connections: int,
-        baseline: Path | None = None) -> dict[str, list[tuple[float, ...]]]:
+def run(names: list[str], rounds: int, duration_s: float, connections: int) -> dict[str, list[tuple[float, ...]]]:
     """Rotating rounds of wrk on each server of ``names``; returns per server one (req/s, user us/request,
-    system us/request) per round. ``baseline``: the tree whose code :data:`BASELINE` runs. Raises
-    RuntimeError when a server answers anything but 2xx."""
+    system us/request) per round. Raises RuntimeError when a server answers anything but 2xx."""
     results: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         servers: dict[str, Server] = {}
         for name in names:
             port = free_port()
             config = CONFIGS[name]
-            env: dict[str, str] = {}
-            if config is None:
-                argv = bare_argv(port, "uvloop")
-            elif name == BASELINE:
-                if baseline is None:
-                    raise ValueError(f"{BASELINE} needs --baseline")
-                argv, env = baseline_argv(baseline, write_config(Path(tmp), name, config), port)
-            else:
-                argv = mock_argv(write_config(Path(tmp), name, config), port)
-            servers[name] = stack.enter_context(serve(argv, port, probe=PATH, env=env))
+            argv = (bare_argv(port, "uvloop") if config is None
+                    else mock_argv(write_config(Path(tmp), name, config), port))
+            servers[name] = stack.enter_context(serve(argv, port, probe=PATH, env=ENVIRONMENTS.get(name)))
         for server in servers.values():  # warm-up: connections, caches, the journal's ring filled
             wrk(server.url + PATH, PEER_CHAT_BODY, connections, 2, 2)
         for index in range(rounds):
@@ -130,23 +121,29 @@ def run(names: list[str], rounds: int, duration_s: float, connections: int,
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse options, run, print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--servers", default=",".join(name for name in CONFIGS if name != BASELINE),
-                        help=f"default {','.join(name for name in CONFIGS if name != BASELINE)}")
+    parser.add_argument("--servers", default=",".join(CONFIGS), help=f"default {','.join(CONFIGS)}")
     parser.add_argument("--rounds", type=int, default=3, help="rotating rounds (default 3)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    parser.add_argument("--baseline", type=Path, help=f"a copy of the code that {BASELINE} runs")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="source tree of mock-baseline (another checkout; put it in --servers)")
     args = parser.parse_args(argv)
     names = args.servers.split(",")
-    if BASELINE in names and args.baseline is None:
-        parser.error(f"{BASELINE} needs --baseline DIR")
+    if ("mock-baseline" in names) != (args.baseline is not None):
+        parser.error("mock-baseline and --baseline DIR go together")
+    if args.baseline is not None:
+        ENVIRONMENTS["mock-baseline"] = {"PYTHONPATH": str(args.baseline.resolve())}
     unknown = [name for name in names if name not in CONFIGS]
     if unknown:
         parser.error(f"unknown server(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     print(f"## CPU per served request: POST {PATH} (323-byte body), wrk -t2 -c{args.connections}, "
           f"{args.rounds} x {args.duration:g} s, order rotated each round")
     print(f"machine: {machine()}")
-    run(names, args.rounds, args.duration, args.connections, args.baseline)
+    version = subprocess.run([str(VENV_BIN / "mock-server"), "--version"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.strip()
+    pure = "; mock-pure: the same modules from their Python source" if "mock-pure" in names else ""
+    print(f"mock: {version}{pure}")
+    run(names, args.rounds, args.duration, args.connections)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

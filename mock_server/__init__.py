@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mock_server.compiled import prefer_source
+
+prefer_source()  # MOCK_SERVER_PURE_PYTHON: the Python source of the compiled modules (mock_server/compiled.py)
+
 if TYPE_CHECKING:
     from mock_server.app import create_app
     from mock_server.config import DEV_API_KEY, MockConfig

@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from mock_server import compiled
 from mock_server.app import create_app
 from mock_server.config import (
     DEFAULT_CONFIG_FILE,
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mock-server``."""
     parser = argparse.ArgumentParser(prog="mock-server", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {project_version()}")
+    # the version, and which hot modules run compiled (mock_server/compiled.py), so a benchmark can say what ran
+    parser.add_argument("--version", action="version", version=f"%(prog)s {project_version()} ({compiled.describe()})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{serve}")
     serve = commands.add_parser("serve", help="serve the mock over HTTP",
                                 description="Serve the mock over HTTP under uvicorn until interrupted.")

@@ -10,13 +10,16 @@ import hashlib
 import json
 import math
 import random
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-_PIECE = re.compile(r"\s*(?:\w+|[^\w\s])")
+from mock_server.tokens import count_tokens, pieces
+
+#: count_tokens and pieces live in mock_server.tokens (compiled with mypyc where it can be); named here too.
+__all__ = ["HashRandom", "count_tokens", "instance_of", "key_for", "pieces", "rng_for", "safe_instance_of", "sentence",
+           "sentence_for"]
 
 _WORDS = (
     "the", "model", "considers", "your", "request", "and", "answers", "with", "a", "concise",
@@ -125,39 +128,6 @@ def key_for(seed: int, *parts: Any) -> bytes:
     except orjson.JSONEncodeError:
         canonical = json.dumps([seed, *parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(canonical).digest()
-
-
-def pieces(text: str) -> list[str]:
-    """Split text into the mock's tokens, each with its leading white space: ``"".join`` restores it.
-
-    Tokens are words and single punctuation marks; they are the unit of usage counts, of
-    ``max_tokens`` truncation and of streamed deltas.
-    """
-    return _PIECE.findall(text)
-
-
-def _ascii_classes() -> bytes:
-    """A ``bytes.translate`` table for ASCII: word characters (``\\w``) to ``a``, white space (``\\s``) to
-    a space, every other character to ``.``; taken from the regex engine's own classes."""
-    return bytes(ord("a") if re.match(r"\w", chr(b)) else ord(" ") if re.match(r"\s", chr(b)) else ord(".")
-                 for b in range(256))
-
-
-_CLASSES = _ascii_classes()
-
-
-def count_tokens(text: str) -> int:
-    """Number of mock tokens in ``text`` (see :func:`pieces`): its words plus its other non-space characters.
-
-    ASCII text is counted without the regex (about 6x faster; it is counted on every request, for
-    TPM and for usage): after mapping each character to its class, a word is an ``a`` that starts a
-    run (after a space or a mark, or first), and every ``.`` is a token. Other text goes through the regex.
-    """
-    if not text.isascii():
-        return len(_PIECE.findall(text))
-    classes = text.encode().translate(_CLASSES)
-    words = classes.replace(b".", b" ")  # a word starts after a space or a mark: one two-byte count, not two
-    return words.count(b" a") + words.startswith(b"a") + classes.count(b".")
 
 
 def sentence(rng: random.Random, count: int) -> str:

@@ -40,7 +40,8 @@ from mock_server.http_stack import STACKS
 from mock_server.stages.body import BodyReader
 from mock_server.stages.limits import estimated_tokens
 from mock_server.stages.validation import BodyValidator, fast_validator
-from mock_server.textgen import _PIECE, HashRandom, count_tokens, key_for, pieces, sentence, sentence_for
+from mock_server.textgen import HashRandom, count_tokens, key_for, pieces, sentence, sentence_for
+from mock_server.tokens import PIECE as _PIECE
 from spec import operations, request_body_schema, schema_validator
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mock_server.sim.ratelimit import RESOLUTION, Limit, SlidingWindowLog, retry_after_header
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mock_server.sim.ratelimit import RESOLUTION, Limit, SlidingWindowLog, raw_headers, retry_after_header
 
 
 class Clock:
@@ -78,3 +83,58 @@ def test_a_refusal_counts_nothing_and_every_decision_says_so() -> None:
     requests, tokens = log.admit("k", [RPM, tpm], {"requests": 1, "tokens": 60})
     assert not tokens.admitted and not SlidingWindowLog.too_large(tokens, 60) and tokens.retry_after_s == 60.0
     assert requests.remaining == 9 and tokens.remaining == 40
+
+
+#: The stage's usual limits: RPM alone (a credits API endpoint's fixed limit is the same shape), RPM and TPM,
+#: and a short window with small figures, so that sequences reach refusals, expiries and "too large".
+LIMIT_SETS = [(RPM,), (RPM, Limit("tokens", 100, 60.0)), (Limit("requests", 2, 1.5), Limit("tokens", 30, 1.5)),
+              (Limit("requests", 3, 5.0),)]
+STEPS = st.lists(st.tuples(st.sampled_from(["a", "b", ("c", "op")]),  # key
+                           st.integers(0, len(LIMIT_SETS) - 1),      # its limits
+                           st.booleans(),                            # the same tuple as before, or an equal copy
+                           st.integers(0, 120),                      # the TPM estimate
+                           st.sampled_from([0.0, 0.0001, 0.01, 0.5, 1.0, 1.5, 7.0, 30.0, 60.0, 61.0]),  # clock step, s
+                           st.sampled_from(["fused", "fused", "fused", "admit", "reset"])),  # how B is asked
+                 max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS)
+def test_the_fused_admission_decides_records_and_words_headers_as_admit(steps: list[Any]) -> None:
+    """``admit_tokens`` (the stage's fused path) against ``admit`` with the weights the stage gave it:
+    the same decisions (admitted, remaining, reset, Retry-After, refused or too large), the same logs
+    afterwards, and the header values of those decisions, for any sequence of keys, limits, estimates
+    and clock times; the two ways mixed on one limiter share its logs, and a reset forgets both."""
+    clock = Clock()
+    slow, fused = SlidingWindowLog(clock), SlidingWindowLog(clock)
+    for key, which, same, tokens, step, way in steps:
+        clock.now += step
+        limits = LIMIT_SETS[which] if same else tuple(list(LIMIT_SETS[which]))
+        if way == "reset":
+            slow.reset()
+            fused.reset()
+            continue
+        expected = slow.admit(key, limits, {"requests": 1, "tokens": tokens})
+        if way == "admit":
+            assert fused.admit(key, limits, {"requests": 1, "tokens": tokens}) == expected
+            continue
+        decisions, raw = fused.admit_tokens(key, limits, tokens)
+        assert decisions == expected
+        assert raw == raw_headers(expected)
+        assert [SlidingWindowLog.too_large(d, tokens if d.limit.dimension == "tokens" else 1) for d in decisions] == \
+            [SlidingWindowLog.too_large(d, tokens if d.limit.dimension == "tokens" else 1) for d in expected]
+    assert _logs(fused) == _logs(slow)
+
+
+def _logs(limiter: SlidingWindowLog) -> dict[Any, tuple[list[float], list[int], int]]:
+    return {key: (list(log.times), list(log.weights), log.used) for key, log in limiter._logs.items()}
+
+
+def test_the_header_values_of_decisions() -> None:
+    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (whole s rounded up, with an s)."""
+    clock = Clock()
+    decisions, raw = SlidingWindowLog(clock).admit_tokens("k", (RPM, Limit("tokens", 100, 60.0)), 30)
+    assert raw == [(b"x-ratelimit-limit-requests", b"10"), (b"x-ratelimit-remaining-requests", b"9"),
+                   (b"x-ratelimit-reset-requests", b"60s"), (b"x-ratelimit-limit-tokens", b"100"),
+                   (b"x-ratelimit-remaining-tokens", b"70"), (b"x-ratelimit-reset-tokens", b"60s")]
+    assert raw_headers([decisions[0]._replace(reset_s=0.2)])[2] == (b"x-ratelimit-reset-requests", b"1s")

@@ -13,9 +13,19 @@ many requests per second arrive (a high limit under load stays small and fast). 
 holds units longer (by at most ``window_s * RESOLUTION``), never shorter: no window admits more than
 ``limit``; a Retry-After may be that much later than exact.
 
+Two ways in, the same decisions: :meth:`SlidingWindowLog.admit` takes any limits and weights by
+dimension; :meth:`SlidingWindowLog.admit_tokens` is the rate-limit stage's fused path for its usual
+limits (RPM, or RPM and TPM, or the credits API's fixed per-endpoint limit): the logs of a key's limits
+held together (one lookup), the weights 1 per request and the TPM estimate, and the raw
+``x-ratelimit-*`` header values of the decisions built in the same call (:func:`raw_headers`).
+``tests/test_fast_paths.py`` proves the two equal for any sequence of requests, keys, weights and times.
+
+This module is compiled to C with mypyc at install where a compiler is there (``setup.py``; the
+pure-Python module is the fallback): it runs on every rate-limited request.
+
 Sources: 004 ("Rate limit: 10/min" and the like per endpoint), 001 "Errors" (429 rate_limit_error,
-"RPM or TPM exceeded. Respect Retry-After"). The simulation knows nothing of HTTP: the pipeline
-turns a :class:`Decision` into headers and a 429.
+"RPM or TPM exceeded. Respect Retry-After"). The stage (``stages/limits.py``) turns a refusal into
+a 429.
 """
 
 from __future__ import annotations
@@ -26,6 +36,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
+
+#: One raw HTTP header: lower-case name and value, latin-1 bytes (as ``Response.raw_headers`` holds them).
+RawHeader = tuple[bytes, bytes]
 
 #: Fraction of a window within which admissions share a log entry (60 ms of a one-minute window).
 RESOLUTION = 0.001
@@ -106,6 +119,7 @@ class SlidingWindowLog:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._logs: dict[tuple[Hashable, str, float], _Log] = {}
+        self._groups: dict[Hashable, _Group] = {}  # admit_tokens' logs per key: the very _Log objects of _logs
 
     def admit(self, key: Hashable, limits: Sequence[Limit], weights: dict[str, int]) -> list[Decision]:
         """Admit a request under every limit, or none: nothing is recorded unless all admit it.
@@ -115,32 +129,88 @@ class SlidingWindowLog:
         and ``reset_s`` are as if the request had not come (nothing of it was counted).
         """
         now = self._clock()
-        decisions, logs, admitted = [], [], True
+        decisions: list[Decision] = []
+        logs: list[tuple[_Log, int]] = []
+        admitted = True
         for limit in limits:  # one pass per limit, written out: admit runs on every request
             log_key = (key, limit.dimension, limit.window_s)
             log = self._logs.get(log_key)
             if log is None:
                 log = self._logs[log_key] = _Log(limit.window_s * RESOLUTION)
             weight = weights.get(limit.dimension, 1)
-            times, window_s = log.times, limit.window_s
-            if times and times[0] <= now - window_s:
-                log.expire(now - window_s)
-            if log.used + weight <= limit.limit:
-                reset = times[0] + window_s - now if times else window_s
-                decisions.append(_decision((limit, True, limit.limit - log.used - weight, max(reset, 0.0), 0.0)))
-            else:
-                admitted = False
-                decisions.append(self._refusal(log, limit, weight, now))
+            decision = self._decide(log, limit, weight, now)
+            admitted = admitted and decision.admitted
+            decisions.append(decision)
             logs.append((log, weight))
         if admitted:
             for log, weight in logs:
                 log.append(now, weight)
             return decisions
-        # refused: nothing was logged, so what a limit that would have admitted reports is what is left
-        # without this request (the x-ratelimit-* headers of the 429 must agree with what was counted)
-        return [d if not d.admitted else _decision((d.limit, True, d.remaining + weights.get(d.limit.dimension, 1),
+        return self._unspent(decisions, logs)
+
+    def admit_tokens(self, key: Hashable, limits: tuple[Limit, ...],
+                     tokens: int) -> tuple[list[Decision], list[RawHeader]]:
+        """``admit(key, limits, {"requests": 1, "tokens": tokens})`` and ``raw_headers`` of its decisions, in
+        one call: the same decisions, recorded in the same logs (the two ways can be mixed on one key).
+
+        The weight of a ``tokens`` limit is ``tokens`` (the TPM estimate), of any other limit 1. ``limits``
+        should be the same tuple object on every call for a key (the stage keeps one per key): the key's
+        logs are then found with one lookup; another tuple is looked up again, limit by limit.
+        """
+        group = self._groups.get(key)
+        if group is None or group.limits is not limits:
+            group = self._group(key, limits)
+        now = self._clock()
+        decisions: list[Decision] = []
+        admitted = True
+        for index, log in enumerate(group.logs):  # admit's loop, with each limit's log and weight at hand
+            decision = self._decide(log, limits[index], tokens if group.tokens[index] else 1, now)
+            admitted = admitted and decision.admitted
+            decisions.append(decision)
+        if admitted:
+            raw: list[RawHeader] = []
+            for index, log in enumerate(group.logs):
+                log.append(now, tokens if group.tokens[index] else 1)
+                decision = decisions[index]
+                limit_name, limit_value, remaining, reset_name = group.names[index]
+                raw += ((limit_name, limit_value), (remaining, b"%d" % decision.remaining),
+                        (reset_name, b"%ds" % math.ceil(decision.reset_s)))
+            return decisions, raw
+        decisions = self._unspent(decisions, [(log, tokens if group.tokens[index] else 1)
+                                              for index, log in enumerate(group.logs)])
+        return decisions, raw_headers(decisions)
+
+    def _decide(self, log: _Log, limit: Limit, weight: int, now: float) -> Decision:
+        """``limit``'s decision on ``weight`` more units at ``now`` (s), recording nothing (the entries that
+        have left the window are dropped)."""
+        times, window_s = log.times, limit.window_s
+        if times and times[0] <= now - window_s:
+            log.expire(now - window_s)
+        if log.used + weight <= limit.limit:
+            reset = times[0] + window_s - now if times else window_s
+            return _decision((limit, True, limit.limit - log.used - weight, max(reset, 0.0), 0.0))
+        return self._refusal(log, limit, weight, now)
+
+    @staticmethod
+    def _unspent(decisions: list[Decision], logs: list[tuple[_Log, int]]) -> list[Decision]:
+        """The decisions of a refused request, each limit's log and the weight it would have taken at hand:
+        nothing was logged, so what a limit that would have admitted reports is what is left without this
+        request (the x-ratelimit-* headers of the 429 must agree with what was counted)."""
+        return [d if not d.admitted else _decision((d.limit, True, d.remaining + weight,
                                                     d.reset_s if log.times else 0.0, 0.0))
-                for d, (log, _) in zip(decisions, logs, strict=True)]
+                for d, (log, weight) in zip(decisions, logs, strict=True)]
+
+    def _group(self, key: Hashable, limits: tuple[Limit, ...]) -> _Group:
+        """The logs of ``key``'s ``limits`` (made where missing), held together for :meth:`admit_tokens`."""
+        logs = []
+        for limit in limits:
+            log_key = (key, limit.dimension, limit.window_s)
+            log = self._logs.get(log_key)
+            if log is None:
+                log = self._logs[log_key] = _Log(limit.window_s * RESOLUTION)
+            logs.append(log)
+        group = self._groups[key] = _Group(limits, logs)
+        return group
 
     @staticmethod
     def too_large(decision: Decision, weight: int) -> bool:
@@ -166,6 +236,40 @@ class SlidingWindowLog:
     def reset(self) -> None:
         """Forget every log (the control API's reset)."""
         self._logs.clear()
+        self._groups.clear()
+
+
+class _Group:
+    """One key's logs for its limits, in the limits' order, with what :meth:`SlidingWindowLog.admit_tokens`
+    needs of each limit at hand: whether it counts tokens, and its header names (:func:`header_names`)."""
+
+    __slots__ = ("limits", "logs", "names", "tokens")
+
+    def __init__(self, limits: tuple[Limit, ...], logs: list[_Log]) -> None:
+        self.limits = limits
+        self.logs = logs
+        self.tokens = [limit.dimension == "tokens" for limit in limits]
+        self.names = [header_names(limit) for limit in limits]
+
+
+@functools.cache
+def header_names(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
+    """The raw ``x-ratelimit-limit-<dimension>`` header name and value of ``limit``, and the names of its
+    ``-remaining-`` and ``-reset-`` headers (the same on every answer: built once per limit)."""
+    limit_name, remaining, reset = [f"x-ratelimit-{part}-{limit.dimension}".encode("latin-1")
+                                    for part in ("limit", "remaining", "reset")]
+    return limit_name, b"%d" % limit.limit, remaining, reset
+
+
+def raw_headers(decisions: Sequence[Decision]) -> list[RawHeader]:
+    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` (units) and ``-reset-`` (``<s>s``, whole s rounded
+    up) of each decision, raw, in the decisions' order (OpenAI's rate-limit headers)."""
+    raw: list[RawHeader] = []
+    for decision in decisions:
+        limit_name, limit_value, remaining, reset = header_names(decision.limit)
+        raw += ((limit_name, limit_value), (remaining, b"%d" % decision.remaining),
+                (reset, b"%ds" % math.ceil(decision.reset_s)))
+    return raw
 
 
 def retry_after_header(decisions: Sequence[Decision]) -> str:

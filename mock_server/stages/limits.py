@@ -11,62 +11,28 @@ Over a limit: 429 rate_limit_error with Retry-After (s) and the ``x-ratelimit-*`
 admitted answer carries the ``x-ratelimit-*`` headers too. A refused request uses up nothing, and
 the headers of its 429 say so. A request whose own estimated tokens exceed the TPM limit can never
 be admitted: OpenAI's "Request too large" 429, without Retry-After and with ``x-should-retry: false``.
+
+In process, a request is judged in one call of the limiter (``SlidingWindowLog.admit_tokens``: the TPM
+estimate given once, the key's logs held together, the headers' values built with the decisions); a
+fleet's limits are awaited from Redis (:class:`SharedRateLimits`).
 """
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.responses import Response
 
 from mock_server.context import Call, Services
 from mock_server.errors import ApiError
-from mock_server.sim.ratelimit import Decision, Limit, SlidingWindowLog, retry_after_header
+from mock_server.sim.ratelimit import Decision, Limit, SlidingWindowLog, raw_headers, retry_after_header
 from mock_server.stages.base import Stage
-from mock_server.textgen import count_tokens
+from mock_server.tokens import estimated_tokens
 from spec import Operation
 from spec.extensions import rate_limit
 
 #: Window of the gateways' RPM and TPM, in s.
 MINUTE_S = 60.0
-
-
-#: The fields that ask for output room, first found counts: chat's two spellings, then the Responses API's.
-ROOM_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-
-
-def _strings(body: Any) -> list[str]:
-    """Every string of a JSON value, nested objects and arrays included (in no particular order)."""
-    out: list[str] = []
-    pending = [body]
-    while pending:
-        value = pending.pop()
-        kind = type(value)
-        if kind is str:
-            out.append(value)
-        elif kind is dict:
-            pending += value.values()
-        elif kind is list:
-            pending += value
-    return out
-
-
-def estimated_tokens(body: Any) -> int:
-    """A request's TPM weight: the tokens of its text plus the output it asks room for (max_tokens).
-
-    The strings are counted joined by spaces, in one pass: a token never spans white space, so the
-    count is the sum of the strings' counts, whatever their order.
-    """
-    room = 0
-    if isinstance(body, dict) and not body.keys().isdisjoint(ROOM_FIELDS):
-        for name in ROOM_FIELDS:
-            if isinstance(body.get(name), (int, float)):
-                room = int(body[name])
-                break
-    return count_tokens(" ".join(_strings(body))) + room
 
 
 class RateLimits(Stage):
@@ -84,8 +50,8 @@ class RateLimits(Stage):
         self._by_key: dict[str | None, tuple[Limit, ...]] = {}  # the configuration is frozen: built once per key
         self.metrics = services.metrics.operation(self.operation_id) if services.metrics else None
 
-    def limits(self, call: Call) -> Sequence[Limit]:
-        """The limits that apply to ``call``'s key."""
+    def limits(self, call: Call) -> tuple[Limit, ...]:
+        """The limits that apply to ``call``'s key (the same tuple on every call for a key)."""
         if self.fixed:
             return self.fixed
         found = self._by_key.get(call.api_key)
@@ -99,19 +65,22 @@ class RateLimits(Stage):
         out = [Limit("requests", rpm, window_s)]
         if "tpm" in self.dimensions:
             out.append(Limit("tokens", tpm, window_s))
-        self._by_key[call.api_key] = tuple(out)
-        return out
+        found = self._by_key[call.api_key] = tuple(out)
+        return found
 
     def check(self, call: Call) -> None:
         """Raises ApiError 429 rate_limit_error when a limit is reached: with Retry-After when waiting
-        will let the request in, or :meth:`_too_large` when it never can."""
-        limits = self.limits(call)
-        weights = {"requests": 1, "tokens": estimated_tokens(call.body) if len(limits) > 1 else 0}
-        decisions = call.services.limiter.admit((call.api_key, self.operation_id), limits, weights)
-        call.state["rate_limits"] = decisions
+        will let the request in, or :meth:`_too_large` when it never can. Notes the decisions
+        (``call.state["rate_limits"]``) and their headers (``"rate_limit_headers"``) for :meth:`finish`."""
+        limits = self.fixed or self._by_key.get(call.api_key) or self.limits(call)
+        tokens = estimated_tokens(call.body) if len(limits) > 1 else 0
+        decisions, raw = call.services.limiter.admit_tokens((call.api_key, self.operation_id), limits, tokens)
+        state = call.state
+        state["rate_limits"] = decisions
+        state["rate_limit_headers"] = raw
         for decision in decisions:
             if not decision.admitted:
-                self.refuse(call, decisions, weights)
+                self.refuse(call, decisions, {"requests": 1, "tokens": tokens})
 
     def refuse(self, call: Call, decisions: list[Decision], weights: dict[str, int]) -> None:
         """Raises the 429 of ``decisions``, of which one at least refused (counted in the metrics)."""
@@ -149,9 +118,9 @@ class RateLimits(Stage):
     def finish(self, call: Call, response: Response) -> Response:
         """Adds the ``x-ratelimit-*`` headers (appended to the raw list: no other part sets them, and
         ``MutableHeaders`` would rescan the list for each one)."""
-        decisions = call.state.get("rate_limits")
-        if decisions:
-            response.raw_headers += _raw_headers(decisions)
+        raw = call.state.get("rate_limit_headers")
+        if raw:
+            response.raw_headers += raw
         return response
 
 
@@ -167,33 +136,15 @@ class SharedRateLimits(RateLimits):
         assert limiter is not None  # built only for a fleet
         decisions = await limiter.admit((call.api_key, self.operation_id), limits, weights)
         call.state["rate_limits"] = decisions
+        call.state["rate_limit_headers"] = raw_headers(decisions)
         for decision in decisions:
             if not decision.admitted:
                 self.refuse(call, decisions, weights)
 
 
-@functools.cache
-def _fixed_headers(limit: Limit) -> tuple[bytes, bytes, bytes, bytes]:
-    """The raw ``x-ratelimit-limit-<dimension>`` header and value of ``limit``, and the names of its
-    ``-remaining-`` and ``-reset-`` headers (the same on every answer: built once per limit)."""
-    limit_name, remaining, reset = (f"x-ratelimit-{part}-{limit.dimension}".encode("latin-1")
-                                    for part in ("limit", "remaining", "reset"))
-    return limit_name, b"%d" % limit.limit, remaining, reset
-
-
-def _raw_headers(decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
-    """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) of each decision, raw."""
-    raw: list[tuple[bytes, bytes]] = []
-    for decision in decisions:
-        limit_name, limit_value, remaining, reset = _fixed_headers(decision.limit)
-        raw += ((limit_name, limit_value), (remaining, b"%d" % decision.remaining),
-                (reset, b"%ds" % math.ceil(decision.reset_s)))
-    return raw
-
-
 def headers(decisions: Sequence[Decision]) -> dict[str, str]:
     """``x-ratelimit-limit-<dimension>``, ``-remaining-`` and ``-reset-`` (``<s>s``) per limit."""
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in _raw_headers(decisions)}
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers(decisions)}
 
 
 def build(operation: Operation, services: Services) -> Stage | None:
