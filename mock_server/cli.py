@@ -157,13 +157,24 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     return dataclasses.replace(config, latency=latency)
 
 
+#: The collector's third threshold while serving: a full collection after this many second-generation ones
+#: (CPython's default is 10). A full collection scans every live object at once, with the event loop
+#: stopped: with 1,000 SSE streams open that pause put the p99 gap between events at 20-35 ms (5 ms and
+#: less without it; benchmarks/RESULTS.md, sixth session). Requests make almost no cyclic garbage, so
+#: what waits longer for a full collection is small.
+FULL_COLLECTION_EVERY = 1000
+
+
 def settle_heap() -> None:
-    """Put what start-up built out of the garbage collector's sight before serving (``benchmarks/paired.py``
-    calls it too, so that its instruction counts are a served process's)."""
+    """Put what start-up built out of the garbage collector's sight before serving, and make its full
+    collections rare (:data:`FULL_COLLECTION_EVERY`). ``benchmarks/paired.py`` calls it too, so that its
+    instruction counts are a served process's."""
     # What start-up built (specs, compiled validators, the catalogue) lives as long as the process:
     # out of the collector's sight, a collection under load scans only what requests allocate.
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,3 +52,12 @@ def test_sdk_against_mock_server_serve(served: str) -> None:
         chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
                                                      messages=[{"role": "user", "content": "Hello"}]))
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == completion.choices[0].message.content
+
+
+def test_serving_makes_full_collections_rare_and_keeps_the_young_ones() -> None:
+    """``settle_heap`` (run by ``serve`` before serving): the third collector threshold raised (a full collection
+    pauses the event loop, the p99 of an SSE stream's gaps), the first two as CPython sets them."""
+    code = ("import gc; before = gc.get_threshold(); from mock_server.cli import settle_heap, FULL_COLLECTION_EVERY; "
+            "settle_heap(); print(before, gc.get_threshold(), FULL_COLLECTION_EVERY, gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["(700,", "10,", "10)", "(700,", "10,", "1000)", "1000", "True"], done.stdout
