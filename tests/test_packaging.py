@@ -113,3 +113,17 @@ def test_a_console_script_with_its_half_runs_its_cli(command: str) -> None:
 def test_the_scripts_start_at_the_launcher() -> None:
     """pyproject's scripts go through spec/launch.py, not straight to a half's CLI (whose imports need its extra)."""
     assert PROJECT["scripts"] == {"mock-server": "spec.launch:mock_server", "conformance": "spec.launch:conformance"}
+
+
+def test_a_run_imports_the_sdks_only_to_run_an_sdk_check() -> None:
+    """Importing ``openai`` and ``anthropic`` costs seconds, paid by the CLI and by each xdist worker of each
+    stage: collecting the suite (the SDK checks' module included) loads neither; running an SDK call does."""
+    code = ("import sys; from conformance.cli import main; import conformance.suite.test_sdk as sdk_tests; "
+            "from conformance.checks.sdk import run_sdk; "
+            "print(sorted(name for name in ('openai', 'anthropic') if name in sys.modules)); "
+            "run_sdk('sdk_chat_completion', 'http://127.0.0.1:9', lambda: None); "
+            "print(sorted(name for name in ('openai', 'anthropic') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "['anthropic', 'openai']"]

@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anthropic
-import openai
-
 from conformance.checks import check
 from conformance.failures import CheckFailure, Evidence
 
@@ -21,7 +18,13 @@ SOURCE = "001 Chat Completions (any official OpenAI SDK works out of the box)"
 
 
 def run_sdk(name: str, base_url: str, scenario: Callable[[], Any]) -> Any:
-    """Run an SDK call; an SDK exception (the SDK could not parse or accept the answer) fails ``name``."""
+    """Run an SDK call; an SDK exception (the SDK could not parse or accept the answer) fails ``name``.
+
+    The SDKs are imported here, not with the module: importing both costs about 3.7 s, paid by every pytest
+    process of a run (the CLI's and each xdist worker's) whether or not it runs an SDK check."""
+    import anthropic
+    import openai
+
     try:
         return scenario()
     except (openai.OpenAIError, anthropic.AnthropicError, ValueError, TypeError, KeyError, AttributeError) as exc:

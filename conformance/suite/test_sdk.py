@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
-import openai
 import pytest
 
 from conformance.budget import RunState, call_cost
@@ -17,6 +15,10 @@ from conformance.checks.sdk import run_sdk
 from conformance.golden import media_file
 from conformance.http import Recorder
 from conformance.target import Target
+
+if TYPE_CHECKING:  # the fixtures import the SDKs when a test of this module runs (see checks.sdk.run_sdk)
+    import anthropic
+    import openai
 
 API = "openai_gateway"
 
@@ -41,6 +43,8 @@ def hooks(recorder: Recorder, run_state: RunState) -> dict[str, list[Any]]:
 def sdk(target: Target, hooks: dict[str, list[Any]]) -> Iterator[openai.OpenAI]:
     """The SDK pointed at the target with only base_url and api_key (no retries: a failure is a finding);
     its HTTP client is the SDK's default but for the :func:`hooks`."""
+    import openai
+
     http = openai.DefaultHttpxClient(event_hooks=hooks)
     with openai.OpenAI(base_url=f"{target.base_url}/v1", api_key=target.api_key, max_retries=0,
                        timeout=target.timeout_s, http_client=http) as client:
@@ -100,6 +104,8 @@ HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
 def claude(target: Target, hooks: dict[str, list[Any]]) -> Iterator[anthropic.Anthropic]:
     """The Anthropic SDK pointed at the target with only base_url and api_key (sent as x-api-key), the
     target's anthropic-version, no retries; its HTTP client has the :func:`hooks`, as the openai SDK's does."""
+    import anthropic
+
     with anthropic.Anthropic(base_url=target.base_url, api_key=target.api_key, max_retries=0,
                              timeout=target.timeout_s, http_client=anthropic.DefaultHttpxClient(event_hooks=hooks),
                              default_headers={"anthropic-version": target.messages_version}) as client:
