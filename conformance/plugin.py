@@ -260,8 +260,11 @@ class ConformancePlugin:
 
         Generated cases come last because they spend the target's credits and rate limits, which
         the precise checks before them must find untouched. Tests marked ``last_in_phase`` end their phase.
+        In a pytest-xdist worker (a concurrent stage, whose tests run together whatever their order) the
+        tests :func:`starts_first` are first: xdist hands out its scopes in the workers' collection order.
         """
-        items.sort(key=lambda item: (PHASES.index(phase_of(item)), runs_alone(item)))
+        items.sort(key=lambda item: (not (self.worker and starts_first(item)), PHASES.index(phase_of(item)),
+                                     runs_alone(item)))
         for item in items:
             _unique_node_id(item)
 
@@ -437,6 +440,15 @@ def runs_after_serial(item: pytest.Item) -> bool:
     golden and behavioural checks."""
     phase = phase_of(item)
     return phase == "upstream" or (phase == "property" and is_rate_limited(item.nodeid))
+
+
+def starts_first(item: pytest.Item) -> bool:
+    """Whether a concurrent stage starts a test before its others: the gateways' generated tests, which run with
+    the golden and behavioural checks (:func:`runs_after_serial`). Each sends tens of cases whose answers queue
+    on the target's few GPU slots (a positive image test 10-18 s against ``mock-server serve``, against 1-11 s
+    for a golden or behavioural check), so started last they ended the stage on one or two busy workers while
+    the others had nothing left; started first, the short checks fill the workers around them (longest first)."""
+    return phase_of(item) == "property" and not runs_after_serial(item)
 
 
 def runs_alone(item: pytest.Item) -> bool:
