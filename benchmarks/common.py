@@ -246,8 +246,26 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+#: Additions in :func:`python_pace_ms`'s loop.
+PACE_ADDITIONS = 2_000_000
+
+
+def python_pace_ms() -> float:
+    """This hour's speed of the interpreter, in ms: the best of 3 timings of a pure-Python loop of
+    :data:`PACE_ADDITIONS` additions. The machine (a shared VM) runs the same code up to twice as slowly
+    in some hours as in others; runs are comparable only at about the same pace."""
+    best = float("inf")
+    for _ in range(3):
+        start, total = time.perf_counter(), 0
+        for number in range(PACE_ADDITIONS):
+            total += number
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
 def machine() -> str:
-    """One line on the machine: CPU model, cores, memory, OS, Python, and the load average now."""
+    """One line on the machine: CPU model, cores, memory, OS, Python, the load average now and the
+    interpreter's pace (:func:`python_pace_ms`)."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -259,7 +277,8 @@ def machine() -> str:
         mem_kb = 0
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GiB, {platform.platform()}, "
-            f"Python {platform.python_version()}; load average {load}")
+            f"Python {platform.python_version()}; load average {load}; pace {python_pace_ms():.0f} ms "
+            f"({PACE_ADDITIONS:,} additions in a Python loop, best of 3)")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
