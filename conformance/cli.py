@@ -40,6 +40,7 @@ from conformance.plugin import (
     phase_of_module,
 )
 from conformance.profiles import MAX_DURATION_S, MOCK_TIME_SCALE, PROFILES
+from conformance.suite import generated_test_names
 from conformance.target import Target, TargetFileError, load_target_file, name_for, parse_target, root_url
 from spec import api_names, load_yaml, project_version
 
@@ -283,13 +284,13 @@ def _generated(module: str, after_serial: bool) -> list[str]:
     """What a concurrent stage collects of suite ``module``: the module itself, or for the property module
     the node ids of its generated tests that run before the serial stage (``after_serial`` False: the
     gateways') or after it (True: the credits API's, ``plugin.runs_after_serial``). ``test_properties``
-    makes a positive and a negative test function per API (``test_{positive,negative}_cases_<api>``), and
+    makes a positive and a negative test function per API (``suite.generated_test_names``), and
     schemathesis draws their boundary cases as it collects them: collecting the whole module cost the first
     stage's every worker 2.6 s of CPU for the credits API's tests, and the stage after the serial one 4.2 s
     for the gateways', each deselected by ``-m`` after."""
     if phase_of_module(module) != "property":
         return [module]
-    names = [f"test_{mode}_cases_{api}" for api in api_names() for mode in ("positive", "negative")]
+    names = [name for api in api_names() for name in generated_test_names(api)]
     return [f"{module}::{name}" for name in names if is_rate_limited(name) == after_serial]
 
 

@@ -35,6 +35,7 @@ from conformance.budget import RunState, call_cost
 from conformance.checks import REGISTRY
 from conformance.failures import CheckFailure, Evidence, TargetError, excerpt, form_field, redact_headers
 from conformance.http import MAX_RETRIES, Exchange, retry_after_s, secrets_of
+from conformance.suite import generated_test_names
 from conformance.target import Target
 from spec import api_names, find_operation, load_api
 
@@ -243,5 +244,6 @@ def _negative_test(api: str) -> Callable[..., None]:
 
 
 for _api in api_names():
-    globals()[f"test_positive_cases_{_api}"] = _positive_test(_api)
-    globals()[f"test_negative_cases_{_api}"] = _negative_test(_api)
+    _positive_name, _negative_name = generated_test_names(_api)
+    globals()[_positive_name] = _positive_test(_api)
+    globals()[_negative_name] = _negative_test(_api)
