@@ -21,7 +21,7 @@ Before jsf sees a schema it is checked here (:func:`prepare`), since jsf would a
 ``eval``s the non-standard keywords ``$provider``, ``$state`` and ``$fixed`` and opens the file or URL of
 a non-local ``$ref`` (so both are refused), and it builds whatever size a schema asks for (so sizes past
 :data:`MAX_ITEMS` and :data:`MAX_CHARS` and nesting past :data:`MAX_SCHEMA_DEPTH` are refused, and its
-work for one answer stops after :data:`BUDGET_S` s: :func:`_deadline`). With ``strict: true`` the schema
+work for one answer stops after :data:`BUDGET_S` s: :func:`_budget`). With ``strict: true`` the schema
 must also meet OpenAI's documented rules for strict structured outputs (:func:`check_strict`); keywords
 beyond OpenAI's strict subset (uniqueItems, minLength...) are honoured, not refused.
 """
@@ -35,9 +35,7 @@ import functools
 import importlib
 import random
 import re
-import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ import jsonschema
 import orjson
 from jsonschema.validators import validator_for
 
+from mock_server import watchdog
 from mock_server.errors import ApiError
 from mock_server.textgen import key_for
 
@@ -62,6 +61,9 @@ BUDGET_S = 1.0
 MAX_ITEMS = 1_000
 #: The largest minLength the mock fills, in characters.
 MAX_CHARS = 10_000
+#: The most subschemas a schema may have once its non-recursive ``$ref``s are expanded (as jsf expands
+#: them): 40 definitions that each refer twice to the next would be 2**40.
+MAX_EXPANDED_NODES = 100_000
 #: The sizes a draw aims at when the schema allows more: items of an array, characters of a string.
 ANSWER_ITEMS, ANSWER_CHARS = 8, 200
 #: The longest structured answer, in characters of JSON; a longer draw counts as a miss.
@@ -127,16 +129,16 @@ async def answers(schema: Any, keys: Sequence[bytes], *, param: str, name: str =
 
 def generate(schema: Any, keys: Sequence[bytes], param: str, name: str = "", strict: bool = False) -> list[str]:
     """:func:`answers`, in the calling thread: :func:`prepare`, then :func:`instance` per key, each within
-    :data:`BUDGET_S` s of Python work (counted once its turn comes: one answer is made at a time, and
+    :data:`BUDGET_S` s (counted once its turn comes: one answer is made at a time, and
     other requests' answers may come between this request's, so ``n`` choices never hold the others back
     for ``n`` budgets). Raises ApiError 400 as :func:`answers` says."""
     import jsf  # noqa: F401  # its first import (about 0.5 s: Faker, pydantic) is not the schema's time
 
-    with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
+    with _DRAW_LOCK, _budget(param):
         prepared = prepare(schema, param=param, name=name, strict=strict)
     texts = []
     for key in keys:
-        with _DRAW_LOCK, _deadline(time.monotonic() + BUDGET_S, param):
+        with _DRAW_LOCK, _budget(param):
             texts.append(instance(prepared, key))
     return texts
 
@@ -162,6 +164,7 @@ def prepare(schema: Any, *, param: str, name: str = "", strict: bool = False) ->
         where = ".".join([param, *map(str, exc.path)])
         raise ApiError(400, f"Invalid schema for {param}: {exc.message}", param=where) from None
     _check_safe(schema, param)
+    _check_expansion(schema, param)
     if strict:
         check_strict(schema, param=param, name=name)
     prepared = Prepared(_parse(schema, param), cls(schema, format_checker=cls.FORMAT_CHECKER), param)
@@ -186,31 +189,17 @@ def instance(prepared: Prepared, key: bytes) -> str:
                         "local $ref, anyOf/oneOf/allOf and nesting.", param=prepared.param)
 
 
-class _OutOfTime(BaseException):
-    """Raised into the generating thread's Python code when its budget is spent (a BaseException, so
-    that no ``except Exception`` in jsf swallows it: a trace function that raised is unset)."""
-
-
 @contextlib.contextmanager
-def _deadline(deadline: float, param: str) -> Iterator[None]:
-    """Stop this thread's Python work at ``deadline`` (``time.monotonic()``): a trace function, called on
-    each Python function call of this thread only, raises :class:`_OutOfTime` into the call, which
-    becomes ApiError 400 naming ``param``. jsf's loops (a uniqueItems array whose items have fewer
-    distinct values than minItems never ends there) call Python functions, so none outlives it."""
-    def trace(frame: Any, event: str, arg: Any) -> None:
-        if time.monotonic() > deadline:
-            raise _OutOfTime
-        return None
-
-    previous = sys.gettrace()
-    sys.settrace(trace)
+def _budget(param: str) -> Iterator[None]:
+    """Stop the block's work after :data:`BUDGET_S` s (:func:`mock_server.watchdog.deadline`: jsf's loops
+    may never end, e.g. a uniqueItems array whose items have fewer distinct values than minItems), as
+    ApiError 400 naming ``param``."""
     try:
-        yield
-    except _OutOfTime:
+        with watchdog.deadline(BUDGET_S):
+            yield
+    except watchdog.OutOfTime:
         raise ApiError(400, f"The mock could not make an instance of the schema at {param} within {BUDGET_S:g} s.",
                        param=param) from None
-    finally:
-        sys.settrace(previous)
 
 
 _MISS = object()
@@ -414,6 +403,37 @@ def _check_safe(schema: Mapping[str, Any], param: str) -> None:
             except (re.error, RecursionError, OverflowError) as exc:
                 raise ApiError(400, f"{where}: not a regular expression the mock can use ({exc}).",
                                param=where) from None
+
+
+def _check_expansion(schema: Mapping[str, Any], param: str) -> None:
+    """Refuse (ApiError 400 naming ``param``) a schema of more than :data:`MAX_EXPANDED_NODES` subschemas
+    once each non-recursive local ``$ref`` is replaced by its definition (a recursive one counts once:
+    jsf bounds its depth). Sizes are counted per definition, each once, without recursion."""
+    definitions = {f"#/{keyword}/{name}": definition for keyword in ("$defs", "definitions")
+                   if isinstance(schema.get(keyword), Mapping)
+                   for name, definition in schema[keyword].items() if isinstance(definition, Mapping)}
+    recursive = _recursive_refs(schema)
+
+    def uses(root: Mapping[str, Any]) -> list[str]:
+        return [node["$ref"] for _, node in _nodes(root)
+                if node.get("$ref") in definitions and node["$ref"] not in recursive]
+
+    sizes: dict[str, int] = {}
+    pending = [(ref, False) for ref in definitions if ref not in recursive]
+    while pending:  # depth first, sizing a definition once those it refers to are sized
+        ref, ready = pending.pop()
+        if ref in sizes:
+            continue
+        if ready:
+            sizes[ref] = sum(1 for _ in _nodes(definitions[ref])) + sum(sizes[used] for used in uses(definitions[ref]))
+        else:
+            pending.append((ref, True))
+            pending.extend((used, False) for used in uses(definitions[ref]) if used not in sizes)
+    root = {keyword: value for keyword, value in schema.items() if keyword not in ("$defs", "definitions")}
+    total = sum(1 for _ in _nodes(root)) + sum(sizes[used] for used in uses(root))
+    if total > MAX_EXPANDED_NODES:
+        raise ApiError(400, f"{param}: its $refs expand to {total:.3g} subschemas, more than the mock generates "
+                            f"from ({MAX_EXPANDED_NODES}).", param=param)
 
 
 def check_strict(schema: Mapping[str, Any], *, param: str, name: str = "") -> None:

@@ -244,7 +244,14 @@ def test_a_provider_keyword_is_refused_not_evaluated(client: TestClient, tmp_pat
     assert not marker.exists()
 
 
-_DEFS = {f"d{i}": obj({"a": {"$ref": f"#/$defs/d{i + 1}"}, "b": {"$ref": f"#/$defs/d{i + 1}"}}) for i in range(40)}
+def _chain(levels: int) -> dict[str, Any]:
+    """A schema of ``levels`` definitions, each referring twice to the next: 2**levels subschemas once
+    its references are expanded, from 3 * levels written ones."""
+    defs = {f"d{i}": obj({"a": {"$ref": f"#/$defs/d{i + 1}"}, "b": {"$ref": f"#/$defs/d{i + 1}"}})
+            for i in range(levels)}
+    return {**obj({"r": {"$ref": "#/$defs/d0"}}), "$defs": {**defs, f"d{levels}": {"type": "integer"}}}
+
+
 HOSTILE: dict[str, tuple[Any, str]] = {
     "remote_ref": (obj({"x": {"$ref": "http://127.0.0.1:9/x.json#/a"}}), f"{PARAM}.properties.x.$ref"),
     "file_ref": (obj({"x": {"$ref": "/etc/passwd#/a"}}), f"{PARAM}.properties.x.$ref"),
@@ -256,8 +263,7 @@ HOSTILE: dict[str, tuple[Any, str]] = {
     "unsatisfiable_lengths": (obj({"x": {"type": "string", "minLength": 5, "maxLength": 2}}), PARAM),
     "unique_items_beyond_the_enum": (obj({"x": {"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True,
                                                 "minItems": 3}}), PARAM),
-    "exponential_refs": ({**obj({"r": {"$ref": "#/$defs/d0"}}), "$defs": {**_DEFS, "d40": {"type": "integer"}}},
-                         PARAM),
+    "exponential_refs": (_chain(40), PARAM),
     "nested_plus": (obj({"x": {"type": "string", "pattern": "^((((a+)+)+)+)+$"}}), PARAM),
     "deep_nesting": (functools.reduce(lambda inner, _: obj({"a": inner}), range(100), {"type": "string"}), PARAM),
 }
@@ -275,13 +281,28 @@ def test_hostile_schema_is_a_quick_400_naming_the_field(client: TestClient, name
     assert ask(client, BATTERY["pattern"]).status_code == 200  # and the mock still answers
 
 
-def test_a_refused_schema_leaves_no_tracer_behind() -> None:
+def test_a_refused_schema_leaves_no_deadline_behind() -> None:
     import sys
+
+    from mock_server import watchdog
 
     before = sys.gettrace()
     with pytest.raises(ApiError):
         structured.generate(HOSTILE["unique_items_beyond_the_enum"][0], [b"\x00" * 32], PARAM)
     assert sys.gettrace() is before
+    assert watchdog.active() == 0
+
+
+def test_references_are_refused_by_their_expanded_size_before_jsf_sees_them() -> None:
+    started = time.monotonic()
+    with pytest.raises(ApiError) as caught:
+        structured.generate(_chain(40), [b"\x00" * 32], PARAM)
+    assert time.monotonic() - started < structured.BUDGET_S / 2  # counted, not built and stopped by the budget
+    assert caught.value.param == PARAM and "expand to" in caught.value.message
+    # a shared definition within the limit is answered in full (2**10 leaves)
+    [text] = structured.generate(_chain(10), [b"\x00" * 32], PARAM)
+    jsonschema.validate(json.loads(text), _chain(10))
+    assert json.dumps(json.loads(text)).count(":") == 2 ** 11 - 1
 
 
 # ---- the suite's check: every answer shape it reads can fail it -------------------------------------------
