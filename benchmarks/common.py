@@ -253,7 +253,9 @@ PACE_ADDITIONS = 2_000_000
 def python_pace_ms() -> float:
     """This hour's speed of the interpreter, in ms: the best of 3 timings of a pure-Python loop of
     :data:`PACE_ADDITIONS` additions. The machine (a shared VM) runs the same code up to twice as slowly
-    in some hours as in others; runs are comparable only at about the same pace."""
+    in some hours as in others. A different pace says two hours differ; the same pace does not say they
+    are alike (RESULTS.md, "Eighth session": the suite and the servers ran 1.7-1.8x slowly at a fast pace),
+    so compare only runs paired in the same hour."""
     best = float("inf")
     for _ in range(3):
         start, total = time.perf_counter(), 0
