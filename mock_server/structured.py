@@ -285,14 +285,19 @@ def _narrowed(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[Callable[
     return narrowed, makers
 
 
+def _definitions(schema: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``schema``'s definitions by the local reference that names them: ``{"#/$defs/name": subschema}``
+    (``$defs`` and draft 4-7's ``definitions``)."""
+    return {f"#/{keyword}/{name}": definition for keyword in ("$defs", "definitions")
+            if isinstance(schema.get(keyword), Mapping)
+            for name, definition in schema[keyword].items() if isinstance(definition, Mapping)}
+
+
 def _recursive_refs(schema: Mapping[str, Any]) -> set[str]:
     """The local references (``#/$defs/name``, ``#/definitions/name``) of ``schema`` whose definition can
     reach itself through references."""
-    refs: dict[str, set[str]] = {}
-    for keyword in ("$defs", "definitions"):
-        for name, definition in (schema.get(keyword) or {}).items():
-            refs[f"#/{keyword}/{name}"] = {node["$ref"] for _, node in _nodes(definition)
-                                           if isinstance(node.get("$ref"), str)}
+    refs = {ref: {node["$ref"] for _, node in _nodes(definition) if isinstance(node.get("$ref"), str)}
+            for ref, definition in _definitions(schema).items()}
     recursive = set()
     for start, targets in refs.items():
         seen, stack = set(), list(targets)
@@ -409,28 +414,31 @@ def _check_expansion(schema: Mapping[str, Any], param: str) -> None:
     """Refuse (ApiError 400 naming ``param``) a schema of more than :data:`MAX_EXPANDED_NODES` subschemas
     once each non-recursive local ``$ref`` is replaced by its definition (a recursive one counts once:
     jsf bounds its depth). Sizes are counted per definition, each once, without recursion."""
-    definitions = {f"#/{keyword}/{name}": definition for keyword in ("$defs", "definitions")
-                   if isinstance(schema.get(keyword), Mapping)
-                   for name, definition in schema[keyword].items() if isinstance(definition, Mapping)}
+    definitions = _definitions(schema)
     recursive = _recursive_refs(schema)
 
-    def uses(root: Mapping[str, Any]) -> list[str]:
-        return [node["$ref"] for _, node in _nodes(root)
-                if node.get("$ref") in definitions and node["$ref"] not in recursive]
+    def shape(root: Mapping[str, Any]) -> tuple[int, list[str]]:
+        """(subschemas written in ``root``, the non-recursive definitions it refers to, once per reference)."""
+        nodes = list(_nodes(root))
+        return len(nodes), [node["$ref"] for _, node in nodes
+                            if node.get("$ref") in definitions and node["$ref"] not in recursive]
 
+    shapes = {ref: shape(definition) for ref, definition in definitions.items() if ref not in recursive}
     sizes: dict[str, int] = {}
-    pending = [(ref, False) for ref in definitions if ref not in recursive]
+    pending = [(ref, False) for ref in shapes]
     while pending:  # depth first, sizing a definition once those it refers to are sized
         ref, ready = pending.pop()
         if ref in sizes:
             continue
+        written, used = shapes[ref]
         if ready:
-            sizes[ref] = sum(1 for _ in _nodes(definitions[ref])) + sum(sizes[used] for used in uses(definitions[ref]))
+            sizes[ref] = written + sum(sizes[other] for other in used)
         else:
             pending.append((ref, True))
-            pending.extend((used, False) for used in uses(definitions[ref]) if used not in sizes)
+            pending.extend((other, False) for other in used if other not in sizes)
     root = {keyword: value for keyword, value in schema.items() if keyword not in ("$defs", "definitions")}
-    total = sum(1 for _ in _nodes(root)) + sum(sizes[used] for used in uses(root))
+    written, used = shape(root)
+    total = written + sum(sizes[other] for other in used)
     if total > MAX_EXPANDED_NODES:
         raise ApiError(400, f"{param}: its $refs expand to {total:.3g} subschemas, more than the mock generates "
                             f"from ({MAX_EXPANDED_NODES}).", param=param)

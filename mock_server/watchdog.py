@@ -7,7 +7,8 @@ passed (CPython's ``PyThreadState_SetAsyncExc``: the exception is raised at that
 boundary), and again every :data:`REPEAT_S` s until the thread leaves the block: a raise that lands in a
 ``__del__`` or a weakref callback is swallowed by CPython ("Exception ignored in ..."), and the next one
 reaches the work. A trace function (``sys.settrace``) could not do this: CPython unsets a trace function
-that raised, so one swallowed raise leaves the work unbounded (a CI worker ran out of memory so).
+that raised, so one swallowed raise leaves the work unbounded (the likely cause of a CI worker's crash
+on a schema whose references expand to 2**40 subschemas).
 
 Work in C that never returns to the interpreter (a regular expression's backtracking) is not stopped:
 callers keep such work bounded before it starts.
@@ -66,9 +67,9 @@ def _watch() -> None:
                     del _ENTRIES[thread_id]
                     _raise_in(thread_id, None)
                     continue
-                due = REPEAT_S if now >= entry.at else entry.at - now
                 if now >= entry.at:
                     _raise_in(thread_id, OutOfTime)
+                due = max(entry.at - now, 0.0) or REPEAT_S
                 wait = due if wait is None else min(wait, due)
             _WAKE.wait(wait)
 
